@@ -1,0 +1,37 @@
+from typing import ClassVar, Literal
+
+from shared.settings import ServiceSettings, settings_config
+
+
+class NotificationSettings(ServiceSettings):
+    service_name: ClassVar[str] = "notification"
+    model_config = settings_config("NOTIFICATION_")
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_tls: Literal["none", "starttls", "tls"] = "none"
+    smtp_timeout: float = 30.0
+    smtp_pool_size: int = 5
+    mail_from: str = "Stadt Kaiserslautern – Mitwirkung <mitwirkung@kaiserslautern.de>"
+    mail_reply_to: str = "Integrationsbeauftragter der Stadt Kaiserslautern <europa@kaiserslautern.de>"
+    message_id_domain: str = ""
+    # 0 = no limit. An Exchange relay may allow only 30 per minute.
+    rate_limit_per_minute: int = 0
+    # Retry on 4xx / connection errors with exponential backoff and jitter, up to this age.
+    retry_base_seconds: float = 30.0
+    retry_max_seconds: float = 3600.0
+    max_age_hours: float = 48.0
+    # A row left in 'sending' longer than this (the process died mid-send) becomes 'unknown' and is retried.
+    sending_lease_seconds: float = 300.0
+    sender_batch_size: int = 50
+    sender_poll_interval: float = 1.0
+    purge_after_days: int = 180
+    purge_job_interval: float = 3600.0
+
+    office_name: str = "Integrationsbeauftragter der Stadt Kaiserslautern"
+    office_address: str = "Willy-Brandt-Platz 1, 67657 Kaiserslautern"
+    office_phone: str = "0631 365-1121"
+    office_email: str = "europa@kaiserslautern.de"
+    privacy_url: str = "https://www.kaiserslautern.de/datenschutz"

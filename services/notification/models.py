@@ -1,0 +1,49 @@
+"""Tables of the notification schema: the delivery log is also the queue of mails to send."""
+
+from sqlalchemy import Column, DateTime, Index, Integer, Table, Text, func, text
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+from shared.db import service_metadata
+from shared.inbox import inbox_table
+from shared.outbox import outbox_table
+
+SCHEMA = "notification"
+metadata = service_metadata(SCHEMA)
+outbox = outbox_table(metadata)
+inbox = inbox_table(metadata)
+
+DELIVERY_STATUSES = ("pending", "sending", "sent", "retrying", "failed", "unknown")
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    # event id + template + recipient: one intended mail, however often its event is delivered.
+    Column("dedup_key", Text, nullable=False, unique=True),
+    Column("event_id", Text, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("template", Text, nullable=False),
+    Column("language", Text, nullable=False),
+    Column("recipient_email", Text, nullable=True),
+    Column("recipient_name", Text, nullable=True),
+    Column("message_id", Text, nullable=False),
+    Column("subject", Text, nullable=True),
+    Column("context", JSONB, nullable=True),
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text, nullable=True),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+    Index(
+        "ix_deliveries_due",
+        "next_attempt_at",
+        postgresql_where=text("status IN ('pending', 'retrying', 'unknown')"),
+    ),
+    Index("ix_deliveries_sending", "lease_until", postgresql_where=text("status = 'sending'")),
+    Index("ix_deliveries_recipient", "recipient_email"),
+    Index("ix_deliveries_event", "event_id"),
+    Index("ix_deliveries_created", "created_at"),
+)

@@ -1,0 +1,46 @@
+"""The proposals service process."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.proposals import api, service
+from services.proposals.config import ProposalsSettings
+from services.proposals.models import inbox, outbox
+from shared.events import CATALOG
+from shared.inbox import EventConsumer
+from shared.runtime import PeriodicJob, ServiceRuntime, build_runtime, create_service_app
+from shared.topology import PROPOSALS_CATALOG
+
+
+def build(settings: ProposalsSettings | None = None) -> ServiceRuntime:
+    settings = settings or ProposalsSettings()
+    runtime = build_runtime(settings, outbox=outbox)
+    runtime.consumers.append(
+        EventConsumer(
+            queue=PROPOSALS_CATALOG,
+            handlers={key: service.apply_working_group for key in PROPOSALS_CATALOG.routing_keys},
+            inbox=inbox,
+            session_factory=runtime.session_factory,
+            max_attempts=settings.consumer_max_attempts,
+            prefetch=settings.consumer_prefetch,
+        )
+    )
+
+    async def seed() -> None:
+        async with runtime.transaction() as session:
+            await service.seed_districts(session, settings)
+
+    runtime.jobs.append(PeriodicJob("seed-districts", 300.0, seed, before_serving=True))
+    return runtime
+
+
+def create_app(settings: ProposalsSettings | None = None) -> FastAPI:
+    return create_service_app(
+        build(settings),
+        title="Mitwirkung — proposals",
+        description="Proposals per working group and district, staff moderation, the council report.",
+        routers=[api.router],
+        publishes=[t for t in CATALOG if t.startswith("proposal.")],
+        consumes=[PROPOSALS_CATALOG],
+    )

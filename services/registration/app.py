@@ -1,0 +1,37 @@
+"""The registration service process."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.registration import api, service
+from services.registration.config import RegistrationSettings
+from services.registration.models import inbox, outbox
+from shared.events import CATALOG
+from shared.runtime import PeriodicJob, ServiceRuntime, build_runtime, create_service_app
+
+
+def build(settings: RegistrationSettings | None = None) -> ServiceRuntime:
+    settings = settings or RegistrationSettings()
+    runtime = build_runtime(settings, outbox=outbox)
+
+    async def seed() -> None:
+        async with runtime.transaction() as session:
+            await service.seed_catalog(session, settings)
+
+    runtime.jobs.append(PeriodicJob("seed-catalog", 300.0, seed, before_serving=True))
+    return runtime
+
+
+def create_app(
+    settings: RegistrationSettings | None = None, runtime: ServiceRuntime | None = None
+) -> FastAPI:
+    runtime = runtime or build(settings)
+    _ = inbox
+    return create_service_app(
+        runtime,
+        title="Mitwirkung — registration",
+        description="Working groups, meetings, registrations with double opt-in, the waitlist.",
+        routers=[api.router],
+        publishes=[t for t in CATALOG if t.startswith(("registration.", "meeting.", "working_group."))],
+    )

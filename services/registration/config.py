@@ -1,0 +1,24 @@
+from typing import ClassVar
+
+from shared.settings import ServiceSettings, settings_config
+
+
+class RegistrationSettings(ServiceSettings):
+    service_name: ClassVar[str] = "registration"
+    model_config = settings_config("REGISTRATION_")
+
+    public_url: str = ""
+    default_capacity: int = 30
+    default_expert_reserved: int = 0
+    confirmation_window_hours: float = 48.0
+    reminder_lead_hours: float = 48.0
+    idempotency_ttl_hours: float = 24.0
+    rate_limit_per_minute: int = 20
+    expiry_job_interval: float = 60.0
+    reminder_job_interval: float = 60.0
+
+    def model_post_init(self, __context: object) -> None:
+        super().model_post_init(__context)
+        if not self.public_url:
+            self.public_url = self.registration_public_url
+        self.public_url = self.public_url.rstrip("/")

@@ -1,0 +1,109 @@
+"""Tables of the registration schema."""
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+from shared.db import service_metadata
+from shared.inbox import inbox_table
+from shared.outbox import outbox_table
+
+SCHEMA = "registration"
+metadata = service_metadata(SCHEMA)
+outbox = outbox_table(metadata)
+inbox = inbox_table(metadata)
+
+working_groups = Table(
+    "working_groups",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("position", Integer, nullable=False, server_default=text("0")),
+    Column("capacity", Integer, nullable=False),
+    Column("expert_reserved", Integer, nullable=False, server_default=text("0")),
+    # Seat counters, changed only under the working group's row lock (see repository.lock_working_group).
+    Column("confirmed_general", Integer, nullable=False, server_default=text("0")),
+    Column("confirmed_reserved", Integer, nullable=False, server_default=text("0")),
+    Column("waitlist_seq", BigInteger, nullable=False, server_default=text("0")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+meetings = Table(
+    "meetings",
+    metadata,
+    Column("working_group_id", Text, ForeignKey("working_groups.id"), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("starts_at", DateTime(timezone=True), nullable=True),
+    Column("ends_at", DateTime(timezone=True), nullable=True),
+    Column("venue", Text, nullable=False, server_default=""),
+    Column("address", Text, nullable=False, server_default=""),
+    Column("sequence", Integer, nullable=False, server_default=text("0")),
+    Column("cancelled", Boolean, nullable=False, server_default=text("false")),
+    Column("reminder_sent_for", DateTime(timezone=True), nullable=True),
+)
+
+registrations = Table(
+    "registrations",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("working_group_id", Text, ForeignKey("working_groups.id"), nullable=False),
+    Column("status", Text, nullable=False),
+    # Personal data; set to NULL when the registration expires or is erased.
+    Column("name", Text, nullable=True),
+    Column("email", Text, nullable=True),
+    Column("email_key", Text, nullable=True),
+    Column("language", Text, nullable=False),
+    Column("participant_type", Text, nullable=False),
+    Column("organization", Text, nullable=True),
+    Column("district", Text, nullable=True),
+    Column("accessibility_needs", Text, nullable=True),
+    Column("interpretation_language", Text, nullable=True),
+    Column("token_hash", Text, nullable=False, unique=True),
+    Column("seat", Text, nullable=True),  # 'reserved' | 'general' while confirmed
+    Column("waitlist_seq", BigInteger, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("confirmed_at", DateTime(timezone=True), nullable=True),
+    Column("cancelled_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index(
+        "uq_registrations_active_email",
+        "working_group_id",
+        "email_key",
+        unique=True,
+        postgresql_where=text("status IN ('pending_confirmation', 'confirmed', 'waitlisted')"),
+    ),
+    Index(
+        "ix_registrations_waitlist",
+        "working_group_id",
+        "waitlist_seq",
+        postgresql_where=text("status = 'waitlisted'"),
+    ),
+    Index(
+        "ix_registrations_pending_expiry",
+        "expires_at",
+        postgresql_where=text("status = 'pending_confirmation'"),
+    ),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("request_hash", Text, nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("response", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

@@ -1,0 +1,75 @@
+"""Request and response bodies of the registration API (the contract in API.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field, field_validator
+
+from shared.events import Language, ParticipantType
+from shared.validation import Email, StrictModel, multi_line, single_line
+
+Name = single_line(200)
+Slug = single_line(80)
+ShortText = single_line(200)
+LongText = multi_line(2000)
+Token = single_line(200)
+
+
+class RegistrationRequest(StrictModel):
+    working_group_id: Slug  # type: ignore[valid-type]
+    name: Name  # type: ignore[valid-type]
+    email: Email
+    language: Language = "de"
+    participant_type: ParticipantType
+    organization: ShortText | None = None  # type: ignore[valid-type]
+    district: ShortText | None = None  # type: ignore[valid-type]
+    accessibility_needs: LongText | None = None  # type: ignore[valid-type]
+    interpretation_language: ShortText | None = None  # type: ignore[valid-type]
+    privacy_consent: bool
+    # Honeypot: invisible in the city's form; a person leaves it empty, a bot fills it.
+    website: str | None = Field(default=None, max_length=500)
+
+    @field_validator("privacy_consent")
+    @classmethod
+    def _consent_given(cls, value: bool) -> bool:
+        if value is not True:
+            raise ValueError("consent to the privacy notice is required")
+        return value
+
+
+class TokenRequest(StrictModel):
+    token: Token  # type: ignore[valid-type]
+
+
+class RegistrationAccepted(BaseModel):
+    id: UUID
+    status: Literal["pending_confirmation"] = "pending_confirmation"
+
+
+class RegistrationState(BaseModel):
+    id: UUID
+    status: str
+    waitlist_position: int | None = None
+
+
+class MeetingOut(BaseModel):
+    number: int
+    starts_at: datetime | None
+    ends_at: datetime | None
+    venue: str
+    address: str
+    cancelled: bool = False
+
+
+class WorkingGroupOut(BaseModel):
+    id: str
+    title: str
+    capacity: int
+    confirmed: int
+    seats_left: int
+    waitlisted: int
+    expert_reserved: int = 0
+    meetings: list[MeetingOut]

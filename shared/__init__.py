@@ -1,0 +1,1 @@
+"""Code every Mitwirkung service shares: contracts, messaging, persistence, HTTP plumbing."""

@@ -1,0 +1,187 @@
+"""``mitwirkung``: the operator's command line.
+
+mitwirkung setup                 create database, roles and schemas; migrate all services
+mitwirkung migrate [SERVICE]     run Alembic migrations (as the service's own role)
+mitwirkung serve SERVICE         run one service (HTTP, consumers, relay, jobs)
+mitwirkung dev                   setup, then run all three services and the development mail sink
+mitwirkung mailsink              run the development SMTP sink (mails saved as .eml files)
+mitwirkung dlq list QUEUE        show the messages parked in QUEUE.dlq
+mitwirkung dlq replay QUEUE      move the messages of QUEUE.dlq back to QUEUE
+mitwirkung token --role ROLE     mint a local staff token (HS256, STAFF_JWT_SECRET)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from shared.settings import ServiceSettings
+
+SERVICES = ("registration", "notification", "proposals")
+_SETTINGS = {
+    "registration": "services.registration.config:RegistrationSettings",
+    "notification": "services.notification.config:NotificationSettings",
+    "proposals": "services.proposals.config:ProposalsSettings",
+}
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def load_settings(service: str) -> ServiceSettings:
+    module, _, name = _SETTINGS[service].partition(":")
+    return getattr(importlib.import_module(module), name)()
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from shared.migrations import ServiceDatabase, bootstrap, migrate
+
+    admin_url = os.environ.get("MITWIRKUNG_ADMIN_DATABASE_URL", DEFAULT_ADMIN_URL)
+    services = [ServiceDatabase(s, load_settings(s).database_url) for s in SERVICES]
+    asyncio.run(bootstrap(admin_url, services))
+    for svc in services:
+        migrate(svc.service, svc.database_url)
+        print(f"{svc.service}: schema ready and migrated")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from shared.migrations import migrate
+
+    for service in [args.service] if args.service else SERVICES:
+        migrate(service, load_settings(service).database_url, args.revision)
+        print(f"{service}: migrated to {args.revision}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = load_settings(args.service)
+    app = importlib.import_module(f"services.{args.service}.app").create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    return 0
+
+
+def cmd_mailsink(args: argparse.Namespace) -> int:
+    from shared.mailsink import run_forever
+
+    run_forever(args.host, args.port, args.directory)
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    """Run the whole system in the foreground; Ctrl-C stops all of it."""
+    if not args.skip_setup:
+        cmd_setup(args)
+    env = {**os.environ}
+    env.setdefault("STAFF_JWT_SECRET", "dev-secret-change-me")
+    env.setdefault("LOG_JSON", "false")
+    exe = [sys.executable, "-m", "shared.cli"]
+    procs = [subprocess.Popen([*exe, "mailsink", "--directory", args.mail_dir], env=env)]
+    procs += [subprocess.Popen([*exe, "serve", s], env=env) for s in SERVICES]
+    print(
+        "Mitwirkung is starting: registration http://127.0.0.1:8001/docs, notification :8002, "
+        f"proposals :8003; mails land in {args.mail_dir}/ (SMTP sink on 127.0.0.1:1025). Ctrl-C stops.",
+        flush=True,
+    )
+
+    def stop(*_: object) -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    stop()
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    return 0 if all(p.returncode in (0, -signal.SIGTERM) for p in procs) else 1
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from shared.dlq import list_dead_letters, replay_dead_letters
+
+    amqp_url = args.amqp_url or os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    if args.action == "list":
+        for line in asyncio.run(list_dead_letters(amqp_url, args.queue, args.limit)):
+            print(line)
+        return 0
+    moved = asyncio.run(replay_dead_letters(amqp_url, args.queue, args.limit))
+    print(f"replayed {moved} message(s) from {args.queue}.dlq to {args.queue}")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from shared.auth import mint_token
+
+    settings = load_settings(args.service)
+    if not settings.staff_jwt_secret:
+        settings.staff_jwt_secret = "dev-secret-change-me"
+    print(mint_token(settings, args.subject, args.role, ttl=timedelta(hours=args.hours)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="mitwirkung", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("setup", help="create database, roles, schemas; migrate").set_defaults(func=cmd_setup)
+
+    p = sub.add_parser("migrate", help="run migrations")
+    p.add_argument("service", nargs="?", choices=SERVICES)
+    p.add_argument("--revision", default="head")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("serve", help="run one service")
+    p.add_argument("service", choices=SERVICES)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("mailsink", help="development SMTP sink")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=1025)
+    p.add_argument("--directory", default="var/mail")
+    p.set_defaults(func=cmd_mailsink)
+
+    p = sub.add_parser("dev", help="setup, then run everything")
+    p.add_argument("--skip-setup", action="store_true")
+    p.add_argument("--mail-dir", default="var/mail")
+    p.set_defaults(func=cmd_dev)
+
+    p = sub.add_parser("dlq", help="inspect or replay a dead-letter queue")
+    p.add_argument("action", choices=("list", "replay"))
+    p.add_argument("queue", help="the consumer queue, e.g. notification.mail")
+    p.add_argument("--limit", type=int, default=1000)
+    p.add_argument("--amqp-url", default=None)
+    p.set_defaults(func=cmd_dlq)
+
+    p = sub.add_parser("token", help="mint a local staff token")
+    p.add_argument("--role", action="append", default=[], choices=("staff", "moderator", "admin"))
+    p.add_argument("--subject", default="local-staff")
+    p.add_argument("--hours", type=float, default=8)
+    p.add_argument("--service", default="registration", choices=SERVICES)
+    p.set_defaults(func=cmd_token)
+
+    args = parser.parse_args(argv)
+    if getattr(args, "role", None) == []:
+        args.role = ["staff"]
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

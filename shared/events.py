@@ -1,0 +1,267 @@
+"""The event catalog: every integration event, its routing key and its version, in one place.
+
+An event is a small, immutable pydantic model. Its identity (``message_id``), type, time and correlation id
+travel in the AMQP properties, so the body is only the event's facts. Events carry the state a consumer
+needs to act without calling back (event-carried state transfer): the notification service gets the
+recipient's address, name and language, the working group's title and the meeting dates.
+
+Consumers ignore fields they do not know (``extra="ignore"``), so a producer may add fields without a new
+version; renaming or removing one needs a new version and a period in which both are published.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+Language = Literal["de", "en", "tr", "ru", "ar", "uk"]
+LANGUAGES: tuple[str, ...] = ("de", "en", "tr", "ru", "ar", "uk")
+ParticipantType = Literal["resident", "expert", "organization"]
+RegistrationStatus = Literal["pending_confirmation", "confirmed", "waitlisted", "cancelled", "expired"]
+
+
+class IntegrationEvent(BaseModel):
+    """Base of every event. Subclasses set ``event_type`` (the routing key) and ``version``."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_type: ClassVar[str]
+    version: ClassVar[int] = 1
+
+
+CATALOG: dict[str, type[IntegrationEvent]] = {}
+
+
+def _register(cls: type[IntegrationEvent]) -> type[IntegrationEvent]:
+    if cls.event_type in CATALOG:
+        raise ValueError(f"event type {cls.event_type} registered twice")
+    CATALOG[cls.event_type] = cls
+    return cls
+
+
+def event_class(event_type: str) -> type[IntegrationEvent] | None:
+    return CATALOG.get(event_type)
+
+
+# --- value objects carried inside events ---------------------------------------------------------------
+
+
+class Recipient(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    email: str
+    name: str
+    language: Language = "de"
+
+
+class MeetingInfo(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    number: int
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    venue: str = ""
+    address: str = ""
+    # Raised on every change, so calendar entries can be updated (iCalendar SEQUENCE).
+    sequence: int = 0
+    cancelled: bool = False
+
+
+class WorkingGroupInfo(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    id: str
+    title: str
+
+
+class SelfServiceLinks(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    confirm_url: str | None = None
+    status_url: str | None = None
+    cancel_url: str | None = None
+
+
+class Participant(BaseModel):
+    """A confirmed participant, as carried in meeting-wide events."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    registration_id: UUID
+    recipient: Recipient
+    links: SelfServiceLinks = SelfServiceLinks()
+
+
+# --- registration ------------------------------------------------------------------------------------
+
+
+class _RegistrationEvent(IntegrationEvent):
+    registration_id: UUID
+    recipient: Recipient
+    working_group: WorkingGroupInfo
+    meetings: list[MeetingInfo]
+    participant_type: ParticipantType = "resident"
+    links: SelfServiceLinks = SelfServiceLinks()
+
+
+@_register
+class RegistrationSubmitted(_RegistrationEvent):
+    """A person registered and must confirm their address (double opt-in)."""
+
+    event_type: ClassVar[str] = "registration.submitted"
+
+
+@_register
+class RegistrationResubmitted(_RegistrationEvent):
+    """Someone registered again with an address already active in the working group; nothing new was
+    created. The mail tells the person their existing status (the API answers as for a first time)."""
+
+    event_type: ClassVar[str] = "registration.resubmitted"
+    status: RegistrationStatus
+    waitlist_position: int | None = None
+
+
+@_register
+class RegistrationConfirmed(_RegistrationEvent):
+    event_type: ClassVar[str] = "registration.confirmed"
+
+
+@_register
+class RegistrationWaitlisted(_RegistrationEvent):
+    event_type: ClassVar[str] = "registration.waitlisted"
+    waitlist_position: int
+
+
+@_register
+class RegistrationPromoted(_RegistrationEvent):
+    """A seat became free (cancellation, more capacity) and went to this person from the waitlist."""
+
+    event_type: ClassVar[str] = "registration.promoted"
+
+
+@_register
+class RegistrationCancelled(_RegistrationEvent):
+    event_type: ClassVar[str] = "registration.cancelled"
+
+
+@_register
+class RegistrationExpired(_RegistrationEvent):
+    """Not confirmed in time; the personal data is deleted after this event is published."""
+
+    event_type: ClassVar[str] = "registration.expired"
+
+
+# --- meetings and the catalog -------------------------------------------------------------------------
+
+
+class _MeetingEvent(IntegrationEvent):
+    working_group: WorkingGroupInfo
+    meeting: MeetingInfo
+    participants: list[Participant]
+
+
+@_register
+class MeetingRescheduled(_MeetingEvent):
+    event_type: ClassVar[str] = "meeting.rescheduled"
+    previous: MeetingInfo | None = None
+
+
+@_register
+class MeetingCancelled(_MeetingEvent):
+    event_type: ClassVar[str] = "meeting.cancelled"
+
+
+@_register
+class MeetingReminderDue(_MeetingEvent):
+    event_type: ClassVar[str] = "meeting.reminder_due"
+
+
+class _WorkingGroupEvent(IntegrationEvent):
+    id: str
+    title: str
+    meetings: list[MeetingInfo]
+
+
+@_register
+class WorkingGroupPublished(_WorkingGroupEvent):
+    event_type: ClassVar[str] = "working_group.published"
+
+
+@_register
+class WorkingGroupChanged(_WorkingGroupEvent):
+    event_type: ClassVar[str] = "working_group.changed"
+
+
+# --- proposals ---------------------------------------------------------------------------------------
+
+
+class DistrictInfo(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    id: str
+    name: str
+
+
+class _ProposalEvent(IntegrationEvent):
+    proposal_id: UUID
+    title: str
+    working_group: WorkingGroupInfo
+    district: DistrictInfo | None = None
+    # None when the author stayed anonymous: nobody is owed a mail then.
+    author: Recipient | None = None
+    public_url: str | None = None
+
+
+@_register
+class ProposalSubmitted(_ProposalEvent):
+    event_type: ClassVar[str] = "proposal.submitted"
+
+
+@_register
+class ProposalPublished(_ProposalEvent):
+    event_type: ClassVar[str] = "proposal.published"
+    public_statement: str | None = None
+
+
+@_register
+class ProposalRejected(_ProposalEvent):
+    event_type: ClassVar[str] = "proposal.rejected"
+    public_statement: str
+
+
+@_register
+class ProposalChangesRequested(_ProposalEvent):
+    event_type: ClassVar[str] = "proposal.changes_requested"
+    public_statement: str
+    edit_url: str
+
+
+@_register
+class ProposalMarkedDuplicate(_ProposalEvent):
+    event_type: ClassVar[str] = "proposal.marked_duplicate"
+    public_statement: str
+    duplicate_of: UUID
+    duplicate_of_title: str = ""
+    duplicate_of_url: str | None = None
+
+
+@_register
+class ProposalOutcomeDecided(_ProposalEvent):
+    event_type: ClassVar[str] = "proposal.outcome_decided"
+    outcome: Literal["adopted", "partially_adopted", "not_adopted"]
+    public_statement: str
+
+
+# --- privacy -----------------------------------------------------------------------------------------
+
+
+@_register
+class PrivacyErasureRequested(IntegrationEvent):
+    event_type: ClassVar[str] = "privacy.erasure_requested"
+    request_id: UUID
+    email: str
+
+
+@_register
+class PrivacyErasureCompleted(IntegrationEvent):
+    event_type: ClassVar[str] = "privacy.erasure_completed"
+    request_id: UUID
+    service: str
+    records_erased: int

@@ -1,0 +1,214 @@
+"""HTTP plumbing shared by every service: problem+json errors, correlation ids, body limits, health."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.observability import HTTP_LATENCY, HTTP_REQUESTS, correlation_id_var, get_logger
+
+log = get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+CORRELATION_HEADER = "X-Correlation-ID"
+
+
+class Problem(Exception):
+    """A domain or request error that the API answers as RFC 9457 problem+json."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str = "",
+        *,
+        errors: list[dict[str, str]] | None = None,
+        type_: str = "about:blank",
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.errors = errors
+        self.type = type_
+        self.headers = headers
+        self.extra = extra or {}
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str = "",
+    *,
+    errors: list[dict[str, str]] | None = None,
+    type_: str = "about:blank",
+    headers: dict[str, str] | None = None,
+    instance: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail or title}
+    if instance:
+        body["instance"] = instance
+    if errors is not None:
+        body["errors"] = errors
+    if extra:
+        body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or str(loc[0] if loc else "")
+
+
+def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
+    errors = []
+    for err in exc.errors():
+        message = err.get("msg", "invalid")
+        if err.get("type") == "extra_forbidden":
+            message = "unknown field"
+        elif err.get("type") == "json_invalid":
+            message = "the body is not valid JSON"
+        errors.append({"field": _field_path(tuple(err.get("loc", ()))), "message": message})
+    return errors
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(
+            exc.status,
+            exc.title,
+            exc.detail,
+            errors=exc.errors,
+            type_=exc.type,
+            headers=exc.headers,
+            instance=request.url.path,
+            extra=exc.extra,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem_response(
+            422,
+            "Invalid request",
+            "One or more fields are invalid.",
+            errors=validation_errors(exc),
+            instance=request.url.path,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        titles = {
+            401: "Unauthorized",
+            403: "Forbidden",
+            404: "Not found",
+            405: "Method not allowed",
+            413: "Request body too large",
+            415: "Unsupported media type",
+        }
+        return problem_response(
+            exc.status_code,
+            titles.get(exc.status_code, "Error"),
+            str(exc.detail or ""),
+            headers=getattr(exc, "headers", None),
+            instance=request.url.path,
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", path=request.url.path)
+        return problem_response(
+            500,
+            "Internal error",
+            "The request could not be completed. It has been logged.",
+            instance=request.url.path,
+        )
+
+
+class RequestContextMiddleware:
+    """Correlation id in and out, a hard body-size limit, and request metrics — as plain ASGI."""
+
+    def __init__(self, app: ASGIApp, *, service: str, max_body_bytes: int) -> None:
+        self.app = app
+        self.service = service
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        incoming = headers.get(CORRELATION_HEADER.lower(), "")
+        cid = incoming if _is_safe_id(incoming) else str(uuid.uuid4())
+        token = correlation_id_var.set(cid)
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+
+        declared = headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+            response = problem_response(
+                413,
+                "Request body too large",
+                f"The body may be at most {self.max_body_bytes} bytes.",
+                headers={CORRELATION_HEADER: cid},
+            )
+            await response(scope, receive, send)
+            correlation_id_var.reset(token)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise _BodyTooLarge()
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (CORRELATION_HEADER.encode(), cid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        except _BodyTooLarge:
+            response = problem_response(
+                413,
+                "Request body too large",
+                f"The body may be at most {self.max_body_bytes} bytes.",
+                headers={CORRELATION_HEADER: cid},
+            )
+            await response(scope, receive, send)
+            status_holder["status"] = 413
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            HTTP_REQUESTS.labels(self.service, scope["method"], path, str(status_holder["status"])).inc()
+            HTTP_LATENCY.labels(self.service, scope["method"], path).observe(time.perf_counter() - started)
+            correlation_id_var.reset(token)
+
+
+class _BodyTooLarge(StarletteHTTPException):
+    """Raised while the body is read; FastAPI passes HTTP exceptions through to the problem handler."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "The request body is too large.")
+
+
+def _is_safe_id(value: str) -> bool:
+    return 0 < len(value) <= 128 and all(c.isalnum() or c in "-_.:" for c in value)

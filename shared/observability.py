@@ -1,0 +1,84 @@
+"""JSON logs that carry the correlation id, and the Prometheus metrics every service exports."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+from contextvars import ContextVar
+
+import structlog
+from prometheus_client import Counter, Gauge, Histogram
+
+correlation_id_var: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+
+
+def current_correlation_id() -> str:
+    """The correlation id of the request or message being handled; a fresh one outside of both."""
+    value = correlation_id_var.get()
+    return value or str(uuid.uuid4())
+
+
+def _add_correlation_id(_: object, __: str, event_dict: dict) -> dict:
+    cid = correlation_id_var.get()
+    if cid and "correlation_id" not in event_dict:
+        event_dict["correlation_id"] = cid
+    return event_dict
+
+
+def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:
+    """Route structlog and the standard library (uvicorn, faststream, aio-pika) through one JSON renderer."""
+    shared_processors: list = [
+        structlog.contextvars.merge_contextvars,
+        _add_correlation_id,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    structlog.configure(
+        processors=[*shared_processors, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared_processors,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    structlog.contextvars.bind_contextvars(service=service)
+    # FastStream logs every message at INFO; that costs throughput and says nothing our own logs don't.
+    logging.getLogger("faststream").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    return structlog.get_logger(name)
+
+
+# Metrics: one registry (the default), labelled by service so several services may share a process in tests.
+OUTBOX_BACKLOG = Gauge("mitwirkung_outbox_backlog", "Outbox rows not yet published", ["service"])
+OUTBOX_PUBLISHED = Counter("mitwirkung_outbox_published_total", "Outbox rows published", ["service"])
+OUTBOX_FAILURES = Counter(
+    "mitwirkung_outbox_publish_failures_total",
+    "Outbox publishes that failed (broker down, unroutable)",
+    ["service"],
+)
+MESSAGES_CONSUMED = Counter(
+    "mitwirkung_messages_consumed_total", "Messages handled by consumers", ["consumer", "outcome"]
+)
+HTTP_REQUESTS = Counter(
+    "mitwirkung_http_requests_total", "HTTP requests", ["service", "method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "mitwirkung_http_request_seconds", "HTTP request latency", ["service", "method", "route"]
+)

@@ -1,0 +1,280 @@
+"""The transactional outbox and its relay.
+
+A use case adds its events with :func:`add_event` in the same transaction as its domain change, so both
+commit or neither does. The relay publishes unpublished rows to RabbitMQ with publisher confirms and
+``mandatory`` (an unroutable publish raises instead of vanishing), then marks them published. Rows are
+claimed with ``FOR UPDATE SKIP LOCKED``, so several replicas can relay side by side without publishing a
+row twice at the same time. The relay is woken by ``LISTEN/NOTIFY`` (a trigger notifies on insert) and
+polls as a fallback, because a notification is lost while nobody listens.
+
+A relay that dies after publishing and before marking publishes the row again on its next run: delivery
+is at-least-once, and consumers deduplicate by the event id (the AMQP ``message_id``, see ``inbox``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange
+from pamqp.commands import Basic
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.db import asyncpg_dsn
+from shared.events import IntegrationEvent
+from shared.observability import (
+    OUTBOX_BACKLOG,
+    OUTBOX_FAILURES,
+    OUTBOX_PUBLISHED,
+    current_correlation_id,
+    get_logger,
+)
+from shared.topology import EVENTS_EXCHANGE
+
+log = get_logger(__name__)
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", UUID(as_uuid=True), primary_key=True),
+        Column("seq", BigInteger, Identity(always=True), nullable=False),
+        Column("event_type", Text, nullable=False),
+        Column("event_version", Integer, nullable=False, server_default=text("1")),
+        Column("payload", JSONB, nullable=False),
+        Column("correlation_id", Text, nullable=True),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("published_at", DateTime(timezone=True), nullable=True),
+        Column("attempts", Integer, nullable=False, server_default=text("0")),
+        Column("last_error", Text, nullable=True),
+        Index("ix_outbox_unpublished", "seq", postgresql_where=text("published_at IS NULL")),
+    )
+
+
+def notify_channel(schema: str) -> str:
+    return f"{schema}_outbox"
+
+
+def notify_trigger_sql(schema: str) -> list[str]:
+    """DDL for the trigger that wakes the relay; used by each service's first migration."""
+    channel = notify_channel(schema)
+    return [
+        f"""
+        CREATE OR REPLACE FUNCTION {schema}.outbox_notify() RETURNS trigger AS $$
+        BEGIN
+            PERFORM pg_notify('{channel}', '');
+            RETURN NULL;
+        END;
+        $$ LANGUAGE plpgsql
+        """,
+        f"""
+        CREATE TRIGGER outbox_notify AFTER INSERT ON {schema}.outbox
+        FOR EACH STATEMENT EXECUTE FUNCTION {schema}.outbox_notify()
+        """,
+    ]
+
+
+async def add_event(
+    session: AsyncSession, outbox: Table, event: IntegrationEvent, *, correlation_id: str | None = None
+) -> uuid.UUID:
+    """Stage ``event`` for publishing in the caller's transaction. Returns the event id."""
+    event_id = uuid.uuid4()
+    await session.execute(
+        outbox.insert().values(
+            id=event_id,
+            event_type=event.event_type,
+            event_version=event.version,
+            payload=event.model_dump(mode="json"),
+            correlation_id=correlation_id or current_correlation_id(),
+        )
+    )
+    return event_id
+
+
+class OutboxRelay:
+    """Publishes a service's outbox rows; run one per process, as many processes as you like."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        outbox: Table,
+        session_factory: async_sessionmaker[AsyncSession],
+        broker: RabbitBroker,
+        database_url: str,
+        poll_interval: float = 2.0,
+        batch_size: int = 100,
+        publish_timeout: float = 10.0,
+        exchange: str = EVENTS_EXCHANGE,
+    ) -> None:
+        self.service = service
+        self.outbox = outbox
+        self.session_factory = session_factory
+        self.broker = broker
+        self.database_url = database_url
+        self.poll_interval = poll_interval
+        self.batch_size = batch_size
+        self.publish_timeout = publish_timeout
+        self.exchange = RabbitExchange(exchange, type=ExchangeType.TOPIC, declare=False)
+        self._wake = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name=f"outbox-relay-{self.service}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._close_listener()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        backoff = self.poll_interval
+        while True:
+            await self._ensure_listener()
+            try:
+                published = await self.relay_once()
+                backoff = self.poll_interval
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # database down: wait and try again, never die
+                log.warning("outbox relay iteration failed", error=str(exc), service=self.service)
+                published = 0
+                backoff = min(backoff * 2, 30.0)
+            if published >= self.batch_size:
+                continue  # more waiting; do not sleep
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            self._wake.clear()
+
+    # -- one pass --------------------------------------------------------------------------------------
+
+    async def relay_once(self) -> int:
+        """Publish one batch of unpublished rows; returns how many were published."""
+        async with self.session_factory() as session, session.begin():
+            rows = (
+                await session.execute(
+                    select(self.outbox)
+                    .where(self.outbox.c.published_at.is_(None))
+                    .order_by(self.outbox.c.seq)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if rows:
+                results = await asyncio.gather(*(self._publish(row) for row in rows), return_exceptions=True)
+                ok = [row.id for row, result in zip(rows, results, strict=True) if result is None]
+                failed = [(row, r) for row, r in zip(rows, results, strict=True) if r is not None]
+                await self._mark_published(session, ok)
+                for row, error in failed:
+                    await session.execute(
+                        update(self.outbox)
+                        .where(self.outbox.c.id == row.id)
+                        .values(attempts=self.outbox.c.attempts + 1, last_error=_describe(error)[:2000])
+                    )
+                OUTBOX_PUBLISHED.labels(self.service).inc(len(ok))
+                if failed:
+                    OUTBOX_FAILURES.labels(self.service).inc(len(failed))
+                    log.warning(
+                        "outbox publish failed",
+                        service=self.service,
+                        failed=len(failed),
+                        error=_describe(failed[0][1]),
+                        event_id=str(failed[0][0].id),
+                    )
+            else:
+                ok = []
+            backlog = await session.scalar(
+                select(func.count()).select_from(self.outbox).where(self.outbox.c.published_at.is_(None))
+            )
+        OUTBOX_BACKLOG.labels(self.service).set(backlog or 0)
+        if rows and not ok:
+            # Everything failed (broker down, unroutable): let the caller back off.
+            raise RuntimeError(f"{len(rows)} outbox rows could not be published")
+        return len(ok)
+
+    async def _publish(self, row: Any) -> None:
+        confirmation = await self.broker.publish(
+            _encode(row.payload),
+            exchange=self.exchange,
+            routing_key=row.event_type,
+            mandatory=True,
+            persist=True,
+            message_id=str(row.id),
+            correlation_id=row.correlation_id,
+            message_type=row.event_type,
+            timestamp=row.created_at,
+            content_type="application/json",
+            headers={"x-event-version": row.event_version, "x-producer": self.service},
+            timeout=self.publish_timeout,
+        )
+        if confirmation is not None and not _is_ack(confirmation):
+            raise RuntimeError(f"broker did not confirm the publish: {confirmation!r}")
+
+    async def _mark_published(self, session: AsyncSession, ids: list[uuid.UUID]) -> None:
+        if ids:
+            await session.execute(
+                update(self.outbox)
+                .where(self.outbox.c.id.in_(ids))
+                .values(published_at=datetime.now(UTC), last_error=None)
+            )
+
+    # -- LISTEN/NOTIFY ---------------------------------------------------------------------------------
+
+    async def _ensure_listener(self) -> None:
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        try:
+            self._listener = await asyncpg.connect(asyncpg_dsn(self.database_url), timeout=5)
+            schema = self.outbox.schema or "public"
+            await self._listener.add_listener(notify_channel(schema), lambda *_: self._wake.set())
+        except Exception as exc:  # polling covers us until the database answers again
+            log.info("outbox listener not connected", error=str(exc), service=self.service)
+            self._listener = None
+
+    async def _close_listener(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close(timeout=2)
+            self._listener = None
+
+
+def _encode(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _is_ack(confirmation: Any) -> bool:
+    return isinstance(confirmation, Basic.Ack)
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"

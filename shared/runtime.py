@@ -1,0 +1,239 @@
+"""Composes one service process: HTTP API, broker with its consumers, outbox relay and periodic jobs.
+
+Every service builds its FastAPI app with :func:`create_service_app`. The process starts serving HTTP at
+once; the broker connection is made (and re-made) in the background, so a service whose broker is down
+still accepts requests and stores their events in the outbox until the broker is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, PlainTextResponse
+from faststream.rabbit import Channel, RabbitBroker
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import Table, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.asyncapi import asyncapi_document
+from shared.auth import TokenVerifier
+from shared.db import create_engine, create_session_factory
+from shared.http import RequestContextMiddleware, install_error_handlers
+from shared.inbox import EventConsumer
+from shared.observability import configure_logging, get_logger
+from shared.outbox import OutboxRelay
+from shared.settings import ServiceSettings
+from shared.topology import QUEUES, ConsumerQueue, QueuePolicy, declare_topology
+
+log = get_logger(__name__)
+
+
+@dataclass
+class PeriodicJob:
+    """A coroutine run every ``interval`` seconds; failures are logged, never fatal."""
+
+    name: str
+    interval: float
+    run: Callable[[], Awaitable[object]]
+    # Run once before the service starts serving (seeding): failures are logged and retried later.
+    before_serving: bool = False
+
+
+@dataclass
+class ServiceRuntime:
+    settings: ServiceSettings
+    engine: AsyncEngine
+    session_factory: async_sessionmaker[AsyncSession]
+    broker: RabbitBroker
+    relay: OutboxRelay | None = None
+    consumers: list[EventConsumer] = field(default_factory=list)
+    jobs: list[PeriodicJob] = field(default_factory=list)
+    extra_queues: tuple[ConsumerQueue, ...] = ()
+    broker_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One unit of work: everything done with the session commits together, or nothing does."""
+        async with self.session_factory() as session, session.begin():
+            yield session
+
+    async def start(self) -> None:
+        for job in self.jobs:
+            if job.before_serving:
+                try:
+                    await job.run()
+                except Exception as exc:
+                    log.warning("start-up job failed; will retry", job=job.name, error=repr(exc))
+        self._tasks.append(asyncio.create_task(self._connect_broker(), name="broker-connect"))
+        for job in self.jobs:
+            self._tasks.append(asyncio.create_task(self._run_job(job), name=f"job-{job.name}"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.relay:
+            await self.relay.stop()
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+        await self.engine.dispose()
+
+    async def _connect_broker(self) -> None:
+        delay = 0.5
+        policy = QueuePolicy(
+            delivery_limit=self.settings.queue_delivery_limit,
+            retry_delay_ms=self.settings.consumer_retry_delay_ms,
+        )
+        while True:
+            try:
+                await declare_topology(self.settings.amqp_url, policy, QUEUES + self.extra_queues)
+                await self.broker.start()
+                self.broker_ready.set()
+                log.info("broker connected", service=self.settings.service_name)
+                if self.relay:
+                    # Started only now: until the broker answers, events wait safely in the outbox.
+                    await self.relay.start()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("broker not reachable yet", error=str(exc), retry_in=delay)
+                with contextlib.suppress(Exception):
+                    await self.broker.stop()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15.0)
+
+    async def _run_job(self, job: PeriodicJob) -> None:
+        if job.before_serving:
+            await asyncio.sleep(job.interval)
+        while True:
+            try:
+                await job.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("periodic job failed", job=job.name, error=repr(exc))
+            await asyncio.sleep(job.interval)
+
+    async def database_ready(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await asyncio.wait_for(conn.execute(text("SELECT 1")), timeout=2)
+            return True
+        except Exception:
+            return False
+
+    async def broker_reachable(self) -> bool:
+        if not self.broker_ready.is_set():
+            return False
+        try:
+            return bool(await self.broker.ping(timeout=2))
+        except Exception:
+            return False
+
+
+def build_runtime(
+    settings: ServiceSettings,
+    *,
+    outbox: Table | None,
+) -> ServiceRuntime:
+    engine = create_engine(settings.database_url, settings.schema, settings.database_pool_size)
+    session_factory = create_session_factory(engine)
+    broker = RabbitBroker(
+        settings.amqp_url,
+        # Unroutable mandatory publishes must raise; confirms alone would report them as success.
+        default_channel=Channel(on_return_raises=True, publisher_confirms=True),
+        app_id=f"mitwirkung-{settings.service_name}",
+        graceful_timeout=10,
+    )
+    runtime = ServiceRuntime(settings=settings, engine=engine, session_factory=session_factory, broker=broker)
+    if outbox is not None:
+        runtime.relay = OutboxRelay(
+            service=settings.service_name,
+            outbox=outbox,
+            session_factory=session_factory,
+            broker=broker,
+            database_url=settings.database_url,
+            poll_interval=settings.outbox_poll_interval,
+            batch_size=settings.outbox_batch_size,
+            publish_timeout=settings.outbox_publish_timeout,
+        )
+    return runtime
+
+
+def create_service_app(
+    runtime: ServiceRuntime,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    publishes: Sequence[str] = (),
+    consumes: Sequence[ConsumerQueue] = (),
+) -> FastAPI:
+    settings = runtime.settings
+    configure_logging(settings.service_name, settings.log_level, settings.log_json)
+    for consumer in runtime.consumers:
+        consumer.subscribe(runtime.broker)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app.state.runtime = runtime
+    app.state.settings = settings
+    app.state.token_verifier = TokenVerifier(settings)
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH"],
+            allow_headers=[
+                "Content-Type",
+                "Idempotency-Key",
+                "Authorization",
+                "If-Match",
+                "X-Correlation-ID",
+            ],
+        )
+    app.add_middleware(
+        RequestContextMiddleware, service=settings.service_name, max_body_bytes=settings.max_body_bytes
+    )
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> JSONResponse:
+        checks = {"database": await runtime.database_ready(), "broker": await runtime.broker_reachable()}
+        ok = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503
+        )
+
+    @app.get("/metrics", tags=["operations"])
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/asyncapi.json", tags=["operations"])
+    async def asyncapi() -> dict:
+        return asyncapi_document(title, publishes=publishes, consumes=consumes)
+
+    for router in routers:
+        app.include_router(router)
+    return app

@@ -1,0 +1,126 @@
+"""One settings base for every service.
+
+Each service subclasses :class:`ServiceSettings` with its own env prefix (``REGISTRATION_`` …). The
+variables that API.md calls *shared* (``DATABASE_URL``, ``AMQP_URL``, ``STAFF_JWT_*``) are also read
+without a prefix, at lower priority, so one value can serve all services and a prefixed one overrides it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+SHARED_VARIABLES = (
+    "database_url",
+    "amqp_url",
+    "staff_jwt_secret",
+    "staff_jwt_public_key",
+    "staff_jwt_jwks_url",
+    "staff_jwt_issuer",
+    "staff_jwt_audience",
+    "log_level",
+    "log_json",
+    "registration_public_url",
+    "proposals_public_url",
+)
+
+DEFAULT_PORTS = {"registration": 8001, "notification": 8002, "proposals": 8003}
+
+
+class _UnprefixedSharedSource(PydanticBaseSettingsSource):
+    """Reads the shared variables from the environment without the service prefix."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        value = os.environ.get(field_name.upper())
+        return value, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name in SHARED_VARIABLES:
+            if name not in self.settings_cls.model_fields:
+                continue
+            raw = os.environ.get(name.upper())
+            if raw is not None:
+                values[name] = raw
+        return values
+
+
+class ServiceSettings(BaseSettings):
+    """Defaults shared by all services; override per service with its env prefix."""
+
+    service_name: ClassVar[str] = ""
+
+    model_config = SettingsConfigDict(extra="ignore", env_nested_delimiter="__")
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    # The service's own login role. Empty means: the local development default for this service.
+    database_url: str = ""
+    database_pool_size: int = 10
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    exchange: str = "mitwirkung.events"
+
+    staff_jwt_secret: str = ""
+    staff_jwt_public_key: str = ""
+    staff_jwt_jwks_url: str = ""
+    staff_jwt_issuer: str = "mitwirkung-local"
+    staff_jwt_audience: str = "mitwirkung"
+
+    registration_public_url: str = "http://localhost:8001"
+    proposals_public_url: str = "http://localhost:8003"
+
+    cors_origins: list[str] = Field(default_factory=list)
+    max_body_bytes: int = 64 * 1024
+
+    # Outbox relay
+    outbox_poll_interval: float = 2.0
+    outbox_batch_size: int = 100
+    outbox_publish_timeout: float = 10.0
+    # Consumers
+    consumer_prefetch: int = 32
+    consumer_max_attempts: int = 5
+    consumer_retry_delay_ms: int = 5000
+    queue_delivery_limit: int = 20
+
+    log_level: str = "INFO"
+    log_json: bool = True
+    environment: Literal["development", "test", "production"] = "development"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            _UnprefixedSharedSource(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
+
+    def model_post_init(self, __context: Any) -> None:
+        if not self.port:
+            self.port = DEFAULT_PORTS.get(self.service_name, 8000)
+        if not self.database_url:
+            name = self.service_name
+            self.database_url = (
+                f"postgresql+asyncpg://mitwirkung_{name}:mitwirkung_{name}@127.0.0.1:5432/mitwirkung"
+            )
+
+    @property
+    def schema(self) -> str:
+        return self.service_name
+
+
+def settings_config(prefix: str) -> SettingsConfigDict:
+    """The model_config of a service's settings: the shared base plus its env prefix."""
+    return SettingsConfigDict(env_prefix=prefix, extra="ignore", env_nested_delimiter="__")

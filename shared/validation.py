@@ -1,0 +1,61 @@
+"""Input types for public endpoints: strict, trimmed, free of control characters.
+
+Whatever a person types may end up in a mail, a CSV cell or an HTML page. Control characters (CR/LF
+above all: header injection, CVE-2024-6923) are refused here, at the edge; templates escape the rest.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, StringConstraints
+
+
+def _no_control_characters(value: str) -> str:
+    for ch in value:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") and ch not in ("\u200c", "\u200d"):
+            raise ValueError("must not contain control characters")
+    return value
+
+
+def _no_control_characters_multiline(value: str) -> str:
+    for ch in value:
+        if ch in "\n\t":
+            continue
+        if unicodedata.category(ch) in ("Cc", "Cs", "Co"):
+            raise ValueError("must not contain control characters")
+    return value.replace("\r\n", "\n")
+
+
+def _normalise(value: str) -> str:
+    return unicodedata.normalize("NFC", value)
+
+
+def single_line(max_length: int, min_length: int = 1) -> object:
+    """A one-line text field: trimmed, NFC-normalised, no control characters at all."""
+    return Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
+        AfterValidator(_normalise),
+        AfterValidator(_no_control_characters),
+    ]
+
+
+def multi_line(max_length: int, min_length: int = 1) -> object:
+    """A text body: line breaks and tabs allowed, other control characters refused."""
+    return Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
+        AfterValidator(_normalise),
+        AfterValidator(_no_control_characters_multiline),
+    ]
+
+
+Email = Annotated[EmailStr, StringConstraints(max_length=254), AfterValidator(_no_control_characters)]
+
+
+class StrictModel(BaseModel):
+    """Request bodies: unknown fields are an error (API.md), strings are not coerced from numbers."""
+
+    model_config = ConfigDict(extra="forbid", strict=False, str_strip_whitespace=True)

@@ -1,0 +1,104 @@
+"""Fixtures: one database, one set of roles and one RabbitMQ vhost per test run; services run in-process
+against them, and a real SMTP server (aiosmtpd) receives the mail."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, asynccontextmanager
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from services.notification.config import NotificationSettings
+from services.proposals.config import ProposalsSettings
+from services.registration.config import RegistrationSettings
+from tests.support.infra import TestInfra, provision
+from tests.support.smtp import SmtpServer
+
+JWT_SECRET = "test-secret-at-least-32-bytes-long!!"
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[TestInfra]:
+    with ExitStack() as stack:
+        yield provision(stack)
+
+
+def _common(infra: TestInfra, service: str) -> dict:
+    return {
+        "database_url": infra.database_url(service),
+        "amqp_url": infra.amqp_url,
+        "outbox_poll_interval": 0.5,
+        "consumer_retry_delay_ms": 300,
+        "consumer_max_attempts": 3,
+        "staff_jwt_secret": JWT_SECRET,
+        "staff_jwt_issuer": "mitwirkung-test",
+        "log_json": False,
+        "environment": "test",
+    }
+
+
+@pytest.fixture(scope="session")
+def registration_settings(infra: TestInfra) -> RegistrationSettings:
+    return RegistrationSettings(**_common(infra, "registration"), public_url="http://forms.test")
+
+
+@pytest.fixture
+def notification_settings(infra: TestInfra, smtp: SmtpServer) -> NotificationSettings:
+    return NotificationSettings(
+        **_common(infra, "notification"),
+        smtp_port=smtp.port,
+        retry_base_seconds=0.2,
+        retry_max_seconds=1.0,
+        sender_poll_interval=0.2,
+        sending_lease_seconds=2.0,
+    )
+
+
+@pytest.fixture(scope="session")
+def proposals_settings(infra: TestInfra) -> ProposalsSettings:
+    return ProposalsSettings(**_common(infra, "proposals"))
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Run an app's lifespan (broker, relay, consumers, jobs) and give an HTTP client for it."""
+    async with app.router.lifespan_context(app):
+        runtime = app.state.runtime
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            await _wait(runtime.broker_ready.wait(), 30)
+            yield client
+
+
+async def _wait(awaitable, timeout: float) -> None:
+    import asyncio
+
+    await asyncio.wait_for(awaitable, timeout)
+
+
+def unique_email(tag: str = "person") -> str:
+    return f"{tag}-{uuid.uuid4().hex[:12]}@example.org"
+
+
+def registration_body(**overrides) -> dict:
+    body = {
+        "working_group_id": "sprachfoerderung",
+        "name": "Ayşe Yılmaz",
+        "email": unique_email(),
+        "language": "de",
+        "participant_type": "resident",
+        "privacy_consent": True,
+    }
+    body.update(overrides)
+    return body
