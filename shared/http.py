@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -71,8 +72,17 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 
 
 def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
+    return _field_errors(exc.errors())
+
+
+def validation_errors_from(exc: ValidationError) -> list[dict[str, str]]:
+    """The same field list for a pydantic error raised while parsing a body by hand."""
+    return _field_errors(exc.errors())
+
+
+def _field_errors(raw: Any) -> list[dict[str, str]]:
     errors = []
-    for err in exc.errors():
+    for err in raw:
         message = err.get("msg", "invalid")
         if err.get("type") == "extra_forbidden":
             message = "unknown field"

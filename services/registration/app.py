@@ -6,8 +6,9 @@ from fastapi import FastAPI
 
 from services.registration import api, service
 from services.registration.config import RegistrationSettings
-from services.registration.models import inbox, outbox
+from services.registration.models import outbox
 from shared.events import CATALOG
+from shared.ratelimit import ClientRateLimiter
 from shared.runtime import PeriodicJob, ServiceRuntime, build_runtime, create_service_app
 
 
@@ -19,7 +20,17 @@ def build(settings: RegistrationSettings | None = None) -> ServiceRuntime:
         async with runtime.transaction() as session:
             await service.seed_catalog(session, settings)
 
+    async def expire() -> None:
+        async with runtime.transaction() as session:
+            await service.expire_unconfirmed(session, settings)
+
+    async def remind() -> None:
+        async with runtime.transaction() as session:
+            await service.send_due_reminders(session, settings)
+
     runtime.jobs.append(PeriodicJob("seed-catalog", 300.0, seed, before_serving=True))
+    runtime.jobs.append(PeriodicJob("expire-unconfirmed", settings.expiry_job_interval, expire))
+    runtime.jobs.append(PeriodicJob("meeting-reminders", settings.reminder_job_interval, remind))
     return runtime
 
 
@@ -27,11 +38,12 @@ def create_app(
     settings: RegistrationSettings | None = None, runtime: ServiceRuntime | None = None
 ) -> FastAPI:
     runtime = runtime or build(settings)
-    _ = inbox
-    return create_service_app(
+    app = create_service_app(
         runtime,
         title="Mitwirkung — registration",
         description="Working groups, meetings, registrations with double opt-in, the waitlist.",
         routers=[api.router],
         publishes=[t for t in CATALOG if t.startswith(("registration.", "meeting.", "working_group."))],
     )
+    app.state.rate_limiter = ClientRateLimiter(runtime.settings.rate_limit_per_minute)
+    return app

@@ -103,3 +103,77 @@ async def waitlist_position(session: AsyncSession, working_group_id: str, waitli
 
 async def idempotent_response(session: AsyncSession, key: str) -> Row[Any] | None:
     return (await session.execute(select(idempotency_keys).where(idempotency_keys.c.key == key))).first()
+
+
+async def waitlist(session: AsyncSession, working_group_id: str) -> Sequence[Row[Any]]:
+    """The waitlist in order, locked (the caller holds the working group's lock already)."""
+    return (
+        await session.execute(
+            select(registrations)
+            .where(registrations.c.working_group_id == working_group_id)
+            .where(registrations.c.status == "waitlisted")
+            .order_by(registrations.c.waitlist_seq)
+            .with_for_update()
+        )
+    ).all()
+
+
+async def confirmed_registrations(session: AsyncSession, working_group_id: str) -> Sequence[Row[Any]]:
+    return (
+        await session.execute(
+            select(registrations)
+            .where(registrations.c.working_group_id == working_group_id)
+            .where(registrations.c.status == "confirmed")
+            .order_by(registrations.c.confirmed_at)
+        )
+    ).all()
+
+
+async def participants(session: AsyncSession, working_group_id: str) -> Sequence[Row[Any]]:
+    return (
+        await session.execute(
+            select(registrations)
+            .where(registrations.c.working_group_id == working_group_id)
+            .where(registrations.c.status.in_(("confirmed", "waitlisted")))
+            .order_by(registrations.c.status, registrations.c.confirmed_at, registrations.c.waitlist_seq)
+        )
+    ).all()
+
+
+async def meeting(
+    session: AsyncSession, working_group_id: str, number: int, *, for_update: bool = False
+) -> Row[Any] | None:
+    query = select(meetings).where(
+        meetings.c.working_group_id == working_group_id, meetings.c.number == number
+    )
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query)).first()
+
+
+async def claim_expired(session: AsyncSession, now: Any, batch: int) -> Sequence[Row[Any]]:
+    return (
+        await session.execute(
+            select(registrations)
+            .where(registrations.c.status == "pending_confirmation")
+            .where(registrations.c.expires_at < now)
+            .order_by(registrations.c.expires_at)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+
+
+async def claim_due_reminders(session: AsyncSession, now: Any, lead: Any) -> Sequence[Row[Any]]:
+    return (
+        await session.execute(
+            meetings.update()
+            .where(meetings.c.starts_at.is_not(None))
+            .where(meetings.c.cancelled.is_(False))
+            .where(meetings.c.starts_at > now)
+            .where(meetings.c.starts_at - lead <= now)
+            .where(meetings.c.reminder_sent_for.is_distinct_from(meetings.c.starts_at))
+            .values(reminder_sent_for=meetings.c.starts_at)
+            .returning(meetings)
+        )
+    ).all()

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 from shared.events import Language, ParticipantType
 from shared.validation import Email, StrictModel, multi_line, single_line
@@ -73,3 +73,16 @@ class WorkingGroupOut(BaseModel):
     waitlisted: int
     expert_reserved: int = 0
     meetings: list[MeetingOut]
+
+
+class WorkingGroupChange(StrictModel):
+    capacity: int | None = Field(default=None, ge=0, le=10_000)
+    expert_reserved: int | None = Field(default=None, ge=0, le=10_000)
+
+
+class MeetingChange(StrictModel):
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+    venue: ShortText | None = None  # type: ignore[valid-type]
+    address: ShortText | None = None  # type: ignore[valid-type]
+    cancelled: bool | None = None

@@ -14,10 +14,11 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.registration import domain
 from services.registration import repository as repo
 from services.registration.catalog_seed import WORKING_GROUPS
 from services.registration.config import RegistrationSettings
-from services.registration.models import meetings, outbox, registrations, working_groups
+from services.registration.models import audit_log, meetings, outbox, registrations, working_groups
 from services.registration.schemas import RegistrationRequest
 from shared import events as ev
 from shared.http import Problem
@@ -246,3 +247,387 @@ async def _tell_existing_status(
             waitlist_position=position,
         ),
     )
+
+
+# --- confirmation, cancellation, the waitlist ------------------------------------------------------------
+
+_TERMINAL_NOT_FOUND = ("expired",)
+
+
+def _counts(wg: Row[Any]) -> domain.SeatCounts:
+    return domain.SeatCounts(
+        capacity=wg.capacity,
+        expert_reserved=wg.expert_reserved,
+        confirmed_general=wg.confirmed_general,
+        confirmed_reserved=wg.confirmed_reserved,
+    )
+
+
+async def _store_counts(session: AsyncSession, wg_id: str, counts: domain.SeatCounts, now: datetime) -> None:
+    await session.execute(
+        working_groups.update()
+        .where(working_groups.c.id == wg_id)
+        .values(
+            confirmed_general=counts.confirmed_general,
+            confirmed_reserved=counts.confirmed_reserved,
+            updated_at=now,
+        )
+    )
+
+
+async def _locked_registration(session: AsyncSession, token: str) -> tuple[Row[Any], Row[Any]]:
+    """Lock the working group first, then the registration: one lock order everywhere, so no deadlocks."""
+    token_hash = hash_token(token)
+    found = await repo.registration_by_token_hash(session, token_hash)
+    if found is None or found.status in _TERMINAL_NOT_FOUND:
+        raise Problem(404, "Not found", "This link is unknown or has expired.")
+    wg = await repo.lock_working_group(session, found.working_group_id)
+    registration = await repo.registration_by_token_hash(session, token_hash, for_update=True)
+    if wg is None or registration is None or registration.status in _TERMINAL_NOT_FOUND:
+        raise Problem(404, "Not found", "This link is unknown or has expired.")
+    return wg, registration
+
+
+async def registration_state(session: AsyncSession, registration: Row[Any]) -> dict[str, Any]:
+    state: dict[str, Any] = {"id": registration.id, "status": registration.status}
+    if registration.status == "waitlisted" and registration.waitlist_seq is not None:
+        state["waitlist_position"] = await repo.waitlist_position(
+            session, registration.working_group_id, registration.waitlist_seq
+        )
+    return state
+
+
+async def confirm_registration(
+    session: AsyncSession, settings: RegistrationSettings, token: str, now: datetime | None = None
+) -> dict[str, Any]:
+    """Double opt-in: a seat if one fits (first confirmed, first served), else the waitlist."""
+    now = now or datetime.now(UTC)
+    wg, registration = await _locked_registration(session, token)
+    if registration.status != "pending_confirmation":
+        if registration.status == "cancelled":
+            raise Problem(409, "Registration cancelled", "This registration was cancelled.")
+        return await registration_state(session, registration)  # an already used link
+    if registration.expires_at is not None and registration.expires_at <= now:
+        raise Problem(404, "Not found", "This link is unknown or has expired.")
+
+    seat, counts = domain.allocate(_counts(wg), registration.participant_type)
+    links = Links(settings.public_url).for_token(token)
+    info, meeting_infos = await _event_context(session, wg.id)
+    common = {
+        "registration_id": registration.id,
+        "recipient": recipient_of(registration),
+        "working_group": info,
+        "meetings": meeting_infos,
+        "participant_type": registration.participant_type,
+        "links": links,
+    }
+    if seat is not None:
+        await _store_counts(session, wg.id, counts, now)
+        await session.execute(
+            registrations.update()
+            .where(registrations.c.id == registration.id)
+            .values(status="confirmed", seat=seat, confirmed_at=now, expires_at=None, updated_at=now)
+        )
+        await add_event(session, outbox, ev.RegistrationConfirmed(**common))
+        return {"id": registration.id, "status": "confirmed"}
+
+    seq = wg.waitlist_seq + 1
+    await session.execute(
+        working_groups.update().where(working_groups.c.id == wg.id).values(waitlist_seq=seq, updated_at=now)
+    )
+    await session.execute(
+        registrations.update()
+        .where(registrations.c.id == registration.id)
+        .values(status="waitlisted", waitlist_seq=seq, confirmed_at=now, expires_at=None, updated_at=now)
+    )
+    position = await repo.waitlist_position(session, wg.id, seq)
+    await add_event(session, outbox, ev.RegistrationWaitlisted(**common, waitlist_position=position))
+    return {"id": registration.id, "status": "waitlisted", "waitlist_position": position}
+
+
+async def cancel_registration(
+    session: AsyncSession, settings: RegistrationSettings, token: str, now: datetime | None = None
+) -> dict[str, Any]:
+    now = now or datetime.now(UTC)
+    wg, registration = await _locked_registration(session, token)
+    if registration.status == "cancelled":
+        return {"id": registration.id, "status": "cancelled"}
+    counts = (
+        domain.release(_counts(wg), registration.seat) if registration.status == "confirmed" else _counts(wg)
+    )
+    await session.execute(
+        registrations.update()
+        .where(registrations.c.id == registration.id)
+        .values(
+            status="cancelled",
+            seat=None,
+            waitlist_seq=None,
+            cancelled_at=now,
+            expires_at=None,
+            updated_at=now,
+        )
+    )
+    info, meeting_infos = await _event_context(session, wg.id)
+    await add_event(
+        session,
+        outbox,
+        ev.RegistrationCancelled(
+            registration_id=registration.id,
+            recipient=recipient_of(registration),
+            working_group=info,
+            meetings=meeting_infos,
+            participant_type=registration.participant_type,
+            links=Links(settings.public_url).for_token(token),
+        ),
+    )
+    if registration.status == "confirmed":
+        await _promote_from_waitlist(session, settings, wg.id, counts, now)
+    return {"id": registration.id, "status": "cancelled"}
+
+
+async def _promote_from_waitlist(
+    session: AsyncSession,
+    settings: RegistrationSettings,
+    wg_id: str,
+    counts: domain.SeatCounts,
+    now: datetime,
+) -> int:
+    """Give free seats to the waitlist, in order. The caller holds the working group's lock."""
+    waiting_rows = await repo.waitlist(session, wg_id)
+    promoted, counts = domain.promotions(
+        counts, [domain.Waiting(r.id, r.participant_type) for r in waiting_rows]
+    )
+    await _store_counts(session, wg_id, counts, now)
+    if not promoted:
+        return 0
+    by_id = {r.id: r for r in waiting_rows}
+    info, meeting_infos = await _event_context(session, wg_id)
+    for waiting, seat in promoted:
+        row = by_id[waiting.registration_id]
+        # New links: the stored token is only a hash, and the mail must carry working links.
+        token = new_token()
+        await session.execute(
+            registrations.update()
+            .where(registrations.c.id == row.id)
+            .values(
+                status="confirmed", seat=seat, waitlist_seq=None, token_hash=hash_token(token), updated_at=now
+            )
+        )
+        await add_event(
+            session,
+            outbox,
+            ev.RegistrationPromoted(
+                registration_id=row.id,
+                recipient=recipient_of(row),
+                working_group=info,
+                meetings=meeting_infos,
+                participant_type=row.participant_type,
+                links=Links(settings.public_url).for_token(token),
+            ),
+        )
+    return len(promoted)
+
+
+async def registration_status(session: AsyncSession, token: str) -> dict[str, Any]:
+    registration = await repo.registration_by_token_hash(session, hash_token(token))
+    if registration is None or registration.status in _TERMINAL_NOT_FOUND:
+        raise Problem(404, "Not found", "This link is unknown or has expired.")
+    views = await working_group_views(session, [registration.working_group_id])
+    state = await registration_state(session, registration)
+    return {
+        **state,
+        "working_group": {"id": views[0]["id"], "title": views[0]["title"], "meetings": views[0]["meetings"]},
+        "name": registration.name,
+        "email": registration.email,
+        "language": registration.language,
+        "participant_type": registration.participant_type,
+        "created_at": registration.created_at,
+        "confirmed_at": registration.confirmed_at,
+    }
+
+
+# --- staff: capacity and meetings --------------------------------------------------------------------------
+
+
+async def change_working_group(
+    session: AsyncSession,
+    settings: RegistrationSettings,
+    wg_id: str,
+    *,
+    capacity: int | None,
+    expert_reserved: int | None,
+    now: datetime | None = None,
+) -> int:
+    """Change capacity or the expert reservation; more room promotes from the waitlist. Returns promotions."""
+    now = now or datetime.now(UTC)
+    wg = await repo.lock_working_group(session, wg_id)
+    if wg is None:
+        raise Problem(404, "Not found", "There is no working group with this id.")
+    new_capacity = wg.capacity if capacity is None else capacity
+    new_reserved = wg.expert_reserved if expert_reserved is None else expert_reserved
+    errors = domain.validate_capacity(new_capacity, new_reserved)
+    if errors:
+        raise Problem(422, "Invalid request", "One or more fields are invalid.", errors=errors)
+    await session.execute(
+        working_groups.update()
+        .where(working_groups.c.id == wg_id)
+        .values(capacity=new_capacity, expert_reserved=new_reserved, updated_at=now)
+    )
+    counts = domain.SeatCounts(new_capacity, new_reserved, wg.confirmed_general, wg.confirmed_reserved)
+    promoted = await _promote_from_waitlist(session, settings, wg_id, counts, now)
+    await publish_working_group(session, wg_id, changed=True)
+    return promoted
+
+
+async def change_meeting(
+    session: AsyncSession,
+    settings: RegistrationSettings,
+    wg_id: str,
+    number: int,
+    changes: dict[str, Any],
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Change a meeting's date, venue or address, or cancel it; every confirmed participant is told."""
+    now = now or datetime.now(UTC)
+    wg = await repo.lock_working_group(session, wg_id)
+    if wg is None:
+        raise Problem(404, "Not found", "There is no working group with this id.")
+    before = await repo.meeting(session, wg_id, number, for_update=True)
+    if before is None:
+        raise Problem(404, "Not found", "There is no meeting with this number.")
+    values = {k: v for k, v in changes.items() if v is not None or k in ("starts_at", "ends_at")}
+    starts = values.get("starts_at", before.starts_at)
+    ends = values.get("ends_at", before.ends_at)
+    if starts is not None and ends is not None and ends <= starts:
+        raise Problem(
+            422, "Invalid request", errors=[{"field": "ends_at", "message": "must be after starts_at"}]
+        )
+    if not values:
+        return {"number": before.number}
+    await session.execute(
+        meetings.update()
+        .where(meetings.c.working_group_id == wg_id, meetings.c.number == number)
+        .values(**values, sequence=before.sequence + 1)
+    )
+    after = await repo.meeting(session, wg_id, number)
+    assert after is not None
+    participants = await _confirmed_participants(session, settings, wg_id)
+    info = ev.WorkingGroupInfo(id=wg.id, title=wg.title)
+    if after.cancelled and not before.cancelled:
+        await add_event(
+            session,
+            outbox,
+            ev.MeetingCancelled(working_group=info, meeting=meeting_info(after), participants=participants),
+        )
+    elif not after.cancelled:
+        await add_event(
+            session,
+            outbox,
+            ev.MeetingRescheduled(
+                working_group=info,
+                meeting=meeting_info(after),
+                previous=meeting_info(before),
+                participants=participants,
+            ),
+        )
+    await publish_working_group(session, wg_id, changed=True)
+    return {"number": after.number}
+
+
+async def _confirmed_participants(
+    session: AsyncSession, settings: RegistrationSettings, wg_id: str
+) -> list[ev.Participant]:
+    """Confirmed participants with fresh self-service links (tokens are stored only as hashes)."""
+    participants = []
+    links = Links(settings.public_url)
+    for row in await repo.confirmed_registrations(session, wg_id):
+        token = new_token()
+        await session.execute(
+            registrations.update().where(registrations.c.id == row.id).values(token_hash=hash_token(token))
+        )
+        participants.append(
+            ev.Participant(registration_id=row.id, recipient=recipient_of(row), links=links.for_token(token))
+        )
+    return participants
+
+
+# --- periodic jobs ----------------------------------------------------------------------------------------------
+
+
+async def expire_unconfirmed(
+    session: AsyncSession, settings: RegistrationSettings, now: datetime | None = None, batch: int = 200
+) -> int:
+    """Expire registrations not confirmed in time, tell the person, and delete their personal data."""
+    now = now or datetime.now(UTC)
+    rows = await repo.claim_expired(session, now, batch)
+    for row in rows:
+        info, meeting_infos = await _event_context(session, row.working_group_id)
+        await add_event(
+            session,
+            outbox,
+            ev.RegistrationExpired(
+                registration_id=row.id,
+                recipient=recipient_of(row),
+                working_group=info,
+                meetings=meeting_infos,
+                participant_type=row.participant_type,
+            ),
+        )
+        await session.execute(
+            registrations.update()
+            .where(registrations.c.id == row.id)
+            .values(
+                status="expired",
+                name=None,
+                email=None,
+                email_key=None,
+                organization=None,
+                district=None,
+                accessibility_needs=None,
+                interpretation_language=None,
+                updated_at=now,
+            )
+        )
+    return len(rows)
+
+
+async def send_due_reminders(
+    session: AsyncSession, settings: RegistrationSettings, now: datetime | None = None
+) -> int:
+    """Emit ``meeting.reminder_due`` once per meeting date, however many replicas run this job.
+
+    The claim is one UPDATE that sets ``reminder_sent_for`` to the meeting's date; a concurrent replica's
+    UPDATE re-checks the condition after the first commits and matches nothing. A rescheduled meeting has a
+    new date, so its participants are reminded of the new one.
+    """
+    now = now or datetime.now(UTC)
+    claimed = await repo.claim_due_reminders(session, now, timedelta(hours=settings.reminder_lead_hours))
+    for meeting_row in claimed:
+        wg = await repo.get_working_group(session, meeting_row.working_group_id)
+        assert wg is not None
+        participants = await _confirmed_participants(session, settings, wg.id)
+        if participants:
+            await add_event(
+                session,
+                outbox,
+                ev.MeetingReminderDue(
+                    working_group=ev.WorkingGroupInfo(id=wg.id, title=wg.title),
+                    meeting=meeting_info(meeting_row),
+                    participants=participants,
+                ),
+            )
+    return len(claimed)
+
+
+async def audit(
+    session: AsyncSession, subject: str, action: str, target: str, details: dict[str, Any]
+) -> None:
+    await session.execute(
+        insert(audit_log).values(subject=subject, action=action, target=target, details=_jsonable(details))
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, default=str))
