@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import func, insert, text
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -326,7 +326,14 @@ async def confirm_registration(
         await session.execute(
             registrations.update()
             .where(registrations.c.id == registration.id)
-            .values(status="confirmed", seat=seat, confirmed_at=now, expires_at=None, updated_at=now)
+            # clock_timestamp(): the moment the seat was decided, under the lock, i.e. the real order.
+            .values(
+                status="confirmed",
+                seat=seat,
+                confirmed_at=func.clock_timestamp(),
+                expires_at=None,
+                updated_at=now,
+            )
         )
         await add_event(session, outbox, ev.RegistrationConfirmed(**common))
         return {"id": registration.id, "status": "confirmed"}
@@ -338,7 +345,13 @@ async def confirm_registration(
     await session.execute(
         registrations.update()
         .where(registrations.c.id == registration.id)
-        .values(status="waitlisted", waitlist_seq=seq, confirmed_at=now, expires_at=None, updated_at=now)
+        .values(
+            status="waitlisted",
+            waitlist_seq=seq,
+            confirmed_at=func.clock_timestamp(),
+            expires_at=None,
+            updated_at=now,
+        )
     )
     position = await repo.waitlist_position(session, wg.id, seq)
     await add_event(session, outbox, ev.RegistrationWaitlisted(**common, waitlist_position=position))
