@@ -98,7 +98,7 @@ def mint_token(
 def require_role(role: str):
     """A FastAPI dependency that yields the staff user, or answers 401/403 as problem+json."""
 
-    def dependency(request: Request) -> StaffUser:
+    async def dependency(request: Request) -> StaffUser:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:

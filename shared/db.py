@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -29,10 +30,14 @@ def create_engine(url: str, schema: str, pool_size: int = 10) -> AsyncEngine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No ping per checkout (a round trip per transaction); a dropped connection is invalidated on use.
+        pool_recycle=1800,
         connect_args={"server_settings": {"search_path": schema, "application_name": f"mitwirkung-{schema}"}},
     )
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+    # A Session class of its own, so session events (the outbox's after-commit wake-up) can be bound to
+    # this factory alone, even with several services in one process (the tests).
+    session_class = type("ServiceSession", (Session,), {})
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=session_class)

@@ -27,7 +27,7 @@ from shared.db import create_engine, create_session_factory
 from shared.http import RequestContextMiddleware, install_error_handlers
 from shared.inbox import EventConsumer
 from shared.observability import configure_logging, get_logger
-from shared.outbox import OutboxRelay
+from shared.outbox import OutboxRelay, wake_relay_after_commit
 from shared.settings import ServiceSettings
 from shared.topology import QUEUES, ConsumerQueue, QueuePolicy, declare_topology
 
@@ -167,6 +167,7 @@ def build_runtime(
             batch_size=settings.outbox_batch_size,
             publish_timeout=settings.outbox_publish_timeout,
         )
+        wake_relay_after_commit(session_factory, runtime.relay)
     return runtime
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_datetime as babel_format_datetime
+from babel.dates import format_date, format_time
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, select_autoescape
 
 from shared.observability import get_logger
@@ -39,7 +39,9 @@ def _format_datetime(value: Any, language: str = "de") -> str:
         return ""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    return babel_format_datetime(value, format="full", tzinfo=BERLIN, locale=language)
+    # The full date and a short time ("Mittwoch, 6. März 2019, 18:00"), in Berlin time.
+    local = value.astimezone(BERLIN)
+    return f"{format_date(local, format='full', locale=language)}, {format_time(local, format='short', locale=language)}"
 
 
 def _one_line(value: Any) -> str:
@@ -65,7 +67,8 @@ class TemplateRenderer:
         return sorted(p.name for p in self.directory.iterdir() if p.is_dir() and not p.name.startswith("_"))
 
     def has_template(self, language: str, template: str) -> bool:
-        return (self.directory / language / f"{template}.subject.j2").exists()
+        folder = self.directory / language
+        return all((folder / f"{template}.{part}.j2").exists() for part in ("subject", "txt", "html"))
 
     def resolve_language(self, language: str, template: str) -> str:
         if self.has_template(language, template):

@@ -60,7 +60,9 @@ SAMPLE_EVENTS: list[ev.IntegrationEvent] = [
     ev.RegistrationExpired(**_reg),
     ev.MeetingRescheduled(
         working_group=_wg,
-        meeting=_meetings[0].model_copy(update={"sequence": 1}),
+        meeting=_meetings[0].model_copy(
+            update={"sequence": 1, "starts_at": datetime(2019, 3, 13, 18, tzinfo=BERLIN)}
+        ),
         participants=[_participant],
         previous=_meetings[0],
     ),

@@ -43,7 +43,7 @@ def _runtime(request: Request) -> ServiceRuntime:
     return request.app.state.runtime
 
 
-def rate_limited(request: Request) -> None:
+async def rate_limited(request: Request) -> None:
     request.app.state.rate_limiter(request)
 
 

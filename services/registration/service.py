@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.registration import domain
@@ -141,13 +142,44 @@ async def working_group_views(session: AsyncSession, ids: list[str] | None = Non
 # --- registration ----------------------------------------------------------------------------------------
 
 
-async def _event_context(
-    session: AsyncSession, wg_id: str
-) -> tuple[ev.WorkingGroupInfo, list[ev.MeetingInfo]]:
-    wg = await repo.get_working_group(session, wg_id)
-    assert wg is not None
-    rows = (await repo.meetings_of(session, [wg_id]))[wg_id]
-    return ev.WorkingGroupInfo(id=wg.id, title=wg.title), [meeting_info(m) for m in rows]
+CatalogEntry = tuple[ev.WorkingGroupInfo, list[ev.MeetingInfo]]
+
+
+class CatalogCache:
+    """Working group titles and meetings for events, kept for a few seconds per process.
+
+    Every registration and confirmation puts them into its event; reading them each time cost two queries
+    per request. A change made through this process clears the entry at once; another replica sees it
+    after at most ``ttl`` seconds. Seat counters are never cached: they are read under the row lock.
+    """
+
+    def __init__(self, ttl: float = 2.0) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, CatalogEntry]] = {}
+
+    async def get(self, session: AsyncSession, wg_id: str) -> CatalogEntry | None:
+        hit = self._entries.get(wg_id)
+        if hit is not None and time.monotonic() - hit[0] < self.ttl:
+            return hit[1]
+        wg = await repo.get_working_group(session, wg_id)
+        if wg is None:
+            return None
+        rows = (await repo.meetings_of(session, [wg_id]))[wg_id]
+        entry = (ev.WorkingGroupInfo(id=wg.id, title=wg.title), [meeting_info(m) for m in rows])
+        self._entries[wg_id] = (time.monotonic(), entry)
+        return entry
+
+    def invalidate(self, wg_id: str) -> None:
+        self._entries.pop(wg_id, None)
+
+
+catalog_cache = CatalogCache()
+
+
+async def _event_context(session: AsyncSession, wg_id: str) -> CatalogEntry:
+    entry = await catalog_cache.get(session, wg_id)
+    assert entry is not None, f"working group {wg_id} vanished"
+    return entry
 
 
 def recipient_of(row: Row[Any]) -> ev.Recipient:
@@ -166,7 +198,8 @@ async def submit_registration(
     current status and the answer looks like the first one, so nobody can probe who is registered.
     """
     now = now or datetime.now(UTC)
-    if await repo.get_working_group(session, request.working_group_id) is None:
+    context = await catalog_cache.get(session, request.working_group_id)
+    if context is None:
         raise Problem(
             422,
             "Invalid request",
@@ -177,33 +210,39 @@ async def submit_registration(
     token = new_token()
     links = Links(settings.public_url).for_token(token)
     registration_id = uuid.uuid4()
-    try:
-        async with session.begin_nested():
-            await session.execute(
-                insert(registrations).values(
-                    id=registration_id,
-                    working_group_id=request.working_group_id,
-                    status="pending_confirmation",
-                    name=request.name,
-                    email=str(request.email),
-                    email_key=email_key,
-                    language=request.language,
-                    participant_type=request.participant_type,
-                    organization=request.organization,
-                    district=request.district,
-                    accessibility_needs=request.accessibility_needs,
-                    interpretation_language=request.interpretation_language,
-                    token_hash=hash_token(token),
-                    created_at=now,
-                    updated_at=now,
-                    expires_at=now + timedelta(hours=settings.confirmation_window_hours),
-                )
-            )
-    except IntegrityError:
+    inserted = await session.execute(
+        pg_insert(registrations)
+        .values(
+            id=registration_id,
+            working_group_id=request.working_group_id,
+            status="pending_confirmation",
+            name=request.name,
+            email=str(request.email),
+            email_key=email_key,
+            language=request.language,
+            participant_type=request.participant_type,
+            organization=request.organization,
+            district=request.district,
+            accessibility_needs=request.accessibility_needs,
+            interpretation_language=request.interpretation_language,
+            token_hash=hash_token(token),
+            created_at=now,
+            updated_at=now,
+            expires_at=now + timedelta(hours=settings.confirmation_window_hours),
+        )
+        # The address is already active in this working group: nothing new (see the docstring).
+        .on_conflict_do_nothing(
+            index_elements=["working_group_id", "email_key"],
+            # Literal, not bound parameters: Postgres must match it against the partial index's predicate.
+            index_where=text("status IN ('pending_confirmation', 'confirmed', 'waitlisted')"),
+        )
+        .returning(registrations.c.id)
+    )
+    if inserted.first() is None:
         await _tell_existing_status(session, request.working_group_id, email_key, token, links)
         return uuid.uuid4()
 
-    wg, meeting_infos = await _event_context(session, request.working_group_id)
+    wg, meeting_infos = context
     await add_event(
         session,
         outbox,
@@ -489,6 +528,7 @@ async def change_working_group(
     counts = domain.SeatCounts(new_capacity, new_reserved, wg.confirmed_general, wg.confirmed_reserved)
     promoted = await _promote_from_waitlist(session, settings, wg_id, counts, now)
     await publish_working_group(session, wg_id, changed=True)
+    catalog_cache.invalidate(wg_id)
     return promoted
 
 
@@ -544,6 +584,7 @@ async def change_meeting(
             ),
         )
     await publish_working_group(session, wg_id, changed=True)
+    catalog_cache.invalidate(wg_id)
     return {"number": after.number}
 
 

@@ -10,8 +10,6 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from shared.outbox import notify_trigger_sql
-
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -101,14 +99,9 @@ def upgrade() -> None:
         schema="notification",
         postgresql_where=sa.text("published_at IS NULL"),
     )
-    # Wake the outbox relay on every insert (LISTEN/NOTIFY; the relay also polls).
-    for statement in notify_trigger_sql("notification"):
-        op.execute(statement)
 
 
 def downgrade() -> None:
-    op.execute("DROP TRIGGER IF EXISTS outbox_notify ON notification.outbox")
-    op.execute("DROP FUNCTION IF EXISTS notification.outbox_notify()")
     op.drop_index(
         "ix_outbox_unpublished",
         table_name="outbox",

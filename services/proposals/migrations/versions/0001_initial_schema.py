@@ -10,8 +10,6 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from shared.outbox import notify_trigger_sql
-
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -76,14 +74,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_working_groups")),
         schema="proposals",
     )
-    # Wake the outbox relay on every insert (LISTEN/NOTIFY; the relay also polls).
-    for statement in notify_trigger_sql("proposals"):
-        op.execute(statement)
 
 
 def downgrade() -> None:
-    op.execute("DROP TRIGGER IF EXISTS outbox_notify ON proposals.outbox")
-    op.execute("DROP FUNCTION IF EXISTS proposals.outbox_notify()")
     op.drop_table("working_groups", schema="proposals")
     op.drop_index(
         "ix_outbox_unpublished",

@@ -10,8 +10,6 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from shared.outbox import notify_trigger_sql
-
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -150,14 +148,9 @@ def upgrade() -> None:
         schema="registration",
         postgresql_where=sa.text("status IN ('pending_confirmation', 'confirmed', 'waitlisted')"),
     )
-    # Wake the outbox relay on every insert (LISTEN/NOTIFY; the relay also polls).
-    for statement in notify_trigger_sql("registration"):
-        op.execute(statement)
 
 
 def downgrade() -> None:
-    op.execute("DROP TRIGGER IF EXISTS outbox_notify ON registration.outbox")
-    op.execute("DROP FUNCTION IF EXISTS registration.outbox_notify()")
     op.drop_index(
         "uq_registrations_active_email",
         table_name="registrations",

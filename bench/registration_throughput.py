@@ -1,0 +1,242 @@
+"""Registration endpoint against its yardstick, and confirmations racing into one working group.
+
+Run by hand (needs `wrk`: apt-get install -y wrk), on this machine's local Postgres and RabbitMQ:
+
+    .venv/bin/python -m bench.registration_throughput [--seconds 20] [--connections 64]
+
+Prints JSON on its last line: requests/s and p99 of the bare baseline and of POST /v1/registrations
+(measured in the same run), their ratio, and the confirmation rate with the overbooking check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from services.registration.service import hash_token
+from shared.db import asyncpg_dsn
+from tests.support.infra import provision
+from tests.support.smtp import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+REGISTER_LUA = """
+local counter = 0
+local thread_id = 0
+setup = function(thread) thread:set("tid", thread_id); thread_id = thread_id + 1 end
+request = function()
+  counter = counter + 1
+  local body = string.format('{"working_group_id":"sprachfoerderung","name":"Bench Person %d","email":"bench-%s-%d-%d@example.org","language":"de","participant_type":"resident","privacy_consent":true}', counter, RUN, tid, counter)
+  return wrk.format("POST", "/v1/registrations", {["Content-Type"]="application/json"}, body)
+end
+"""
+
+CONFIRM_LUA = """
+local tokens = {}
+local i = 0
+local thread_id = 0
+setup = function(thread) thread:set("tid", thread_id); thread_id = thread_id + 1 end
+init = function(args)
+  for line in io.lines(TOKENS) do tokens[#tokens + 1] = line end
+end
+request = function()
+  i = i + 1
+  local t = tokens[((i - 1) * THREADS + tid) % #tokens + 1]
+  return wrk.format("POST", "/v1/registrations/confirm", {["Content-Type"]="application/json"}, '{"token":"' .. t .. '"}')
+end
+"""
+
+
+def wait_until_up(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def run_wrk(url: str, lua: str, seconds: int, connections: int, threads: int = 2) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(lua)
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", handle.name, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1))
+    p50 = _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": rps,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "non_2xx": int(bad.group(1)) if bad else 0,
+        "socket_errors": errors.group(1) if errors else "",
+    }
+
+
+def _ms(value: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def start(cmd: list[str], env: dict) -> subprocess.Popen:
+    return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+async def make_pending(database_url: str, working_group_id: str, count: int) -> list[str]:
+    """Insert pending registrations directly (fast), returning their raw tokens."""
+    tokens = [secrets.token_urlsafe(32) for _ in range(count)]
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await conn.execute(
+            "INSERT INTO registration.working_groups (id, title, capacity) VALUES ($1, 'Bench', 100) "
+            "ON CONFLICT DO NOTHING",
+            working_group_id,
+        )
+        await conn.executemany(
+            "INSERT INTO registration.registrations (id, working_group_id, status, name, email, email_key, language,"
+            " participant_type, token_hash, expires_at) VALUES ($1, $2, 'pending_confirmation', $3, $4, $4, 'de',"
+            " 'resident', $5, now() + interval '1 day')",
+            [
+                (
+                    uuid.uuid4(),
+                    working_group_id,
+                    f"Confirm {i}",
+                    f"confirm-{i}-{working_group_id}@example.org",
+                    hash_token(t),
+                )
+                for i, t in enumerate(tokens)
+            ],
+        )
+    finally:
+        await conn.close()
+    return tokens
+
+
+async def seat_state(database_url: str, working_group_id: str) -> dict:
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        wg = await conn.fetchrow(
+            "SELECT capacity, confirmed_general + confirmed_reserved AS counter FROM registration.working_groups "
+            "WHERE id = $1",
+            working_group_id,
+        )
+        rows = await conn.fetch(
+            "SELECT status, count(*) FROM registration.registrations WHERE working_group_id = $1 GROUP BY status",
+            working_group_id,
+        )
+    finally:
+        await conn.close()
+    return {"capacity": wg["capacity"], "counter": wg["counter"], **{r["status"]: r["count"] for r in rows}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--confirm-seconds", type=int, default=10)
+    args = parser.parse_args()
+
+    with ExitStack() as stack:
+        infra = stack.enter_context(_provisioned())
+        db_url = infra.database_url("registration")
+        python = sys.executable
+        env = {**os.environ, "BENCH_DATABASE_URL": db_url}
+        results: dict = {}
+
+        port = free_port()
+        baseline = start(
+            [
+                python,
+                "-m",
+                "uvicorn",
+                "bench.baseline_app:app",
+                "--port",
+                str(port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            env,
+        )
+        try:
+            wait_until_up(f"http://127.0.0.1:{port}/docs")
+            lua = f'RUN = "{uuid.uuid4().hex[:8]}"\n' + REGISTER_LUA
+            run_wrk(f"http://127.0.0.1:{port}", lua, 3, args.connections)  # warm-up
+            results["baseline"] = run_wrk(f"http://127.0.0.1:{port}", lua, args.seconds, args.connections)
+        finally:
+            baseline.terminate()
+            baseline.wait()
+
+        port = free_port()
+        service_env = {
+            **os.environ,
+            "REGISTRATION_DATABASE_URL": db_url,
+            "AMQP_URL": infra.amqp_url,
+            "REGISTRATION_PORT": str(port),
+            "REGISTRATION_RATE_LIMIT_PER_MINUTE": "0",
+            "LOG_LEVEL": "WARNING",
+        }
+        registration = start([python, "-m", "shared.cli", "serve", "registration"], service_env)
+        try:
+            wait_until_up(f"http://127.0.0.1:{port}/readyz")
+            lua = f'RUN = "{uuid.uuid4().hex[:8]}"\n' + REGISTER_LUA
+            run_wrk(f"http://127.0.0.1:{port}", lua, 3, args.connections)
+            results["registration"] = run_wrk(f"http://127.0.0.1:{port}", lua, args.seconds, args.connections)
+
+            wg = f"bench-{uuid.uuid4().hex[:6]}"
+            tokens = asyncio.run(make_pending(db_url, wg, 20000))
+            capacity = 100
+            with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
+                handle.write("\n".join(tokens))
+            lua = f'TOKENS = "{handle.name}"\nTHREADS = 2\n' + CONFIRM_LUA
+            confirm = run_wrk(f"http://127.0.0.1:{port}", lua, args.confirm_seconds, args.connections)
+            state = asyncio.run(seat_state(db_url, wg))
+            confirm["seat_state"] = state
+            confirm["overbooked"] = state.get("confirmed", 0) > capacity or state["counter"] != state.get(
+                "confirmed", 0
+            )
+            results["confirmations"] = confirm
+        finally:
+            registration.terminate()
+            registration.wait()
+
+        results["ratio"] = round(results["registration"]["rps"] / results["baseline"]["rps"], 3)
+        results["connections"] = args.connections
+        results["seconds"] = args.seconds
+        print(json.dumps(results))
+
+
+class _provisioned:
+    def __enter__(self):
+        self.stack = ExitStack()
+        return provision(self.stack)
+
+    def __exit__(self, *exc):
+        self.stack.close()
+
+
+if __name__ == "__main__":
+    main()
