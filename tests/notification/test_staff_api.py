@@ -1,0 +1,102 @@
+"""What staff ask the notification service: did this person get our mail? What does the mail look like?"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import aio_pika
+
+from services.notification.app import create_app
+from shared.auth import mint_token
+from shared.events import Recipient, RegistrationSubmitted, SelfServiceLinks, WorkingGroupInfo
+from shared.topology import EVENTS_EXCHANGE
+from tests.conftest import running, unique_email
+
+
+def auth(settings, *roles: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint_token(settings, 'office@stadt', list(roles))}"}
+
+
+async def publish(amqp_url: str, event) -> str:
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(EVENTS_EXCHANGE)
+        message_id = str(uuid.uuid4())
+        await exchange.publish(
+            aio_pika.Message(
+                event.model_dump_json().encode(),
+                message_id=message_id,
+                type=event.event_type,
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=event.event_type,
+        )
+        return message_id
+    finally:
+        await connection.close()
+
+
+async def test_the_delivery_log_answers_did_this_person_get_our_mail(notification_settings, smtp):
+    email = unique_email("log")
+    event = RegistrationSubmitted(
+        registration_id=uuid.uuid4(),
+        recipient=Recipient(email=email, name="Маргарита Иванова", language="ru"),
+        working_group=WorkingGroupInfo(id="sprachfoerderung", title="Sprachförderung"),
+        meetings=[],
+        links=SelfServiceLinks(confirm_url="http://forms.test/v1/registrations/confirm?token=abc"),
+    )
+    async with running(create_app(notification_settings)) as client:
+        event_id = await publish(notification_settings.amqp_url, event)
+        await smtp.wait_for(email)
+        staff = auth(notification_settings, "staff")
+        rows = []
+        for _ in range(50):
+            rows = (await client.get("/v1/deliveries", params={"recipient": email}, headers=staff)).json()
+            if rows and rows[0]["status"] == "sent":
+                break
+            await asyncio.sleep(0.1)
+        assert len(rows) == 1
+        row = rows[0]
+        assert row["status"] == "sent" and row["event_id"] == event_id and row["language"] == "ru"
+        assert row["template"] == "registration_submitted" and row["attempts"] == 1
+        assert row["message_id"] == str(smtp.handler.to(email)[0].message["Message-ID"])
+        by_event = (await client.get("/v1/deliveries", params={"event_id": event_id}, headers=staff)).json()
+        assert [r["id"] for r in by_event] == [row["id"]]
+        sent = (
+            await client.get("/v1/deliveries", params={"status": "sent", "limit": 1000}, headers=staff)
+        ).json()
+        assert row["id"] in [r["id"] for r in sent]
+        assert (
+            await client.get("/v1/deliveries", params={"status": "bogus"}, headers=staff)
+        ).status_code == 422
+        assert (await client.get("/v1/deliveries")).status_code == 401
+
+
+async def test_template_preview_for_staff(notification_settings):
+    async with running(create_app(notification_settings)) as client:
+        staff = auth(notification_settings, "staff")
+        response = await client.get(
+            "/v1/templates/registration_confirmed/preview", params={"language": "ar"}, headers=staff
+        )
+        assert response.status_code == 200
+        preview = response.json()
+        assert preview["language"] == "ar" and preview["subject"]
+        assert 'dir="rtl"' in preview["html"] and preview["text"]
+        assert (await client.get("/v1/templates/nope/preview", headers=staff)).status_code == 404
+        bad_language = await client.get(
+            "/v1/templates/registration_confirmed/preview", params={"language": "xx"}, headers=staff
+        )
+        assert bad_language.status_code == 422
+        moderator_only = auth(notification_settings, "moderator")
+        assert (
+            await client.get("/v1/templates/registration_confirmed/preview", headers=moderator_only)
+        ).status_code == 200
+        assert (
+            await client.get(
+                "/v1/templates/registration_confirmed/preview",
+                headers={"Authorization": "Bearer " + mint_token(notification_settings, "x", [])},
+            )
+        ).status_code == 403
