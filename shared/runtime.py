@@ -12,13 +12,14 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse
 from faststream.rabbit import Channel, RabbitBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import Table, text
+from sqlalchemy import Table, delete, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.asyncapi import asyncapi_document
@@ -89,10 +90,7 @@ class ServiceRuntime:
 
     async def _connect_broker(self) -> None:
         delay = 0.5
-        policy = QueuePolicy(
-            delivery_limit=self.settings.queue_delivery_limit,
-            retry_delay_ms=self.settings.consumer_retry_delay_ms,
-        )
+        policy = QueuePolicy.from_settings(self.settings)
         while True:
             try:
                 await declare_topology(self.settings.amqp_url, policy, QUEUES + self.extra_queues)
@@ -106,11 +104,31 @@ class ServiceRuntime:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("broker not reachable yet", error=str(exc), retry_in=delay)
+                log.warning(
+                    "broker connection or topology declaration failed", error=str(exc), retry_in=delay
+                )
                 with contextlib.suppress(Exception):
                     await self.broker.stop()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 15.0)
+
+    async def housekeeping(self) -> None:
+        """Delete published outbox rows and old inbox rows (the dedup window is the inbox retention)."""
+        now = datetime.now(UTC)
+        async with self.transaction() as session:
+            if self.relay is not None:
+                table = self.relay.outbox
+                await session.execute(
+                    delete(table).where(
+                        table.c.published_at < now - timedelta(hours=self.settings.outbox_retention_hours)
+                    )
+                )
+            for inbox in {id(c.inbox): c.inbox for c in self.consumers}.values():
+                await session.execute(
+                    delete(inbox).where(
+                        inbox.c.received_at < now - timedelta(days=self.settings.inbox_retention_days)
+                    )
+                )
 
     async def _run_job(self, job: PeriodicJob) -> None:
         if job.before_serving:
@@ -168,6 +186,7 @@ def build_runtime(
             publish_timeout=settings.outbox_publish_timeout,
         )
         wake_relay_after_commit(session_factory, runtime.relay)
+    runtime.jobs.append(PeriodicJob("housekeeping", settings.housekeeping_interval, runtime.housekeeping))
     return runtime
 
 

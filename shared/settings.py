@@ -80,6 +80,10 @@ class ServiceSettings(BaseSettings):
     outbox_poll_interval: float = 2.0
     outbox_batch_size: int = 100
     outbox_publish_timeout: float = 10.0
+    # Published outbox rows (they carry personal data) and inbox rows are deleted after these ages.
+    outbox_retention_hours: float = 72.0
+    inbox_retention_days: float = 30.0
+    housekeeping_interval: float = 3600.0
     # Consumers
     consumer_prefetch: int = 32
     consumer_max_attempts: int = 5

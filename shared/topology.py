@@ -77,6 +77,14 @@ class QueuePolicy:
     delivery_limit: int = 20
     retry_delay_ms: int = 5000
 
+    @classmethod
+    def from_settings(cls, settings: object) -> QueuePolicy:
+        """Every service must declare the same arguments: they come from the shared settings."""
+        return cls(
+            delivery_limit=settings.queue_delivery_limit,  # type: ignore[attr-defined]
+            retry_delay_ms=settings.consumer_retry_delay_ms,  # type: ignore[attr-defined]
+        )
+
 
 def _quorum(extra: dict) -> dict:
     return {"x-queue-type": "quorum", **extra}

@@ -41,7 +41,6 @@ def build(settings: NotificationSettings | None = None) -> tuple[ServiceRuntime,
         cutoff = datetime.now(UTC) - timedelta(days=settings.purge_after_days)
         async with runtime.transaction() as session:
             await session.execute(delete(deliveries).where(deliveries.c.created_at < cutoff))
-            await session.execute(delete(inbox).where(inbox.c.received_at < cutoff))
 
     runtime.jobs.append(PeriodicJob("purge-deliveries", settings.purge_job_interval, purge_old_deliveries))
     runtime.jobs.append(PeriodicJob("mail-dispatcher", 0.0, dispatcher.run))

@@ -24,6 +24,10 @@ def build(settings: RegistrationSettings | None = None) -> ServiceRuntime:
         async with runtime.transaction() as session:
             await service.expire_unconfirmed(session, settings)
 
+    async def forget_idempotency_keys() -> None:
+        async with runtime.transaction() as session:
+            await service.forget_idempotency_keys(session, settings)
+
     async def remind() -> None:
         async with runtime.transaction() as session:
             await service.send_due_reminders(session, settings)
@@ -31,6 +35,9 @@ def build(settings: RegistrationSettings | None = None) -> ServiceRuntime:
     runtime.jobs.append(PeriodicJob("seed-catalog", 300.0, seed, before_serving=True))
     runtime.jobs.append(PeriodicJob("expire-unconfirmed", settings.expiry_job_interval, expire))
     runtime.jobs.append(PeriodicJob("meeting-reminders", settings.reminder_job_interval, remind))
+    runtime.jobs.append(
+        PeriodicJob("idempotency-keys", settings.housekeeping_interval, forget_idempotency_keys)
+    )
     return runtime
 
 

@@ -19,7 +19,14 @@ from services.registration import domain
 from services.registration import repository as repo
 from services.registration.catalog_seed import WORKING_GROUPS
 from services.registration.config import RegistrationSettings
-from services.registration.models import audit_log, meetings, outbox, registrations, working_groups
+from services.registration.models import (
+    audit_log,
+    idempotency_keys,
+    meetings,
+    outbox,
+    registrations,
+    working_groups,
+)
 from services.registration.schemas import RegistrationRequest
 from shared import events as ev
 from shared.http import Problem
@@ -685,3 +692,9 @@ def _jsonable(value: Any) -> Any:
     import json
 
     return json.loads(json.dumps(value, default=str))
+
+
+async def forget_idempotency_keys(session: AsyncSession, settings: RegistrationSettings) -> None:
+    """Idempotency keys count for ``idempotency_ttl_hours`` (24 h): the same key later is a new request."""
+    cutoff = datetime.now(UTC) - timedelta(hours=settings.idempotency_ttl_hours)
+    await session.execute(idempotency_keys.delete().where(idempotency_keys.c.created_at < cutoff))

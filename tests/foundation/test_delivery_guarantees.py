@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 import aio_pika
 import asyncpg
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from services.notification.app import create_app as notification_app
 from services.notification.models import deliveries
@@ -314,3 +314,35 @@ async def test_a_service_role_cannot_read_another_services_schema(
     finally:
         await conn.close()
     _ = deliveries
+
+
+async def test_housekeeping_deletes_old_published_events_but_never_unpublished_ones(registration_settings):
+    app = registration_app(registration_settings.model_copy(update={"outbox_poll_interval": 3600}))
+    runtime = app.state.runtime
+    async with app.router.lifespan_context(app):
+        await asyncio.wait_for(runtime.broker_ready.wait(), 30)
+        await runtime.relay.stop()
+        ids = {}
+        async with runtime.transaction() as session:
+            for name in ("old_published", "new_published", "old_unpublished"):
+                ids[name] = await add_event(session, outbox, _proposal(name))
+            await session.execute(
+                outbox.update()
+                .where(outbox.c.id.in_([ids["old_published"], ids["old_unpublished"]]))
+                .values(created_at=func.now() - text("interval '10 days'"))
+            )
+            await session.execute(
+                outbox.update()
+                .where(outbox.c.id == ids["old_published"])
+                .values(published_at=func.now() - text("interval '10 days'"))
+            )
+            await session.execute(
+                outbox.update().where(outbox.c.id == ids["new_published"]).values(published_at=func.now())
+            )
+        await runtime.housekeeping()
+        async with runtime.transaction() as session:
+            left = set(
+                (await session.execute(select(outbox.c.id).where(outbox.c.id.in_(ids.values())))).scalars()
+            )
+            await session.execute(outbox.delete().where(outbox.c.id.in_(ids.values())))
+        assert left == {ids["new_published"], ids["old_unpublished"]}
