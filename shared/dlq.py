@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import aio_pika
 
-from shared.inbox import ATTEMPT_HEADER
+from shared.inbox import ATTEMPT_HEADER, header_int
+
+
+def _text(value: object) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 async def list_dead_letters(amqp_url: str, queue: str, limit: int = 100) -> list[str]:
@@ -20,11 +24,13 @@ async def list_dead_letters(amqp_url: str, queue: str, limit: int = 100) -> list
             if message is None:
                 break
             held.append(message)
-            deaths = (message.headers or {}).get("x-death") or []
-            reason = deaths[0].get("reason") if deaths and isinstance(deaths[0], dict) else "?"
+            deaths = (message.headers or {}).get("x-death")
+            first = deaths[0] if isinstance(deaths, list) and deaths else None
+            reason = _text(first.get("reason")) if isinstance(first, dict) else "?"
             lines.append(
-                f"{message.message_id}\t{message.type}\tcorrelation={message.correlation_id}\treason={reason}\t"
-                f"{message.body[:200].decode(errors='replace')}"
+                f"{message.message_id}\t{message.type}\tcorrelation={_text(message.correlation_id)}\t"
+                f"reason={reason}\t"
+                f"{bytes(message.body[:200]).decode(errors='replace')}"
             )
         for message in held:
             await message.nack(requeue=True)
@@ -52,7 +58,7 @@ async def replay_dead_letters(amqp_url: str, queue: str, limit: int = 1000) -> i
             headers = {
                 k: v for k, v in (message.headers or {}).items() if k not in ("x-death", ATTEMPT_HEADER)
             }
-            headers["x-replayed"] = int((message.headers or {}).get("x-replayed", 0) or 0) + 1
+            headers["x-replayed"] = header_int(message.headers, "x-replayed") + 1
             await channel.default_exchange.publish(
                 aio_pika.Message(
                     body=message.body,

@@ -55,6 +55,12 @@ class EventMeta:
 Handler = Callable[[AsyncSession, Any, EventMeta], Awaitable[None]]
 
 
+def header_int(headers: Any, name: str, default: int = 0) -> int:
+    """An integer AMQP header; anything else (missing, garbage) counts as ``default``."""
+    value = (headers or {}).get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
 class PoisonMessage(Exception):
     """The message can never be handled (unknown type, invalid body): dead-letter it at once."""
 
@@ -95,7 +101,7 @@ class EventConsumer:
     async def _on_message(self, message: RabbitMessage) -> None:
         raw = message.raw_message
         event_type = raw.type or raw.routing_key or ""
-        attempt = int((raw.headers or {}).get(ATTEMPT_HEADER, 1) or 1)
+        attempt = header_int(raw.headers, ATTEMPT_HEADER, default=1)
         token = correlation_id_var.set(raw.correlation_id)
         try:
             try:

@@ -93,15 +93,27 @@ async def add_event(
     event_id = uuid.uuid4()
     session.info[_PENDING_FLAG] = True
     await session.execute(
-        outbox.insert().values(
-            id=event_id,
-            event_type=event.event_type,
-            event_version=event.version,
-            payload=event.model_dump(mode="json"),
-            correlation_id=correlation_id or current_correlation_id(),
-        )
+        _insert_statement(outbox),
+        {
+            "id": event_id,
+            "event_type": event.event_type,
+            "event_version": event.version,
+            "payload": event.model_dump(mode="json"),
+            "correlation_id": correlation_id or current_correlation_id(),
+        },
     )
     return event_id
+
+
+_INSERTS: dict[int, Any] = {}
+
+
+def _insert_statement(outbox: Table) -> Any:
+    """One INSERT per outbox table, built once (building statements per call is costly on the hot path)."""
+    statement = _INSERTS.get(id(outbox))
+    if statement is None:
+        statement = _INSERTS[id(outbox)] = outbox.insert()
+    return statement
 
 
 _PENDING_FLAG = "mitwirkung_outbox_pending"

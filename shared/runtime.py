@@ -164,7 +164,7 @@ def build_runtime(
     *,
     outbox: Table | None,
 ) -> ServiceRuntime:
-    engine = create_engine(settings.database_url, settings.schema, settings.database_pool_size)
+    engine = create_engine(settings.database_url, settings.db_schema, settings.database_pool_size)
     session_factory = create_session_factory(engine)
     broker = RabbitBroker(
         settings.amqp_url,

@@ -121,7 +121,7 @@ class ServiceSettings(BaseSettings):
             )
 
     @property
-    def schema(self) -> str:
+    def db_schema(self) -> str:
         return self.service_name
 
 

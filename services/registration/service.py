@@ -193,6 +193,19 @@ def recipient_of(row: Row[Any]) -> ev.Recipient:
     return ev.Recipient(email=row.email or "", name=row.name or "", language=row.language)
 
 
+# Built once: the hot path passes only parameters. An address already active in the working group makes
+# the insert do nothing (see submit_registration).
+_INSERT_REGISTRATION = (
+    pg_insert(registrations)
+    .on_conflict_do_nothing(
+        index_elements=["working_group_id", "email_key"],
+        # Literal, not bound parameters: Postgres must match it against the partial index's predicate.
+        index_where=text("status IN ('pending_confirmation', 'confirmed', 'waitlisted')"),
+    )
+    .returning(registrations.c.id)
+)
+
+
 async def submit_registration(
     session: AsyncSession,
     settings: RegistrationSettings,
@@ -218,32 +231,25 @@ async def submit_registration(
     links = Links(settings.public_url).for_token(token)
     registration_id = uuid.uuid4()
     inserted = await session.execute(
-        pg_insert(registrations)
-        .values(
-            id=registration_id,
-            working_group_id=request.working_group_id,
-            status="pending_confirmation",
-            name=request.name,
-            email=str(request.email),
-            email_key=email_key,
-            language=request.language,
-            participant_type=request.participant_type,
-            organization=request.organization,
-            district=request.district,
-            accessibility_needs=request.accessibility_needs,
-            interpretation_language=request.interpretation_language,
-            token_hash=hash_token(token),
-            created_at=now,
-            updated_at=now,
-            expires_at=now + timedelta(hours=settings.confirmation_window_hours),
-        )
-        # The address is already active in this working group: nothing new (see the docstring).
-        .on_conflict_do_nothing(
-            index_elements=["working_group_id", "email_key"],
-            # Literal, not bound parameters: Postgres must match it against the partial index's predicate.
-            index_where=text("status IN ('pending_confirmation', 'confirmed', 'waitlisted')"),
-        )
-        .returning(registrations.c.id)
+        _INSERT_REGISTRATION,
+        {
+            "id": registration_id,
+            "working_group_id": request.working_group_id,
+            "status": "pending_confirmation",
+            "name": request.name,
+            "email": str(request.email),
+            "email_key": email_key,
+            "language": request.language,
+            "participant_type": request.participant_type,
+            "organization": request.organization,
+            "district": request.district,
+            "accessibility_needs": request.accessibility_needs,
+            "interpretation_language": request.interpretation_language,
+            "token_hash": hash_token(token),
+            "created_at": now,
+            "updated_at": now,
+            "expires_at": now + timedelta(hours=settings.confirmation_window_hours),
+        },
     )
     if inserted.first() is None:
         await _tell_existing_status(session, request.working_group_id, email_key, token, links)
