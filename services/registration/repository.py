@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,19 +23,87 @@ async def list_working_groups(session: AsyncSession) -> Sequence[Row[Any]]:
     return (await session.execute(select(working_groups).order_by(working_groups.c.position))).all()
 
 
+# Statements on the hot paths (registering, confirming, cancelling) are built once and executed with
+# parameters: building a statement per call costs about as much CPU as executing it.
+_WORKING_GROUP = select(working_groups).where(working_groups.c.id == bindparam("wg_id"))
+_WORKING_GROUP_LOCKED = _WORKING_GROUP.with_for_update()
+_BY_TOKEN = select(registrations).where(registrations.c.token_hash == bindparam("token_hash"))
+_BY_TOKEN_LOCKED = _BY_TOKEN.with_for_update()
+_WAITLIST_AHEAD = (
+    select(func.count())
+    .select_from(registrations)
+    .where(registrations.c.working_group_id == bindparam("wg_id"))
+    .where(registrations.c.status == "waitlisted")
+    .where(registrations.c.waitlist_seq < bindparam("seq"))
+)
+_STORE_SEAT_COUNTERS = (
+    update(working_groups)
+    .where(working_groups.c.id == bindparam("wg_id"))
+    .values(
+        confirmed_general=bindparam("general"),
+        confirmed_reserved=bindparam("reserved"),
+        waitlist_seq=bindparam("waitlist_seq"),
+        updated_at=bindparam("now"),
+    )
+)
+_SET_REGISTRATION_STATE = (
+    update(registrations)
+    .where(registrations.c.id == bindparam("registration_id"))
+    .values(
+        status=bindparam("status"),
+        seat=bindparam("seat"),
+        waitlist_seq=bindparam("reg_waitlist_seq"),
+        # The moment the seat was decided, under the lock: the real order of confirmations.
+        confirmed_at=func.clock_timestamp(),
+        expires_at=None,
+        updated_at=bindparam("now"),
+    )
+)
+
+
 async def get_working_group(session: AsyncSession, working_group_id: str) -> Row[Any] | None:
-    return (
-        await session.execute(select(working_groups).where(working_groups.c.id == working_group_id))
-    ).first()
+    return (await session.execute(_WORKING_GROUP, {"wg_id": working_group_id})).first()
 
 
 async def lock_working_group(session: AsyncSession, working_group_id: str) -> Row[Any] | None:
     """Lock a working group's row: every change of its seat counters happens under this lock."""
-    return (
-        await session.execute(
-            select(working_groups).where(working_groups.c.id == working_group_id).with_for_update()
-        )
-    ).first()
+    return (await session.execute(_WORKING_GROUP_LOCKED, {"wg_id": working_group_id})).first()
+
+
+async def store_seat_counters(
+    session: AsyncSession, working_group_id: str, general: int, reserved: int, waitlist_seq: int, now: Any
+) -> None:
+    await session.execute(
+        _STORE_SEAT_COUNTERS,
+        {
+            "wg_id": working_group_id,
+            "general": general,
+            "reserved": reserved,
+            "waitlist_seq": waitlist_seq,
+            "now": now,
+        },
+    )
+
+
+async def set_confirmation_state(
+    session: AsyncSession,
+    registration_id: uuid.UUID,
+    status: str,
+    seat: str | None,
+    waitlist_seq: int | None,
+    now: Any,
+) -> None:
+    """Confirmed (with its seat) or waitlisted (with its place in the queue), stamped with the decision time."""
+    await session.execute(
+        _SET_REGISTRATION_STATE,
+        {
+            "registration_id": registration_id,
+            "status": status,
+            "seat": seat,
+            "reg_waitlist_seq": waitlist_seq,
+            "now": now,
+        },
+    )
 
 
 async def meetings_of(session: AsyncSession, working_group_ids: Sequence[str]) -> dict[str, list[Row[Any]]]:
@@ -80,10 +148,8 @@ async def active_registration_for(
 async def registration_by_token_hash(
     session: AsyncSession, token_hash: str, *, for_update: bool = False
 ) -> Row[Any] | None:
-    query = select(registrations).where(registrations.c.token_hash == token_hash)
-    if for_update:
-        query = query.with_for_update()
-    return (await session.execute(query)).first()
+    query = _BY_TOKEN_LOCKED if for_update else _BY_TOKEN
+    return (await session.execute(query, {"token_hash": token_hash})).first()
 
 
 async def registration_by_id(session: AsyncSession, registration_id: uuid.UUID) -> Row[Any] | None:
@@ -91,13 +157,7 @@ async def registration_by_id(session: AsyncSession, registration_id: uuid.UUID) 
 
 
 async def waitlist_position(session: AsyncSession, working_group_id: str, waitlist_seq: int) -> int:
-    ahead = await session.scalar(
-        select(func.count())
-        .select_from(registrations)
-        .where(registrations.c.working_group_id == working_group_id)
-        .where(registrations.c.status == "waitlisted")
-        .where(registrations.c.waitlist_seq < waitlist_seq)
-    )
+    ahead = await session.scalar(_WAITLIST_AHEAD, {"wg_id": working_group_id, "seq": waitlist_seq})
     return int(ahead or 0) + 1
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, text
+from sqlalchemy import insert, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -374,37 +374,16 @@ async def confirm_registration(
         "links": links,
     }
     if seat is not None:
-        await _store_counts(session, wg.id, counts, now)
-        await session.execute(
-            registrations.update()
-            .where(registrations.c.id == registration.id)
-            # clock_timestamp(): the moment the seat was decided, under the lock, i.e. the real order.
-            .values(
-                status="confirmed",
-                seat=seat,
-                confirmed_at=func.clock_timestamp(),
-                expires_at=None,
-                updated_at=now,
-            )
+        await repo.store_seat_counters(
+            session, wg.id, counts.confirmed_general, counts.confirmed_reserved, wg.waitlist_seq, now
         )
+        await repo.set_confirmation_state(session, registration.id, "confirmed", seat, None, now)
         await add_event(session, outbox, ev.RegistrationConfirmed(**common))
         return {"id": registration.id, "status": "confirmed"}
 
     seq = wg.waitlist_seq + 1
-    await session.execute(
-        working_groups.update().where(working_groups.c.id == wg.id).values(waitlist_seq=seq, updated_at=now)
-    )
-    await session.execute(
-        registrations.update()
-        .where(registrations.c.id == registration.id)
-        .values(
-            status="waitlisted",
-            waitlist_seq=seq,
-            confirmed_at=func.clock_timestamp(),
-            expires_at=None,
-            updated_at=now,
-        )
-    )
+    await repo.store_seat_counters(session, wg.id, wg.confirmed_general, wg.confirmed_reserved, seq, now)
+    await repo.set_confirmation_state(session, registration.id, "waitlisted", None, seq, now)
     position = await repo.waitlist_position(session, wg.id, seq)
     await add_event(session, outbox, ev.RegistrationWaitlisted(**common, waitlist_position=position))
     return {"id": registration.id, "status": "waitlisted", "waitlist_position": position}
