@@ -1,10 +1,17 @@
 """Sends the mails recorded in the delivery log, and records what became of each.
 
 The delivery log is the queue: a row is claimed (``FOR UPDATE SKIP LOCKED``, so replicas share the work)
-by setting it to ``sending`` with a lease, then sent, then marked ``sent``/``retrying``/``failed``/
-``unknown``. If the process dies between the relay's acceptance and the mark, the lease runs out and the
-row becomes ``unknown``, to be sent again with the same Message-ID: the one residual window in which a
-recipient may see a copy, recognisable by that Message-ID (see the README).
+by setting it to ``sending`` with a lease and counting the attempt, then sent, then marked ``sent``/
+``retrying``/``failed``/``unknown``. The attempt count is the claim's fencing token: a mark only lands on
+the row under the same attempt, so a sender whose lease ran out cannot overwrite what a later claim did.
+If the process dies between the relay's acceptance and the mark, the lease runs out and the row becomes
+``unknown``, to be sent again with the same Message-ID: the one residual window in which a recipient may
+see a copy, recognisable by that Message-ID (see the README). A connection lost after DATA is the same
+case, decided at once.
+
+Marks are written by group commit: whatever finished while one UPDATE was running goes into the next
+one, so the window stays one database round trip wide while a busy sender writes one statement for many
+mails.
 """
 
 from __future__ import annotations
@@ -12,17 +19,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import DateTime, Text, bindparam, func, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.notification.calendar import calendar_for
 from services.notification.config import NotificationSettings
-from services.notification.mail import build_message, mailbox, parse_mailbox
+from services.notification.mail import build_message, mailbox, one_line, parse_mailbox
 from services.notification.models import deliveries
 from services.notification.rendering import TemplateRenderer
 from services.notification.smtp import SendResult, SmtpPool
@@ -31,6 +40,100 @@ from shared.observability import get_logger
 log = get_logger(__name__)
 
 DUE_STATUSES = ("pending", "retrying", "unknown")
+MARK_WRITE_ATTEMPTS = 3
+MARK_WRITE_RETRY_DELAY = 0.5
+
+
+@dataclass(frozen=True)
+class ComposedMail:
+    data: bytes
+    subject: str
+    recipient: str  # the envelope recipient: the checked address of the To header
+
+
+@dataclass(frozen=True)
+class Mark:
+    """What became of one attempt, as written to its row."""
+
+    id: uuid.UUID
+    attempt: int
+    status: str
+    last_error: str | None
+    subject: str | None
+    next_attempt_at: datetime | None
+    sent_at: datetime | None
+    at: datetime
+
+
+# One statement for any number of marks (executemany), fenced by the attempt: it lands while the row is
+# still 'sending' under this claim, or 'unknown' because the lease ran out and nobody claimed it since
+# (the late answer is then still the truth, and spares the recipient a copy).
+_MARK = (
+    update(deliveries)
+    .where(
+        deliveries.c.id == bindparam("m_id"),
+        deliveries.c.attempts == bindparam("m_attempt"),
+        # Not in_(): an expanding parameter cannot be used with executemany.
+        or_(deliveries.c.status == "sending", deliveries.c.status == "unknown"),
+    )
+    .values(
+        status=bindparam("m_status", type_=Text),
+        last_error=bindparam("m_error", type_=Text),
+        subject=func.coalesce(bindparam("m_subject", type_=Text), deliveries.c.subject),
+        next_attempt_at=func.coalesce(
+            bindparam("m_next", type_=DateTime(timezone=True)), deliveries.c.next_attempt_at
+        ),
+        sent_at=bindparam("m_sent", type_=DateTime(timezone=True)),
+        lease_until=None,
+        updated_at=bindparam("m_at", type_=DateTime(timezone=True)),
+    )
+)
+
+
+class MarkWriter:
+    """Group commit of marks: ``write`` returns once its mark is in the database."""
+
+    def __init__(self, write: Callable[[list[Mark]], Awaitable[None]]) -> None:
+        self._write = write
+        # Each mark with the future its sender waits on; the future's result is the write's error, if any.
+        self._pending: list[tuple[Mark, asyncio.Future[Exception | None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def write(self, mark: Mark) -> None:
+        future: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+        self._pending.append((mark, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain(), name="mail-marks")
+        # Shielded: a sender cancelled while waiting does not cancel the write of the others' marks.
+        error = await asyncio.shield(future)
+        if error is not None:
+            raise error
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            error: Exception | None = None
+            for attempt in range(1, MARK_WRITE_ATTEMPTS + 1):
+                try:
+                    await self._write([mark for mark, _ in batch])
+                    error = None
+                    break
+                except Exception as exc:
+                    error = exc
+                    log.warning(
+                        "writing mail marks failed", attempt=attempt, count=len(batch), error=repr(exc)
+                    )
+                    if attempt < MARK_WRITE_ATTEMPTS:
+                        await asyncio.sleep(MARK_WRITE_RETRY_DELAY)
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(error)
+
+    async def drain(self) -> None:
+        """Wait until every mark handed in so far is written (or has finally failed)."""
+        while self._task is not None and not self._task.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._task)
 
 
 class Dispatcher:
@@ -49,6 +152,7 @@ class Dispatcher:
         self.clock = clock
         self.sender = parse_mailbox(settings.mail_from)
         self.reply_to = parse_mailbox(settings.mail_reply_to) if settings.mail_reply_to else None
+        self.marks = MarkWriter(self._write_marks)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -61,6 +165,15 @@ class Dispatcher:
             "office_email": s.office_email,
             "privacy_url": s.privacy_url,
         }
+
+    @property
+    def claim_limit(self) -> int:
+        # Claimed rows wait for the rate limit while their lease runs: never claim more than one
+        # window's worth, or a lease could run out before its mail even started.
+        limit = max(1, self.settings.sender_batch_size)
+        if self.settings.rate_limit_per_minute > 0:
+            limit = min(limit, self.settings.rate_limit_per_minute)
+        return limit
 
     def wake(self) -> None:
         self._wake.set()
@@ -76,19 +189,24 @@ class Dispatcher:
         await self.pool.close()
 
     async def run(self) -> None:
-        while True:
-            try:
-                handled = await self.dispatch_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("mail dispatch failed", error=repr(exc))
-                handled = 0
-            if handled >= self.settings.sender_batch_size:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.sender_poll_interval)
-            self._wake.clear()
+        try:
+            while True:
+                try:
+                    handled = await self.dispatch_once()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("mail dispatch failed", error=repr(exc))
+                    handled = 0
+                if handled >= self.claim_limit:
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.settings.sender_poll_interval)
+                self._wake.clear()
+        finally:
+            # Shutting down: what was sent is recorded, and the relay gets a QUIT.
+            await self.marks.drain()
+            await self.pool.close()
 
     async def dispatch_once(self) -> int:
         rows = await self._claim()
@@ -111,7 +229,7 @@ class Dispatcher:
                 select(deliveries.c.id)
                 .where(deliveries.c.status.in_(DUE_STATUSES), deliveries.c.next_attempt_at <= now)
                 .order_by(deliveries.c.next_attempt_at)
-                .limit(self.settings.sender_batch_size)
+                .limit(self.claim_limit)
                 .with_for_update(skip_locked=True)
             )
             claimed = await session.execute(
@@ -126,65 +244,93 @@ class Dispatcher:
 
     async def _deliver(self, row: Row[Any]) -> None:
         try:
-            message = self.compose(row)
-        except Exception as exc:  # a template that cannot render will not render on retry either
+            mail = self.compose(row)
+        except Exception as exc:  # a template or address that fails now will fail on retry too
             log.error("mail could not be composed", delivery_id=str(row.id), error=repr(exc))
             await self._record(row, SendResult("failed", f"compose: {exc!r}"[:2000]), subject=None)
             return
-        result = await self.pool.send(message, self.sender.addr_spec, row.recipient_email)
-        await self._record(row, result, subject=str(message["Subject"]))
+        result = await self.pool.send(mail.data, self.sender.addr_spec, mail.recipient)
+        await self._record(row, result, subject=mail.subject)
 
-    def compose(self, row: Row[Any]):
+    def compose(self, row: Row[Any]) -> ComposedMail:
         context = row.context or {}
+        recipient = mailbox(row.recipient_name or "", row.recipient_email or "")
         rendered = self.renderer.render(row.template, row.language, context, self.footer())
         calendar = calendar_for(row.template, context, row.recipient_email)
-        return build_message(
+        message = build_message(
             rendered=rendered,
             sender=self.sender,
             reply_to=self.reply_to,
-            recipient=mailbox(row.recipient_name or "", row.recipient_email),
+            recipient=recipient,
             message_id=row.message_id,
             date=self.clock(),
             calendar=calendar.data if calendar else None,
             calendar_method=calendar.method if calendar else "PUBLISH",
         )
+        return ComposedMail(
+            data=message.as_bytes(), subject=one_line(rendered.subject), recipient=recipient.addr_spec
+        )
+
+    def mark_for(self, row: Row[Any], result: SendResult, subject: str | None) -> Mark:
+        now = self.clock()
+        status, error, next_attempt_at, sent_at = "failed", result.detail or None, None, None
+        if result.outcome == "sent":
+            status, error, sent_at = "sent", None, now
+        elif result.outcome in ("retry", "unknown"):
+            if now - row.created_at > timedelta(hours=self.settings.max_age_hours):
+                error = f"gave up after {self.settings.max_age_hours} h: {result.detail}"
+            else:
+                status = "unknown" if result.outcome == "unknown" else "retrying"
+                next_attempt_at = now + timedelta(seconds=self.backoff(row.attempts))
+        return Mark(
+            id=row.id,
+            attempt=row.attempts,
+            status=status,
+            last_error=error,
+            subject=subject,
+            next_attempt_at=next_attempt_at,
+            sent_at=sent_at,
+            at=now,
+        )
 
     async def _record(self, row: Row[Any], result: SendResult, subject: str | None) -> None:
-        now = self.clock()
-        values: dict[str, Any] = {"updated_at": now, "lease_until": None}
-        if subject is not None:
-            values["subject"] = subject
-        if result.outcome == "sent":
-            values.update(status="sent", sent_at=now, last_error=None)
-        elif result.outcome == "failed":
-            values.update(status="failed", last_error=result.detail)
-        else:
-            too_old = now - row.created_at > timedelta(hours=self.settings.max_age_hours)
-            if too_old:
-                values.update(
-                    status="failed",
-                    last_error=f"gave up after {self.settings.max_age_hours} h: {result.detail}",
-                )
-            else:
-                values.update(
-                    status="unknown" if result.outcome == "unknown" else "retrying",
-                    last_error=result.detail,
-                    next_attempt_at=now + timedelta(seconds=self.backoff(row.attempts)),
-                )
+        mark = self.mark_for(row, result, subject)
+        try:
+            await self.marks.write(mark)
+        except Exception as exc:
+            # The row stays 'sending' until its lease runs out, then it is retried as 'unknown'.
+            log.error(
+                "mail attempt could not be recorded",
+                delivery_id=str(row.id),
+                outcome=result.outcome,
+                error=repr(exc),
+            )
+            return
         log.info(
             "mail attempt recorded",
             delivery_id=str(row.id),
             outcome=result.outcome,
-            status=values["status"],
+            status=mark.status,
             attempt=row.attempts,
             detail=result.detail or None,
         )
+
+    async def _write_marks(self, marks: list[Mark]) -> None:
+        params = [
+            {
+                "m_id": m.id,
+                "m_attempt": m.attempt,
+                "m_status": m.status,
+                "m_error": m.last_error,
+                "m_subject": m.subject,
+                "m_next": m.next_attempt_at,
+                "m_sent": m.sent_at,
+                "m_at": m.at,
+            }
+            for m in marks
+        ]
         async with self.session_factory() as session, session.begin():
-            await session.execute(
-                update(deliveries)
-                .where(and_(deliveries.c.id == row.id, or_(deliveries.c.status == "sending")))
-                .values(**values)
-            )
+            await session.execute(_MARK, params)
 
     def backoff(self, attempts: int) -> float:
         """Exponential backoff with full jitter."""

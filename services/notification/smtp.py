@@ -1,14 +1,23 @@
 """Talking to the city's mail relay: a small pool of reused connections, a rate limit, and an honest
-classification of every answer into sent / retry / failed / unknown."""
+classification of every answer into sent / retry / failed / unknown.
+
+* connect, greeting, EHLO and login failures are the relay's trouble, not the mail's: ``retry``;
+* a 4xx answer (including 421, after which the relay closes the connection): ``retry``;
+* a 5xx answer to MAIL, RCPT or DATA: ``failed``;
+* the connection lost or timed out after the message went out with DATA: ``unknown`` (the relay may have
+  taken it; it is sent again later with the same Message-ID);
+* the connection lost before DATA: ``retry``.
+After a failed transaction on a connection that stays open, RSET is sent (or the next MAIL FROM gets 503).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import Message
 from typing import Literal
 
 import aiosmtplib
@@ -19,6 +28,11 @@ from shared.observability import get_logger
 log = get_logger(__name__)
 
 Outcome = Literal["sent", "retry", "failed", "unknown"]
+Stage = Literal["connect", "transaction", "data"]
+
+# After 421 the relay closes the connection (RFC 5321 3.8): no RSET, reconnect next time.
+SERVICE_CLOSING = 421
+QUIT_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True)
@@ -27,35 +41,99 @@ class SendResult:
     detail: str = ""
 
 
+class Permit:
+    """One slot of the rate limit, held by one send from before MAIL FROM until the relay has answered."""
+
+    __slots__ = ("_limiter", "ended_at")
+
+    def __init__(self, limiter: RateLimiter | None) -> None:
+        self._limiter = limiter
+        self.ended_at: float | None = None  # None while the send is in flight
+
+    def done(self) -> None:
+        """The relay has seen this mail (whatever it answered): the slot frees one window from now."""
+        if self._limiter is not None and self.ended_at is None:
+            self.ended_at = self._limiter.now()
+            self._limiter._changed()
+
+    def cancel(self) -> None:
+        """Nothing reached the relay (no connection): the slot frees at once."""
+        if self._limiter is not None and self.ended_at is None:
+            self._limiter._forget(self)
+
+
 class RateLimiter:
-    """At most ``per_minute`` sends in any sliding 60-second window (per process)."""
+    """At most ``per_minute`` mails in any 60-second window, as the relay counts them (per process).
 
-    def __init__(self, per_minute: int) -> None:
+    A send holds its slot from the moment it may begin (before MAIL FROM) until ``window`` seconds after
+    it ended, so a slow connection cannot bunch mails up at the relay: for mails *i* and *i + N* in order
+    of their permits, the start of the later one is at least one window after the end of the earlier one,
+    so no 60 s window at the relay sees more than N of them. The clock and sleep are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        per_minute: int,
+        *,
+        window: float = 60.0,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[object]] | None = None,
+    ) -> None:
         self.per_minute = per_minute
-        self._sent: deque[float] = deque()
-        self._lock = asyncio.Lock()
+        self.window = window
+        self._clock = clock
+        self._sleep = sleep
+        self._slots: list[Permit] = []
+        self._lock = asyncio.Lock()  # waiters are served in order
+        self._slot_changed = asyncio.Event()
 
-    async def acquire(self) -> None:
+    def now(self) -> float:
+        return self._clock() if self._clock else time.monotonic()
+
+    async def _wait(self, seconds: float) -> None:
+        await (self._sleep or asyncio.sleep)(seconds)
+
+    def _changed(self) -> None:
+        self._slot_changed.set()
+
+    def _forget(self, permit: Permit) -> None:
+        with contextlib.suppress(ValueError):
+            self._slots.remove(permit)
+        self._changed()
+
+    async def acquire(self) -> Permit:
         if self.per_minute <= 0:
-            return
+            return Permit(None)
         async with self._lock:
             while True:
-                now = time.monotonic()
-                while self._sent and now - self._sent[0] >= 60.0:
-                    self._sent.popleft()
-                if len(self._sent) < self.per_minute:
-                    self._sent.append(now)
-                    return
-                await asyncio.sleep(60.0 - (now - self._sent[0]) + 0.01)
+                now = self.now()
+                self._slots = [p for p in self._slots if p.ended_at is None or now - p.ended_at < self.window]
+                if len(self._slots) < self.per_minute:
+                    permit = Permit(self)
+                    self._slots.append(permit)
+                    return permit
+                ended = [p.ended_at for p in self._slots if p.ended_at is not None]
+                self._slot_changed.clear()
+                if ended:
+                    # Early wake-ups are harmless: the loop checks again.
+                    await self._wait(min(ended) + self.window - now)
+                else:
+                    # Every slot is in flight: wait until one of them ends or is cancelled.
+                    await self._slot_changed.wait()
 
 
 class SmtpPool:
     def __init__(self, settings: NotificationSettings) -> None:
         self.settings = settings
+        self._clients = [self._new_client() for _ in range(max(1, settings.smtp_pool_size))]
         self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
-        for _ in range(max(1, settings.smtp_pool_size)):
-            self._idle.put_nowait(self._new_client())
+        for client in self._clients:
+            self._idle.put_nowait(client)
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
+
+    @property
+    def size(self) -> int:
+        return len(self._clients)
 
     def _new_client(self) -> aiosmtplib.SMTP:
         s = self.settings
@@ -63,53 +141,74 @@ class SmtpPool:
             hostname=s.smtp_host,
             port=s.smtp_port,
             use_tls=s.smtp_tls == "tls",
-            # STARTTLS is opportunistic in aiosmtplib unless told: 'starttls' must mean required.
-            start_tls=True if s.smtp_tls == "starttls" else False,
+            # aiosmtplib upgrades opportunistically when start_tls is None: 'starttls' must mean required
+            # and 'none' must mean never (the relay's certificate may not even be checkable).
+            start_tls=s.smtp_tls == "starttls",
             timeout=s.smtp_timeout,
         )
 
     async def _ensure_connected(self, client: aiosmtplib.SMTP) -> None:
         if client.is_connected:
             return
-        await client.connect()
-        s = self.settings
-        if s.smtp_username:
-            await client.login(s.smtp_username, s.smtp_password)
+        try:
+            # Never pass start_tls here: that would override the client's setting.
+            await client.connect()
+            if client.is_ehlo_or_helo_needed:
+                try:
+                    await client.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await client.helo()
+            s = self.settings
+            if s.smtp_username:
+                await client.login(s.smtp_username, s.smtp_password)
+        except BaseException:
+            # Half set-up (greeted but not logged in): start afresh next time.
+            self._drop(client)
+            raise
 
-    async def send(self, message: EmailMessage, sender: str, recipient: str) -> SendResult:
-        await self.limiter.acquire()
+    async def send(self, message: bytes | Message, sender: str, recipient: str) -> SendResult:
+        data = message if isinstance(message, bytes) else message.as_bytes()
         client = await self._idle.get()
         try:
-            return await self._send_on(client, message, sender, recipient)
+            return await self._send_on(client, data, sender, recipient)
         finally:
             self._idle.put_nowait(client)
 
-    async def _send_on(
-        self, client: aiosmtplib.SMTP, message: EmailMessage, sender: str, recipient: str
-    ) -> SendResult:
-        data_sent = False
+    async def _send_on(self, client: aiosmtplib.SMTP, data: bytes, sender: str, recipient: str) -> SendResult:
+        permit = await self.limiter.acquire()
+        stage: Stage = "connect"
         try:
             await self._ensure_connected(client)
+            stage = "transaction"
             await client.mail(sender)
             await client.rcpt(recipient)
-            data_sent = True
-            await client.data(message.as_bytes())
+            stage = "data"
+            await client.data(data)
             return SendResult("sent")
         except aiosmtplib.SMTPResponseException as exc:
-            await self._reset(client)
-            if 400 <= exc.code < 500:
-                return SendResult("retry", f"{exc.code} {exc.message}")
-            return SendResult("failed", f"{exc.code} {exc.message}")
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, TimeoutError) as exc:
+            detail = f"{exc.code} {exc.message}"
+            if stage == "connect":
+                return SendResult("retry", f"relay refused the session: {detail}")
+            if exc.code == SERVICE_CLOSING:
+                self._drop(client)
+            else:
+                await self._reset(client)
+            if 500 <= exc.code < 600:
+                return SendResult("failed", detail)
+            return SendResult("retry", detail)
+        except Exception as exc:  # disconnects, timeouts, OSError, anything unexpected
             self._drop(client)
-            if data_sent:
+            detail = f"{type(exc).__name__}: {exc}"
+            if stage == "data":
                 # The relay may or may not have taken it. Retrying with the same Message-ID lets the
                 # receiving side recognise a copy.
-                return SendResult("unknown", f"{type(exc).__name__}: {exc}")
-            return SendResult("retry", f"{type(exc).__name__}: {exc}")
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            self._drop(client)
-            return SendResult("retry", f"{type(exc).__name__}: {exc}")
+                return SendResult("unknown", detail)
+            return SendResult("retry", detail)
+        finally:
+            if stage == "connect":
+                permit.cancel()
+            else:
+                permit.done()
 
     async def _reset(self, client: aiosmtplib.SMTP) -> None:
         # After a failed transaction the next MAIL FROM would get 503 without RSET.
@@ -124,8 +223,9 @@ class SmtpPool:
             client.close()
 
     async def close(self) -> None:
-        while not self._idle.empty():
-            client = self._idle.get_nowait()
-            with contextlib.suppress(Exception):
-                if client.is_connected:
-                    await client.quit()
+        """QUIT the idle connections (briefly: a relay that does not answer is simply cut off)."""
+        for client in self._clients:
+            if client.is_connected:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.quit(), QUIT_TIMEOUT)
+                self._drop(client)

@@ -1,0 +1,320 @@
+"""Notification throughput: the whole path (event → inbox → delivery log → render → SMTP → status) against
+a bare sender, both into the same local SMTP sink.
+
+Run by hand, on this machine's local Postgres and RabbitMQ (a fresh database, roles and vhost are made
+and removed, as for the tests):
+
+    .venv/bin/python -m bench.notification_throughput [--n 2000] [--connections 5]
+
+(i)  bare: ``--connections`` aiosmtplib connections send N multipart/alternative mails, each built with
+     the standard ``email`` package (about the size of our real mails), as fast as they can;
+(ii) pipeline: the notification app runs in this process (``smtp_pool_size=--connections``, no rate
+     limit, INFO logging as in production, written to a file); a separate process publishes N
+     ``registration.submitted`` events to the exchange, as the registration service would; the clock
+     runs from the first publish until all N deliveries are ``sent``.
+
+The sink (aiosmtpd, a thread of this process) answers 250 to everything; its own logging is off. Both
+runs are warmed up first (connections open, templates compiled). Prints JSON on its last line:
+``{"bare_mails_per_s", "pipeline_mails_per_s", "ratio", "n", ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+
+import aiosmtplib
+import asyncpg
+from aiosmtpd.controller import Controller
+
+from shared.db import asyncpg_dsn
+from tests.support.smtp import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+LOG_FILE = ROOT / "var" / "bench-notification.log"
+WARMUP = 20
+
+# About the real registration mail: ~1 KB of German text, ~1.7 KB of HTML, non-ASCII throughout.
+TEXT = (
+    "Guten Tag Ayşe Yılmaz,\n\nvielen Dank für Ihre Anmeldung zum Arbeitskreis „Sprachförderung“ des neuen\n"
+    "Integrationskonzepts der Stadt Kaiserslautern.\n\nBitte bestätigen Sie Ihre Anmeldung über diesen Link:\n"
+    "http://localhost:8001/v1/registrations/confirm?token=0123456789abcdef0123456789abcdef\n\n"
+    "Erst mit der Bestätigung erhalten Sie einen Platz (oder einen Platz auf der Warteliste). Ohne\n"
+    "Bestätigung verfällt die Anmeldung, und Ihre Daten werden gelöscht.\n\n"
+    "Die Anmeldung gilt für beide Termine des Arbeitskreises:\n"
+    "- 1. Termin: Mittwoch, 6. März 2019 um 18:00:00 MEZ, Berufsbildende Schule I (blauer Salon)\n"
+    "- 2. Termin: Der Termin wird noch bekannt gegeben.\n\n"
+    "Wenn Sie sich nicht angemeldet haben, können Sie diese Nachricht ignorieren.\n\nMit freundlichen Grüßen\n"
+    "Integrationsbeauftragter der Stadt Kaiserslautern\n"
+    "Willy-Brandt-Platz 1, 67657 Kaiserslautern · 0631 365-1121 · europa@kaiserslautern.de\n"
+    "Datenschutz: https://www.kaiserslautern.de/datenschutz\n"
+)
+HTML = (
+    '<!DOCTYPE html>\n<html lang="de" dir="ltr">\n<head>\n<meta charset="utf-8">\n'
+    "<title>Anmeldung bestätigen</title>\n</head>\n"
+    '<body style="font-family: Arial, Helvetica, sans-serif; line-height: 1.5; color: #1a1a1a;">\n'
+    '<div dir="ltr" lang="de" style="max-width: 40em; margin: 0 auto; padding: 1em;">\n'
+    + "".join(f"<p>{line}</p>\n" for line in TEXT.split("\n\n"))
+    + '<p><a href="http://localhost:8001/v1/registrations/confirm?token=0123456789abcdef" '
+    'style="display:inline-block;padding:0.6em 1.2em;background:#005a9c;color:#fff;">Anmeldung bestätigen</a>'
+    "</p>\n</div>\n</body>\n</html>\n"
+)
+SUBJECT = "Bitte bestätigen Sie Ihre Anmeldung: Arbeitskreis „Sprachförderung“"
+
+
+class Sink:
+    """Answers 250 to every mail and counts them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.bytes = 0
+
+    async def handle_DATA(self, server: object, session: object, envelope) -> str:  # noqa: ANN001
+        self.count += 1
+        self.bytes = len(envelope.original_content or b"")
+        return "250 OK"
+
+
+def bare_message(i: int) -> bytes:
+    msg = EmailMessage(policy=policy.SMTP)
+    msg["From"] = "Stadt Kaiserslautern – Mitwirkung <mitwirkung@kaiserslautern.de>"
+    msg["To"] = f"Ayşe Yılmaz <bench-bare-{i}@example.org>"
+    msg["Subject"] = SUBJECT
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = make_msgid(domain="kaiserslautern.de")
+    msg.set_content(TEXT)
+    msg.add_alternative(HTML, subtype="html")
+    return msg.as_bytes()
+
+
+async def bare(port: int, n: int, connections: int) -> float:
+    clients = [aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False) for _ in range(connections)]
+    for client in clients:
+        await client.connect()
+        await client.sendmail("mitwirkung@kaiserslautern.de", ["warm@example.org"], bare_message(0))
+    next_index = iter(range(n))
+
+    async def worker(client: aiosmtplib.SMTP) -> None:
+        for i in next_index:
+            await client.sendmail(
+                "mitwirkung@kaiserslautern.de", [f"bench-bare-{i}@example.org"], bare_message(i)
+            )
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in clients))
+    elapsed = time.perf_counter() - started
+    for client in clients:
+        await client.quit()
+    return n / elapsed
+
+
+PUBLISHER = """
+import asyncio, sys, uuid
+from datetime import datetime
+from zoneinfo import ZoneInfo
+import aio_pika
+from shared.events import MeetingInfo, Recipient, RegistrationSubmitted, SelfServiceLinks, WorkingGroupInfo
+from shared.topology import EVENTS_EXCHANGE
+
+async def main(amqp_url, run, start, n):
+    berlin = ZoneInfo("Europe/Berlin")
+    bodies = [
+        RegistrationSubmitted(
+            registration_id=uuid.uuid4(),
+            recipient=Recipient(email=f"bench-{run}-{i}@example.org", name="Ayşe Yılmaz", language="de"),
+            working_group=WorkingGroupInfo(id="sprachfoerderung", title="Sprachförderung"),
+            meetings=[
+                MeetingInfo(number=1, starts_at=datetime(2019, 3, 6, 18, tzinfo=berlin),
+                            venue="Berufsbildende Schule I (blauer Salon)", address="Kaiserslautern"),
+                MeetingInfo(number=2),
+            ],
+            links=SelfServiceLinks(confirm_url=f"http://localhost:8001/v1/registrations/confirm?token={uuid.uuid4().hex}"),
+        ).model_dump_json().encode()
+        for i in range(start, start + n)
+    ]
+    connection = await aio_pika.connect(amqp_url)
+    channel = await connection.channel(publisher_confirms=True)
+    exchange = await channel.get_exchange(EVENTS_EXCHANGE)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    window = 100  # confirms awaited together, as the outbox relay does
+    for offset in range(0, n, window):
+        await asyncio.gather(*(
+            exchange.publish(
+                aio_pika.Message(body, message_id=str(uuid.uuid4()), type="registration.submitted",
+                                 content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                routing_key="registration.submitted", mandatory=True)
+            for body in bodies[offset:offset + window]
+        ))
+    print("published", flush=True)
+    await connection.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
+"""
+
+
+async def publish_from_another_process(
+    amqp_url: str, run: str, start: int, n: int
+) -> tuple[float, asyncio.Task[None]]:
+    """Start the publisher, let it prepare, then say go; returns the moment of 'go' and the task that
+    reaps the publisher (it fails if the publisher did)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        PUBLISHER,
+        amqp_url,
+        run,
+        str(start),
+        str(n),
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert process.stdin and process.stdout
+    line = await process.stdout.readline()
+    if line.strip() != b"ready":
+        raise RuntimeError(f"publisher failed to start: {line!r}")
+    started = time.perf_counter()
+    process.stdin.write(b"go\n")
+    await process.stdin.drain()
+    return started, asyncio.create_task(_reap(process))
+
+
+async def _reap(process: asyncio.subprocess.Process) -> None:
+    out, _ = await process.communicate()
+    if process.returncode != 0 or b"published" not in out:
+        raise RuntimeError(f"publisher failed: {out!r}")
+
+
+async def wait_sent(dsn: str, run: str, n: int, timeout: float, publisher: asyncio.Task[None]) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if publisher.done() and publisher.exception():
+                raise RuntimeError("the publisher failed") from publisher.exception()
+            sent = await conn.fetchval(
+                "SELECT count(*) FROM notification.deliveries WHERE status = 'sent' AND recipient_email LIKE $1",
+                f"bench-{run}-%",
+            )
+            if sent >= n:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {sent} of {n} deliveries sent after {timeout} s")
+            await asyncio.sleep(0.02)
+    finally:
+        await conn.close()
+
+
+async def pipeline(database_url: str, amqp_url: str, sink: Sink, port: int, n: int, connections: int) -> dict:
+    from services.notification.app import create_app
+    from services.notification.config import NotificationSettings
+
+    settings = NotificationSettings(
+        database_url=database_url,
+        amqp_url=amqp_url,
+        smtp_port=port,
+        smtp_pool_size=connections,
+        rate_limit_per_minute=0,
+        environment="development",
+    )
+    app = create_app(settings)
+    # Production log level and format, but into a file: the last line of stdout is ours.
+    LOG_FILE.parent.mkdir(exist_ok=True)
+    log_stream = LOG_FILE.open("w")
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(log_stream)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    dsn = asyncpg_dsn(database_url)
+    async with app.router.lifespan_context(app):
+        await asyncio.wait_for(app.state.runtime.broker_ready.wait(), 30)
+        run = uuid.uuid4().hex[:8]
+        _, publisher = await publish_from_another_process(amqp_url, run, 0, WARMUP)
+        await wait_sent(dsn, run, WARMUP, 60, publisher)
+        await publisher
+        received_before = sink.count
+        run = uuid.uuid4().hex[:8]
+        started, publisher = await publish_from_another_process(amqp_url, run, 0, n)
+        await wait_sent(dsn, run, n, 600, publisher)
+        elapsed = time.perf_counter() - started
+        await publisher
+        received = sink.count - received_before
+        conn = await asyncpg.connect(dsn)
+        try:
+            statuses = dict(
+                await conn.fetch(
+                    "SELECT status, count(*) FROM notification.deliveries WHERE recipient_email LIKE $1 "
+                    "GROUP BY status",
+                    f"bench-{run}-%",
+                )
+            )
+            attempts = await conn.fetchval(
+                "SELECT max(attempts) FROM notification.deliveries WHERE recipient_email LIKE $1",
+                f"bench-{run}-%",
+            )
+        finally:
+            await conn.close()
+    log_stream.close()
+    return {"mails_per_s": n / elapsed, "statuses": statuses, "max_attempts": attempts, "received": received}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--connections", type=int, default=5)
+    parser.add_argument(
+        "--only", choices=("bare", "pipeline"), help="run one side (for profiling); no ratio then"
+    )
+    args = parser.parse_args()
+
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    sink = Sink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    with ExitStack() as stack:
+        stack.callback(controller.stop)
+        summary: dict = {"n": args.n, "connections": args.connections}
+        if args.only != "pipeline":
+            bare_rate = asyncio.run(bare(port, args.n, args.connections))
+            summary.update(bare_mails_per_s=round(bare_rate, 1), bare_mail_bytes=sink.bytes)
+        if args.only != "bare":
+            from tests.support.infra import provision
+
+            infra = provision(stack)
+            result = asyncio.run(
+                pipeline(
+                    infra.database_url("notification"), infra.amqp_url, sink, port, args.n, args.connections
+                )
+            )
+            summary.update(
+                pipeline_mails_per_s=round(result["mails_per_s"], 1),
+                pipeline_mail_bytes=sink.bytes,
+                pipeline_statuses=result["statuses"],
+                pipeline_max_attempts=result["max_attempts"],
+                pipeline_mails_received=result["received"],
+            )
+        if args.only is None:
+            summary["ratio"] = round(summary["pipeline_mails_per_s"] / summary["bare_mails_per_s"], 3)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
