@@ -58,6 +58,7 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
     structlog.contextvars.bind_contextvars(service=service)
     # FastStream logs every message at INFO; that costs throughput and says nothing our own logs don't.
     logging.getLogger("faststream").setLevel(logging.WARNING)
+    logging.getLogger("mitwirkung.broker").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 

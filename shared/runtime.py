@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -171,6 +172,9 @@ def build_runtime(
         # Unroutable mandatory publishes must raise; confirms alone would report them as success.
         default_channel=Channel(on_return_raises=True, publisher_confirms=True),
         app_id=f"mitwirkung-{settings.service_name}",
+        # Per-message "Received"/"Processed" lines at DEBUG, into our JSON logs (warnings and errors only).
+        logger=logging.getLogger("mitwirkung.broker"),
+        log_level=logging.DEBUG,
         graceful_timeout=10,
     )
     runtime = ServiceRuntime(settings=settings, engine=engine, session_factory=session_factory, broker=broker)

@@ -7,6 +7,7 @@ the footer. Adding a language is adding its folder.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -66,6 +67,7 @@ class TemplateRenderer:
     def languages(self) -> list[str]:
         return sorted(p.name for p in self.directory.iterdir() if p.is_dir() and not p.name.startswith("_"))
 
+    @functools.lru_cache(maxsize=512)  # noqa: B019 (one renderer per process; templates are files)
     def has_template(self, language: str, template: str) -> bool:
         folder = self.directory / language
         return all((folder / f"{template}.{part}.j2").exists() for part in ("subject", "txt", "html"))
