@@ -32,7 +32,8 @@ events = Table(
     Column("payload", JSONB),
 )
 
-engine = create_async_engine(os.environ["BENCH_DATABASE_URL"], pool_size=10, max_overflow=10)
+# The same pool as the services (shared.db): 20 connections, no overflow.
+engine = create_async_engine(os.environ["BENCH_DATABASE_URL"], pool_size=int(os.environ.get("BENCH_POOL", "20")), max_overflow=0)
 
 
 @asynccontextmanager

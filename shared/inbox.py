@@ -21,8 +21,9 @@ from faststream.rabbit.annotations import RabbitMessage
 from pydantic import ValidationError
 from sqlalchemy import Column, DateTime, MetaData, Table, Text, func
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.db import SessionFactory
 from shared.events import IntegrationEvent, event_class
 from shared.observability import MESSAGES_CONSUMED, correlation_id_var, get_logger
 from shared.topology import RETRY_EXCHANGE, ConsumerQueue
@@ -52,7 +53,7 @@ class EventMeta:
     attempt: int
 
 
-Handler = Callable[[AsyncSession, Any, EventMeta], Awaitable[None]]
+Handler = Callable[[AsyncConnection, Any, EventMeta], Awaitable[None]]
 
 
 def header_int(headers: Any, name: str, default: int = 0) -> int:
@@ -74,7 +75,7 @@ class EventConsumer:
         queue: ConsumerQueue,
         handlers: dict[str, Handler],
         inbox: Table,
-        session_factory: async_sessionmaker[AsyncSession],
+        session_factory: SessionFactory,
         max_attempts: int = 5,
         prefetch: int = 32,
         after_commit: Callable[[], None] | None = None,

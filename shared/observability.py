@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import uuid
@@ -83,3 +84,12 @@ HTTP_REQUESTS = Counter(
 HTTP_LATENCY = Histogram(
     "mitwirkung_http_request_seconds", "HTTP request latency", ["service", "method", "route"]
 )
+
+
+def reraise_if_cancelled(error: BaseException) -> None:
+    """Background loops catch ``Exception`` to survive outages. A cancellation that arrives inside a database
+    call may surface as another exception (SQLAlchemy invalidates the connection and raises its own), and
+    swallowing it would leave the loop running after ``stop()``: re-raise it as what it was."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError() from error

@@ -47,10 +47,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.db import asyncpg_dsn
+from shared.db import SessionFactory, asyncpg_dsn
 from shared.events import IntegrationEvent
 from shared.observability import (
     OUTBOX_BACKLOG,
@@ -58,6 +58,7 @@ from shared.observability import (
     OUTBOX_PUBLISHED,
     current_correlation_id,
     get_logger,
+    reraise_if_cancelled,
 )
 from shared.topology import EVENTS_EXCHANGE
 
@@ -87,7 +88,7 @@ def notify_channel(schema: str) -> str:
 
 
 async def add_event(
-    session: AsyncSession, outbox: Table, event: IntegrationEvent, *, correlation_id: str | None = None
+    session: AsyncConnection, outbox: Table, event: IntegrationEvent, *, correlation_id: str | None = None
 ) -> uuid.UUID:
     """Stage ``event`` for publishing in the caller's transaction. Returns the event id."""
     event_id = uuid.uuid4()
@@ -119,20 +120,18 @@ def _insert_statement(outbox: Table) -> Any:
 _PENDING_FLAG = "mitwirkung_outbox_pending"
 
 
-def wake_relay_after_commit(session_factory: async_sessionmaker[AsyncSession], relay: OutboxRelay) -> None:
-    """Wake ``relay`` whenever a session of this factory commits outbox rows."""
+def wake_relay_after_commit(engine: AsyncEngine, relay: OutboxRelay) -> None:
+    """Wake ``relay`` whenever a transaction on this service's engine commits outbox rows."""
 
-    def after_commit(session: Session) -> None:
-        if session.info.pop(_PENDING_FLAG, False):
+    def after_commit(connection: Connection) -> None:
+        if connection.info.pop(_PENDING_FLAG, False):
             relay.wake()
 
-    def after_rollback(session: Session) -> None:
-        session.info.pop(_PENDING_FLAG, None)
+    def after_rollback(connection: Connection) -> None:
+        connection.info.pop(_PENDING_FLAG, None)
 
-    # Each factory has its own Session subclass (shared.db), so this hook sees only this service's sessions.
-    sync_factory = session_factory.kw["sync_session_class"]
-    event.listen(sync_factory, "after_commit", after_commit)
-    event.listen(sync_factory, "after_soft_rollback", lambda session, _tx: after_rollback(session))
+    event.listen(engine.sync_engine, "commit", after_commit)
+    event.listen(engine.sync_engine, "rollback", after_rollback)
 
 
 class OutboxRelay:
@@ -143,7 +142,7 @@ class OutboxRelay:
         *,
         service: str,
         outbox: Table,
-        session_factory: async_sessionmaker[AsyncSession],
+        session_factory: SessionFactory,
         broker: RabbitBroker,
         database_url: str,
         poll_interval: float = 2.0,
@@ -197,13 +196,17 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # database down: wait and try again, never die
+                reraise_if_cancelled(exc)
                 log.warning("outbox relay iteration failed", error=str(exc), service=self.service)
                 published = 0
                 backoff = min(backoff * 2, 30.0)
             if published >= self.batch_size:
                 continue  # more waiting; do not sleep
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races with
+            # the event being set, and the relay would never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+                async with asyncio.timeout(backoff):
+                    await self._wake.wait()
             self._wake.clear()
             # Let a burst of commits gather into one batch.
             await asyncio.sleep(0.005)
@@ -274,7 +277,7 @@ class OutboxRelay:
         if confirmation is not None and not _is_ack(confirmation):
             raise RuntimeError(f"broker did not confirm the publish: {confirmation!r}")
 
-    async def _mark_published(self, session: AsyncSession, ids: list[uuid.UUID]) -> None:
+    async def _mark_published(self, session: AsyncConnection, ids: list[uuid.UUID]) -> None:
         if ids:
             await session.execute(
                 update(self.outbox)

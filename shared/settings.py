@@ -60,7 +60,8 @@ class ServiceSettings(BaseSettings):
     port: int = 0
     # The service's own login role. Empty means: the local development default for this service.
     database_url: str = ""
-    database_pool_size: int = 10
+    # A fixed pool: overflow connections would be opened and closed again under load (slow, spiky).
+    database_pool_size: int = 20
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     exchange: str = "mitwirkung.events"
 

@@ -27,7 +27,6 @@ from typing import Any
 
 from sqlalchemy import DateTime, Text, bindparam, func, or_, select, update
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.notification.calendar import calendar_for
 from services.notification.config import NotificationSettings
@@ -35,7 +34,8 @@ from services.notification.mail import build_message, mailbox, one_line, parse_m
 from services.notification.models import deliveries
 from services.notification.rendering import TemplateRenderer
 from services.notification.smtp import SendResult, SmtpPool
-from shared.observability import get_logger
+from shared.db import SessionFactory
+from shared.observability import get_logger, reraise_if_cancelled
 
 log = get_logger(__name__)
 
@@ -140,7 +140,7 @@ class Dispatcher:
     def __init__(
         self,
         settings: NotificationSettings,
-        session_factory: async_sessionmaker[AsyncSession],
+        session_factory: SessionFactory,
         renderer: TemplateRenderer,
         pool: SmtpPool,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -196,12 +196,15 @@ class Dispatcher:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
+                    reraise_if_cancelled(exc)
                     log.warning("mail dispatch failed", error=repr(exc))
                     handled = 0
                 if handled >= self.claim_limit:
                     continue
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.settings.sender_poll_interval)
+                    # asyncio.timeout, not wait_for: see OutboxRelay.run (a swallowed cancellation).
+                    async with asyncio.timeout(self.settings.sender_poll_interval):
+                        await self._wake.wait()
                 self._wake.clear()
         finally:
             # Shutting down: what was sent is recorded, and the relay gets a QUIT.

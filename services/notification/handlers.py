@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notification.intents import intents_for
 from services.notification.mail import message_id_for
@@ -20,7 +20,7 @@ def dedup_key(event_id: str, template: str, email: str) -> str:
 
 
 def make_mail_handler(message_id_domain: str) -> Handler:
-    async def record_mails(session: AsyncSession, event: IntegrationEvent, meta: EventMeta) -> None:
+    async def record_mails(session: AsyncConnection, event: IntegrationEvent, meta: EventMeta) -> None:
         for intent in intents_for(event):
             key = dedup_key(meta.event_id, intent.template, intent.recipient.email)
             await session.execute(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.proposals.config import ProposalsSettings
 from services.proposals.districts import load_districts
@@ -13,7 +13,7 @@ from shared import events as ev
 from shared.inbox import EventMeta
 
 
-async def seed_districts(session: AsyncSession, settings: ProposalsSettings) -> bool:
+async def seed_districts(session: AsyncConnection, settings: ProposalsSettings) -> bool:
     """On first start, load the default district list. Staff change it later; this never overwrites."""
     if await session.scalar(select(func.count()).select_from(districts)):
         return False
@@ -25,7 +25,7 @@ async def seed_districts(session: AsyncSession, settings: ProposalsSettings) -> 
     return True
 
 
-async def list_districts(session: AsyncSession) -> list[dict]:
+async def list_districts(session: AsyncConnection) -> list[dict]:
     rows = (
         await session.execute(
             select(districts.c.id, districts.c.name).where(districts.c.active).order_by(districts.c.position)
@@ -34,7 +34,7 @@ async def list_districts(session: AsyncSession) -> list[dict]:
     return [{"id": r.id, "name": r.name} for r in rows]
 
 
-async def apply_working_group(session: AsyncSession, event: ev.IntegrationEvent, meta: EventMeta) -> None:
+async def apply_working_group(session: AsyncConnection, event: ev.IntegrationEvent, meta: EventMeta) -> None:
     """Keep the local read model of the catalog (fed by working_group.* events)."""
     assert isinstance(event, ev.WorkingGroupPublished | ev.WorkingGroupChanged)
     values = {

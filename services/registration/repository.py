@@ -8,18 +8,18 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.registration.models import idempotency_keys, meetings, registrations, working_groups
 
 ACTIVE_STATUSES = ("pending_confirmation", "confirmed", "waitlisted")
 
 
-async def count_working_groups(session: AsyncSession) -> int:
+async def count_working_groups(session: AsyncConnection) -> int:
     return int(await session.scalar(select(func.count()).select_from(working_groups)) or 0)
 
 
-async def list_working_groups(session: AsyncSession) -> Sequence[Row[Any]]:
+async def list_working_groups(session: AsyncConnection) -> Sequence[Row[Any]]:
     return (await session.execute(select(working_groups).order_by(working_groups.c.position))).all()
 
 
@@ -61,17 +61,17 @@ _SET_REGISTRATION_STATE = (
 )
 
 
-async def get_working_group(session: AsyncSession, working_group_id: str) -> Row[Any] | None:
+async def get_working_group(session: AsyncConnection, working_group_id: str) -> Row[Any] | None:
     return (await session.execute(_WORKING_GROUP, {"wg_id": working_group_id})).first()
 
 
-async def lock_working_group(session: AsyncSession, working_group_id: str) -> Row[Any] | None:
+async def lock_working_group(session: AsyncConnection, working_group_id: str) -> Row[Any] | None:
     """Lock a working group's row: every change of its seat counters happens under this lock."""
     return (await session.execute(_WORKING_GROUP_LOCKED, {"wg_id": working_group_id})).first()
 
 
 async def store_seat_counters(
-    session: AsyncSession, working_group_id: str, general: int, reserved: int, waitlist_seq: int, now: Any
+    session: AsyncConnection, working_group_id: str, general: int, reserved: int, waitlist_seq: int, now: Any
 ) -> None:
     await session.execute(
         _STORE_SEAT_COUNTERS,
@@ -86,7 +86,7 @@ async def store_seat_counters(
 
 
 async def set_confirmation_state(
-    session: AsyncSession,
+    session: AsyncConnection,
     registration_id: uuid.UUID,
     status: str,
     seat: str | None,
@@ -106,7 +106,9 @@ async def set_confirmation_state(
     )
 
 
-async def meetings_of(session: AsyncSession, working_group_ids: Sequence[str]) -> dict[str, list[Row[Any]]]:
+async def meetings_of(
+    session: AsyncConnection, working_group_ids: Sequence[str]
+) -> dict[str, list[Row[Any]]]:
     rows = (
         await session.execute(
             select(meetings)
@@ -120,7 +122,7 @@ async def meetings_of(session: AsyncSession, working_group_ids: Sequence[str]) -
     return result
 
 
-async def waitlist_counts(session: AsyncSession, working_group_ids: Sequence[str]) -> dict[str, int]:
+async def waitlist_counts(session: AsyncConnection, working_group_ids: Sequence[str]) -> dict[str, int]:
     rows = (
         await session.execute(
             select(registrations.c.working_group_id, func.count())
@@ -133,7 +135,7 @@ async def waitlist_counts(session: AsyncSession, working_group_ids: Sequence[str
 
 
 async def active_registration_for(
-    session: AsyncSession, working_group_id: str, email_key: str
+    session: AsyncConnection, working_group_id: str, email_key: str
 ) -> Row[Any] | None:
     return (
         await session.execute(
@@ -146,26 +148,26 @@ async def active_registration_for(
 
 
 async def registration_by_token_hash(
-    session: AsyncSession, token_hash: str, *, for_update: bool = False
+    session: AsyncConnection, token_hash: str, *, for_update: bool = False
 ) -> Row[Any] | None:
     query = _BY_TOKEN_LOCKED if for_update else _BY_TOKEN
     return (await session.execute(query, {"token_hash": token_hash})).first()
 
 
-async def registration_by_id(session: AsyncSession, registration_id: uuid.UUID) -> Row[Any] | None:
+async def registration_by_id(session: AsyncConnection, registration_id: uuid.UUID) -> Row[Any] | None:
     return (await session.execute(select(registrations).where(registrations.c.id == registration_id))).first()
 
 
-async def waitlist_position(session: AsyncSession, working_group_id: str, waitlist_seq: int) -> int:
+async def waitlist_position(session: AsyncConnection, working_group_id: str, waitlist_seq: int) -> int:
     ahead = await session.scalar(_WAITLIST_AHEAD, {"wg_id": working_group_id, "seq": waitlist_seq})
     return int(ahead or 0) + 1
 
 
-async def idempotent_response(session: AsyncSession, key: str) -> Row[Any] | None:
+async def idempotent_response(session: AsyncConnection, key: str) -> Row[Any] | None:
     return (await session.execute(select(idempotency_keys).where(idempotency_keys.c.key == key))).first()
 
 
-async def waitlist(session: AsyncSession, working_group_id: str) -> Sequence[Row[Any]]:
+async def waitlist(session: AsyncConnection, working_group_id: str) -> Sequence[Row[Any]]:
     """The waitlist in order, locked (the caller holds the working group's lock already)."""
     return (
         await session.execute(
@@ -178,7 +180,7 @@ async def waitlist(session: AsyncSession, working_group_id: str) -> Sequence[Row
     ).all()
 
 
-async def confirmed_registrations(session: AsyncSession, working_group_id: str) -> Sequence[Row[Any]]:
+async def confirmed_registrations(session: AsyncConnection, working_group_id: str) -> Sequence[Row[Any]]:
     return (
         await session.execute(
             select(registrations)
@@ -189,7 +191,7 @@ async def confirmed_registrations(session: AsyncSession, working_group_id: str) 
     ).all()
 
 
-async def participants(session: AsyncSession, working_group_id: str) -> Sequence[Row[Any]]:
+async def participants(session: AsyncConnection, working_group_id: str) -> Sequence[Row[Any]]:
     return (
         await session.execute(
             select(registrations)
@@ -201,7 +203,7 @@ async def participants(session: AsyncSession, working_group_id: str) -> Sequence
 
 
 async def meeting(
-    session: AsyncSession, working_group_id: str, number: int, *, for_update: bool = False
+    session: AsyncConnection, working_group_id: str, number: int, *, for_update: bool = False
 ) -> Row[Any] | None:
     query = select(meetings).where(
         meetings.c.working_group_id == working_group_id, meetings.c.number == number
@@ -211,7 +213,7 @@ async def meeting(
     return (await session.execute(query)).first()
 
 
-async def claim_expired(session: AsyncSession, now: Any, batch: int) -> Sequence[Row[Any]]:
+async def claim_expired(session: AsyncConnection, now: Any, batch: int) -> Sequence[Row[Any]]:
     return (
         await session.execute(
             select(registrations)
@@ -224,7 +226,7 @@ async def claim_expired(session: AsyncSession, now: Any, batch: int) -> Sequence
     ).all()
 
 
-async def claim_due_reminders(session: AsyncSession, now: Any, lead: Any) -> Sequence[Row[Any]]:
+async def claim_due_reminders(session: AsyncConnection, now: Any, lead: Any) -> Sequence[Row[Any]]:
     return (
         await session.execute(
             meetings.update()

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import insert, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.registration import domain
 from services.registration import repository as repo
@@ -68,7 +68,7 @@ def meeting_info(row: Row[Any]) -> ev.MeetingInfo:
     )
 
 
-async def seed_catalog(session: AsyncSession, settings: RegistrationSettings) -> bool:
+async def seed_catalog(session: AsyncConnection, settings: RegistrationSettings) -> bool:
     """On first start, create the working groups of the announcement and publish them. Idempotent."""
     # Two replicas starting together: the second waits here, then finds the catalog.
     await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('registration.seed_catalog'))"))
@@ -103,7 +103,7 @@ async def seed_catalog(session: AsyncSession, settings: RegistrationSettings) ->
     return True
 
 
-async def publish_working_group(session: AsyncSession, working_group_id: str, *, changed: bool) -> None:
+async def publish_working_group(session: AsyncConnection, working_group_id: str, *, changed: bool) -> None:
     wg = await repo.get_working_group(session, working_group_id)
     assert wg is not None
     rows = (await repo.meetings_of(session, [wg.id]))[wg.id]
@@ -111,7 +111,7 @@ async def publish_working_group(session: AsyncSession, working_group_id: str, *,
     await add_event(session, outbox, cls(id=wg.id, title=wg.title, meetings=[meeting_info(m) for m in rows]))
 
 
-async def working_group_views(session: AsyncSession, ids: list[str] | None = None) -> list[dict[str, Any]]:
+async def working_group_views(session: AsyncConnection, ids: list[str] | None = None) -> list[dict[str, Any]]:
     groups = await repo.list_working_groups(session)
     if ids is not None:
         groups = [g for g in groups if g.id in ids]
@@ -164,7 +164,7 @@ class CatalogCache:
         self.ttl = ttl
         self._entries: dict[str, tuple[float, CatalogEntry]] = {}
 
-    async def get(self, session: AsyncSession, wg_id: str) -> CatalogEntry | None:
+    async def get(self, session: AsyncConnection, wg_id: str) -> CatalogEntry | None:
         hit = self._entries.get(wg_id)
         if hit is not None and time.monotonic() - hit[0] < self.ttl:
             return hit[1]
@@ -183,7 +183,7 @@ class CatalogCache:
 catalog_cache = CatalogCache()
 
 
-async def _event_context(session: AsyncSession, wg_id: str) -> CatalogEntry:
+async def _event_context(session: AsyncConnection, wg_id: str) -> CatalogEntry:
     entry = await catalog_cache.get(session, wg_id)
     assert entry is not None, f"working group {wg_id} vanished"
     return entry
@@ -207,7 +207,7 @@ _INSERT_REGISTRATION = (
 
 
 async def submit_registration(
-    session: AsyncSession,
+    session: AsyncConnection,
     settings: RegistrationSettings,
     request: RegistrationRequest,
     now: datetime | None = None,
@@ -272,7 +272,7 @@ async def submit_registration(
 
 
 async def _tell_existing_status(
-    session: AsyncSession, wg_id: str, email_key: str, token: str, links: ev.SelfServiceLinks
+    session: AsyncConnection, wg_id: str, email_key: str, token: str, links: ev.SelfServiceLinks
 ) -> None:
     existing = await repo.active_registration_for(session, wg_id, email_key)
     if existing is None:  # it went inactive between the insert and this read; nothing to tell
@@ -315,7 +315,9 @@ def _counts(wg: Row[Any]) -> domain.SeatCounts:
     )
 
 
-async def _store_counts(session: AsyncSession, wg_id: str, counts: domain.SeatCounts, now: datetime) -> None:
+async def _store_counts(
+    session: AsyncConnection, wg_id: str, counts: domain.SeatCounts, now: datetime
+) -> None:
     await session.execute(
         working_groups.update()
         .where(working_groups.c.id == wg_id)
@@ -327,7 +329,7 @@ async def _store_counts(session: AsyncSession, wg_id: str, counts: domain.SeatCo
     )
 
 
-async def _locked_registration(session: AsyncSession, token: str) -> tuple[Row[Any], Row[Any]]:
+async def _locked_registration(session: AsyncConnection, token: str) -> tuple[Row[Any], Row[Any]]:
     """Lock the working group first, then the registration: one lock order everywhere, so no deadlocks."""
     token_hash = hash_token(token)
     found = await repo.registration_by_token_hash(session, token_hash)
@@ -340,7 +342,7 @@ async def _locked_registration(session: AsyncSession, token: str) -> tuple[Row[A
     return wg, registration
 
 
-async def registration_state(session: AsyncSession, registration: Row[Any]) -> dict[str, Any]:
+async def registration_state(session: AsyncConnection, registration: Row[Any]) -> dict[str, Any]:
     state: dict[str, Any] = {"id": registration.id, "status": registration.status}
     if registration.status == "waitlisted" and registration.waitlist_seq is not None:
         state["waitlist_position"] = await repo.waitlist_position(
@@ -350,7 +352,7 @@ async def registration_state(session: AsyncSession, registration: Row[Any]) -> d
 
 
 async def confirm_registration(
-    session: AsyncSession, settings: RegistrationSettings, token: str, now: datetime | None = None
+    session: AsyncConnection, settings: RegistrationSettings, token: str, now: datetime | None = None
 ) -> dict[str, Any]:
     """Double opt-in: a seat if one fits (first confirmed, first served), else the waitlist."""
     now = now or datetime.now(UTC)
@@ -390,7 +392,7 @@ async def confirm_registration(
 
 
 async def cancel_registration(
-    session: AsyncSession, settings: RegistrationSettings, token: str, now: datetime | None = None
+    session: AsyncConnection, settings: RegistrationSettings, token: str, now: datetime | None = None
 ) -> dict[str, Any]:
     now = now or datetime.now(UTC)
     wg, registration = await _locked_registration(session, token)
@@ -430,7 +432,7 @@ async def cancel_registration(
 
 
 async def _promote_from_waitlist(
-    session: AsyncSession,
+    session: AsyncConnection,
     settings: RegistrationSettings,
     wg_id: str,
     counts: domain.SeatCounts,
@@ -472,7 +474,7 @@ async def _promote_from_waitlist(
     return len(promoted)
 
 
-async def registration_status(session: AsyncSession, token: str) -> dict[str, Any]:
+async def registration_status(session: AsyncConnection, token: str) -> dict[str, Any]:
     registration = await repo.registration_by_token_hash(session, hash_token(token))
     if registration is None or registration.status in _TERMINAL_NOT_FOUND:
         raise Problem(404, "Not found", "This link is unknown or has expired.")
@@ -494,7 +496,7 @@ async def registration_status(session: AsyncSession, token: str) -> dict[str, An
 
 
 async def change_working_group(
-    session: AsyncSession,
+    session: AsyncConnection,
     settings: RegistrationSettings,
     wg_id: str,
     *,
@@ -525,7 +527,7 @@ async def change_working_group(
 
 
 async def change_meeting(
-    session: AsyncSession,
+    session: AsyncConnection,
     settings: RegistrationSettings,
     wg_id: str,
     number: int,
@@ -581,7 +583,7 @@ async def change_meeting(
 
 
 async def _confirmed_participants(
-    session: AsyncSession, settings: RegistrationSettings, wg_id: str
+    session: AsyncConnection, settings: RegistrationSettings, wg_id: str
 ) -> list[ev.Participant]:
     """Confirmed participants with fresh self-service links (tokens are stored only as hashes)."""
     participants = []
@@ -601,7 +603,7 @@ async def _confirmed_participants(
 
 
 async def expire_unconfirmed(
-    session: AsyncSession, settings: RegistrationSettings, now: datetime | None = None, batch: int = 200
+    session: AsyncConnection, settings: RegistrationSettings, now: datetime | None = None, batch: int = 200
 ) -> int:
     """Expire registrations not confirmed in time, tell the person, and delete their personal data."""
     now = now or datetime.now(UTC)
@@ -638,7 +640,7 @@ async def expire_unconfirmed(
 
 
 async def send_due_reminders(
-    session: AsyncSession, settings: RegistrationSettings, now: datetime | None = None
+    session: AsyncConnection, settings: RegistrationSettings, now: datetime | None = None
 ) -> int:
     """Emit ``meeting.reminder_due`` once per meeting date, however many replicas run this job.
 
@@ -666,7 +668,7 @@ async def send_due_reminders(
 
 
 async def audit(
-    session: AsyncSession, subject: str, action: str, target: str, details: dict[str, Any]
+    session: AsyncConnection, subject: str, action: str, target: str, details: dict[str, Any]
 ) -> None:
     await session.execute(
         insert(audit_log).values(subject=subject, action=action, target=target, details=_jsonable(details))
@@ -679,7 +681,7 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-async def forget_idempotency_keys(session: AsyncSession, settings: RegistrationSettings) -> None:
+async def forget_idempotency_keys(session: AsyncConnection, settings: RegistrationSettings) -> None:
     """Idempotency keys count for ``idempotency_ttl_hours`` (24 h): the same key later is a new request."""
     cutoff = datetime.now(UTC) - timedelta(hours=settings.idempotency_ttl_hours)
     await session.execute(idempotency_keys.delete().where(idempotency_keys.c.created_at < cutoff))
