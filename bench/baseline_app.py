@@ -33,7 +33,9 @@ events = Table(
 )
 
 # The same pool as the services (shared.db): 20 connections, no overflow.
-engine = create_async_engine(os.environ["BENCH_DATABASE_URL"], pool_size=int(os.environ.get("BENCH_POOL", "20")), max_overflow=0)
+engine = create_async_engine(
+    os.environ["BENCH_DATABASE_URL"], pool_size=int(os.environ.get("BENCH_POOL", "20")), max_overflow=0
+)
 
 
 @asynccontextmanager

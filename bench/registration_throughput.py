@@ -61,6 +61,10 @@ end
 """
 
 
+def register_lua() -> str:
+    return f'RUN = "{uuid.uuid4().hex[:8]}"\n' + REGISTER_LUA
+
+
 def wait_until_up(url: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -183,9 +187,10 @@ def main() -> None:
         )
         try:
             wait_until_up(f"http://127.0.0.1:{port}/docs")
-            lua = f'RUN = "{uuid.uuid4().hex[:8]}"\n' + REGISTER_LUA
-            run_wrk(f"http://127.0.0.1:{port}", lua, 3, args.connections)  # warm-up
-            results["baseline"] = run_wrk(f"http://127.0.0.1:{port}", lua, args.seconds, args.connections)
+            run_wrk(f"http://127.0.0.1:{port}", register_lua(), 3, args.connections)  # warm-up
+            results["baseline"] = run_wrk(
+                f"http://127.0.0.1:{port}", register_lua(), args.seconds, args.connections
+            )
         finally:
             baseline.terminate()
             baseline.wait()
@@ -202,9 +207,11 @@ def main() -> None:
         registration = start([python, "-m", "shared.cli", "serve", "registration"], service_env)
         try:
             wait_until_up(f"http://127.0.0.1:{port}/readyz")
-            lua = f'RUN = "{uuid.uuid4().hex[:8]}"\n' + REGISTER_LUA
-            run_wrk(f"http://127.0.0.1:{port}", lua, 3, args.connections)
-            results["registration"] = run_wrk(f"http://127.0.0.1:{port}", lua, args.seconds, args.connections)
+            run_wrk(f"http://127.0.0.1:{port}", register_lua(), 3, args.connections)  # warm-up
+            # A fresh run id: every measured request is a new address, none repeats a warm-up one.
+            results["registration"] = run_wrk(
+                f"http://127.0.0.1:{port}", register_lua(), args.seconds, args.connections
+            )
 
             wg = f"bench-{uuid.uuid4().hex[:6]}"
             tokens = asyncio.run(make_pending(db_url, wg, 20000))

@@ -37,6 +37,8 @@ working_groups = Table(
     Column("confirmed_general", Integer, nullable=False, server_default=text("0")),
     Column("confirmed_reserved", Integer, nullable=False, server_default=text("0")),
     Column("waitlist_seq", BigInteger, nullable=False, server_default=text("0")),
+    # How many are waitlisted now; a newcomer's position is this number (migration 0003).
+    Column("waitlisted", Integer, nullable=False, server_default=text("0")),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
@@ -43,12 +44,24 @@ _STORE_SEAT_COUNTERS = (
         confirmed_general=bindparam("general"),
         confirmed_reserved=bindparam("reserved"),
         waitlist_seq=bindparam("waitlist_seq"),
+        waitlisted=bindparam("waitlisted"),
         updated_at=bindparam("now"),
     )
+)
+# The registration, with its working group's row locked (and read after the lock was granted). The
+# registration's own columns come from the statement's snapshot, so changes of its state are made
+# conditional on the state seen here (set_confirmation_state).
+_GROUP_PREFIX = "wg_"
+_REGISTRATION_WITH_LOCKED_GROUP = (
+    select(registrations, *[c.label(_GROUP_PREFIX + c.name) for c in working_groups.c])
+    .join_from(registrations, working_groups, registrations.c.working_group_id == working_groups.c.id)
+    .where(registrations.c.token_hash == bindparam("token_hash"))
+    .with_for_update(of=working_groups)
 )
 _SET_REGISTRATION_STATE = (
     update(registrations)
     .where(registrations.c.id == bindparam("registration_id"))
+    .where(registrations.c.status == bindparam("expected_status"))
     .values(
         status=bindparam("status"),
         seat=bindparam("seat"),
@@ -70,16 +83,39 @@ async def lock_working_group(session: AsyncConnection, working_group_id: str) ->
     return (await session.execute(_WORKING_GROUP_LOCKED, {"wg_id": working_group_id})).first()
 
 
-async def store_seat_counters(
-    session: AsyncConnection, working_group_id: str, general: int, reserved: int, waitlist_seq: int, now: Any
-) -> None:
+@dataclass(frozen=True)
+class GroupCounters:
+    """A working group's seat and waitlist counters, as read under its row lock."""
+
+    id: str
+    capacity: int
+    expert_reserved: int
+    confirmed_general: int
+    confirmed_reserved: int
+    waitlist_seq: int
+    waitlisted: int
+
+    @classmethod
+    def of(cls, row: Any, prefix: str = "") -> GroupCounters:
+        return cls(**{f.name: getattr(row, prefix + f.name) for f in fields(cls)})
+
+
+async def registration_with_locked_group(
+    session: AsyncConnection, token_hash: str
+) -> tuple[Row[Any], GroupCounters] | None:
+    row = (await session.execute(_REGISTRATION_WITH_LOCKED_GROUP, {"token_hash": token_hash})).first()
+    return None if row is None else (row, GroupCounters.of(row, _GROUP_PREFIX))
+
+
+async def store_seat_counters(session: AsyncConnection, counters: GroupCounters, now: Any) -> None:
     await session.execute(
         _STORE_SEAT_COUNTERS,
         {
-            "wg_id": working_group_id,
-            "general": general,
-            "reserved": reserved,
-            "waitlist_seq": waitlist_seq,
+            "wg_id": counters.id,
+            "general": counters.confirmed_general,
+            "reserved": counters.confirmed_reserved,
+            "waitlist_seq": counters.waitlist_seq,
+            "waitlisted": counters.waitlisted,
             "now": now,
         },
     )
@@ -92,18 +128,26 @@ async def set_confirmation_state(
     seat: str | None,
     waitlist_seq: int | None,
     now: Any,
-) -> None:
-    """Confirmed (with its seat) or waitlisted (with its place in the queue), stamped with the decision time."""
-    await session.execute(
+    *,
+    expected_status: str = "pending_confirmation",
+) -> bool:
+    """Confirmed (with its seat) or waitlisted (with its place in the queue), stamped with the decision time.
+
+    Only if the registration is still in ``expected_status``; False when another request (a second click,
+    the expiry job) changed it first.
+    """
+    result = await session.execute(
         _SET_REGISTRATION_STATE,
         {
             "registration_id": registration_id,
+            "expected_status": expected_status,
             "status": status,
             "seat": seat,
             "reg_waitlist_seq": waitlist_seq,
             "now": now,
         },
     )
+    return result.rowcount == 1
 
 
 async def meetings_of(

@@ -6,7 +6,7 @@ import hashlib
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -306,40 +306,23 @@ async def _tell_existing_status(
 _TERMINAL_NOT_FOUND = ("expired",)
 
 
-def _counts(wg: Row[Any]) -> domain.SeatCounts:
+def _seat_counts(group: repo.GroupCounters) -> domain.SeatCounts:
     return domain.SeatCounts(
-        capacity=wg.capacity,
-        expert_reserved=wg.expert_reserved,
-        confirmed_general=wg.confirmed_general,
-        confirmed_reserved=wg.confirmed_reserved,
+        capacity=group.capacity,
+        expert_reserved=group.expert_reserved,
+        confirmed_general=group.confirmed_general,
+        confirmed_reserved=group.confirmed_reserved,
     )
 
 
-async def _store_counts(
-    session: AsyncConnection, wg_id: str, counts: domain.SeatCounts, now: datetime
-) -> None:
-    await session.execute(
-        working_groups.update()
-        .where(working_groups.c.id == wg_id)
-        .values(
-            confirmed_general=counts.confirmed_general,
-            confirmed_reserved=counts.confirmed_reserved,
-            updated_at=now,
-        )
+def _with_seats(group: repo.GroupCounters, counts: domain.SeatCounts) -> repo.GroupCounters:
+    return replace(
+        group, confirmed_general=counts.confirmed_general, confirmed_reserved=counts.confirmed_reserved
     )
 
 
-async def _locked_registration(session: AsyncConnection, token: str) -> tuple[Row[Any], Row[Any]]:
-    """Lock the working group first, then the registration: one lock order everywhere, so no deadlocks."""
-    token_hash = hash_token(token)
-    found = await repo.registration_by_token_hash(session, token_hash)
-    if found is None or found.status in _TERMINAL_NOT_FOUND:
-        raise Problem(404, "Not found", "This link is unknown or has expired.")
-    wg = await repo.lock_working_group(session, found.working_group_id)
-    registration = await repo.registration_by_token_hash(session, token_hash, for_update=True)
-    if wg is None or registration is None or registration.status in _TERMINAL_NOT_FOUND:
-        raise Problem(404, "Not found", "This link is unknown or has expired.")
-    return wg, registration
+def _not_found() -> Problem:
+    return Problem(404, "Not found", "This link is unknown or has expired.")
 
 
 async def registration_state(session: AsyncConnection, registration: Row[Any]) -> dict[str, Any]:
@@ -351,42 +334,62 @@ async def registration_state(session: AsyncConnection, registration: Row[Any]) -
     return state
 
 
+async def _current_state(session: AsyncConnection, token_hash: str) -> dict[str, Any]:
+    """The state as it is now (after another request changed it): what an already used link answers."""
+    registration = await repo.registration_by_token_hash(session, token_hash)
+    if registration is None or registration.status in _TERMINAL_NOT_FOUND:
+        raise _not_found()
+    if registration.status == "cancelled":
+        raise Problem(409, "Registration cancelled", "This registration was cancelled.")
+    return await registration_state(session, registration)
+
+
 async def confirm_registration(
     session: AsyncConnection, settings: RegistrationSettings, token: str, now: datetime | None = None
 ) -> dict[str, Any]:
-    """Double opt-in: a seat if one fits (first confirmed, first served), else the waitlist."""
-    now = now or datetime.now(UTC)
-    wg, registration = await _locked_registration(session, token)
-    if registration.status != "pending_confirmation":
-        if registration.status == "cancelled":
-            raise Problem(409, "Registration cancelled", "This registration was cancelled.")
-        return await registration_state(session, registration)  # an already used link
-    if registration.expires_at is not None and registration.expires_at <= now:
-        raise Problem(404, "Not found", "This link is unknown or has expired.")
+    """Double opt-in: a seat if one fits (first confirmed, first served), else the waitlist.
 
-    seat, counts = domain.allocate(_counts(wg), registration.participant_type)
-    links = Links(settings.public_url).for_token(token)
-    info, meeting_infos = await _event_context(session, wg.id)
+    Five statements, the first of which takes the working group's lock: the lock is held as briefly as the
+    request allows, because every confirmation of the working group queues behind it.
+    """
+    now = now or datetime.now(UTC)
+    token_hash = hash_token(token)
+    found = await repo.registration_with_locked_group(session, token_hash)
+    if found is None:
+        raise _not_found()
+    registration, group = found
+    if registration.status != "pending_confirmation" or (
+        registration.expires_at is not None and registration.expires_at <= now
+    ):
+        if registration.status == "pending_confirmation":
+            raise _not_found()  # expired; the expiry job will tidy up
+        return await _current_state(session, token_hash)
+
+    seat, counts = domain.allocate(_seat_counts(group), registration.participant_type)
+    if seat is not None:
+        status, waitlist_seq, position = "confirmed", None, None
+        group = _with_seats(group, counts)
+    else:
+        status, waitlist_seq = "waitlisted", group.waitlist_seq + 1
+        # A new place is the last one: the position is the waitlist's length.
+        position = group.waitlisted + 1
+        group = replace(group, waitlist_seq=waitlist_seq, waitlisted=position)
+    if not await repo.set_confirmation_state(session, registration.id, status, seat, waitlist_seq, now):
+        return await _current_state(session, token_hash)  # a second click (or the expiry job) was first
+    await repo.store_seat_counters(session, group, now)
+
+    info, meeting_infos = await _event_context(session, group.id)
     common = {
         "registration_id": registration.id,
         "recipient": recipient_of(registration),
         "working_group": info,
         "meetings": meeting_infos,
         "participant_type": registration.participant_type,
-        "links": links,
+        "links": Links(settings.public_url).for_token(token),
     }
-    if seat is not None:
-        await repo.store_seat_counters(
-            session, wg.id, counts.confirmed_general, counts.confirmed_reserved, wg.waitlist_seq, now
-        )
-        await repo.set_confirmation_state(session, registration.id, "confirmed", seat, None, now)
+    if position is None:
         await add_event(session, outbox, ev.RegistrationConfirmed(**common))
         return {"id": registration.id, "status": "confirmed"}
-
-    seq = wg.waitlist_seq + 1
-    await repo.store_seat_counters(session, wg.id, wg.confirmed_general, wg.confirmed_reserved, seq, now)
-    await repo.set_confirmation_state(session, registration.id, "waitlisted", None, seq, now)
-    position = await repo.waitlist_position(session, wg.id, seq)
     await add_event(session, outbox, ev.RegistrationWaitlisted(**common, waitlist_position=position))
     return {"id": registration.id, "status": "waitlisted", "waitlist_position": position}
 
@@ -395,12 +398,21 @@ async def cancel_registration(
     session: AsyncConnection, settings: RegistrationSettings, token: str, now: datetime | None = None
 ) -> dict[str, Any]:
     now = now or datetime.now(UTC)
-    wg, registration = await _locked_registration(session, token)
+    token_hash = hash_token(token)
+    found = await repo.registration_with_locked_group(session, token_hash)
+    if found is None:
+        raise _not_found()
+    _, group = found
+    # Read again under the lock: the joined columns come from before the lock was granted.
+    registration = await repo.registration_by_token_hash(session, token_hash, for_update=True)
+    if registration is None or registration.status in _TERMINAL_NOT_FOUND:
+        raise _not_found()
     if registration.status == "cancelled":
         return {"id": registration.id, "status": "cancelled"}
-    counts = (
-        domain.release(_counts(wg), registration.seat) if registration.status == "confirmed" else _counts(wg)
-    )
+    if registration.status == "confirmed":
+        group = _with_seats(group, domain.release(_seat_counts(group), registration.seat))
+    elif registration.status == "waitlisted":
+        group = replace(group, waitlisted=max(0, group.waitlisted - 1))
     await session.execute(
         registrations.update()
         .where(registrations.c.id == registration.id)
@@ -413,7 +425,8 @@ async def cancel_registration(
             updated_at=now,
         )
     )
-    info, meeting_infos = await _event_context(session, wg.id)
+    await repo.store_seat_counters(session, group, now)
+    info, meeting_infos = await _event_context(session, group.id)
     await add_event(
         session,
         outbox,
@@ -427,27 +440,27 @@ async def cancel_registration(
         ),
     )
     if registration.status == "confirmed":
-        await _promote_from_waitlist(session, settings, wg.id, counts, now)
+        await _promote_from_waitlist(session, settings, group, now)
     return {"id": registration.id, "status": "cancelled"}
 
 
 async def _promote_from_waitlist(
     session: AsyncConnection,
     settings: RegistrationSettings,
-    wg_id: str,
-    counts: domain.SeatCounts,
+    group: repo.GroupCounters,
     now: datetime,
 ) -> int:
     """Give free seats to the waitlist, in order. The caller holds the working group's lock."""
-    waiting_rows = await repo.waitlist(session, wg_id)
+    waiting_rows = await repo.waitlist(session, group.id)
     promoted, counts = domain.promotions(
-        counts, [domain.Waiting(r.id, r.participant_type) for r in waiting_rows]
+        _seat_counts(group), [domain.Waiting(r.id, r.participant_type) for r in waiting_rows]
     )
-    await _store_counts(session, wg_id, counts, now)
+    group = replace(_with_seats(group, counts), waitlisted=max(0, group.waitlisted - len(promoted)))
+    await repo.store_seat_counters(session, group, now)
     if not promoted:
         return 0
     by_id = {r.id: r for r in waiting_rows}
-    info, meeting_infos = await _event_context(session, wg_id)
+    info, meeting_infos = await _event_context(session, group.id)
     for waiting, seat in promoted:
         row = by_id[waiting.registration_id]
         # New links: the stored token is only a hash, and the mail must carry working links.
@@ -519,8 +532,8 @@ async def change_working_group(
         .where(working_groups.c.id == wg_id)
         .values(capacity=new_capacity, expert_reserved=new_reserved, updated_at=now)
     )
-    counts = domain.SeatCounts(new_capacity, new_reserved, wg.confirmed_general, wg.confirmed_reserved)
-    promoted = await _promote_from_waitlist(session, settings, wg_id, counts, now)
+    group = replace(repo.GroupCounters.of(wg), capacity=new_capacity, expert_reserved=new_reserved)
+    promoted = await _promote_from_waitlist(session, settings, group, now)
     await publish_working_group(session, wg_id, changed=True)
     catalog_cache.invalidate(wg_id)
     return promoted

@@ -293,7 +293,10 @@ async def _seat_state(runtime, wg: str) -> dict:
                 )
             ).all()
         )
-    return {"capacity": row.capacity, "counter": row.confirmed_general + row.confirmed_reserved, **by_status}
+    state = {"capacity": row.capacity, "counter": row.confirmed_general + row.confirmed_reserved, **by_status}
+    # The waitlist counter (a newcomer's position) always equals the waitlist's real length.
+    assert row.waitlisted == by_status.get("waitlisted", 0)
+    return state
 
 
 async def test_200_confirmations_race_for_the_last_20_seats(api, make_working_group, registration_settings):
