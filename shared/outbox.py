@@ -27,8 +27,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import aio_pika
 import asyncpg
-from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange
+from aio_pika.abc import AbstractExchange, AbstractRobustConnection
 from pamqp.commands import Basic
 from sqlalchemy import (
     BigInteger,
@@ -143,7 +144,7 @@ class OutboxRelay:
         service: str,
         outbox: Table,
         session_factory: SessionFactory,
-        broker: RabbitBroker,
+        amqp_url: str,
         database_url: str,
         poll_interval: float = 2.0,
         batch_size: int = 100,
@@ -154,12 +155,14 @@ class OutboxRelay:
         self.service = service
         self.outbox = outbox
         self.session_factory = session_factory
-        self.broker = broker
+        self.amqp_url = amqp_url
         self.database_url = database_url
         self.poll_interval = poll_interval
         self.batch_size = batch_size
         self.publish_timeout = publish_timeout
-        self.exchange = RabbitExchange(exchange, type=ExchangeType.TOPIC, declare=False)
+        self.exchange_name = exchange
+        self._connection: AbstractRobustConnection | None = None
+        self._exchange: AbstractExchange | None = None
         self.notify_interval = notify_interval
         self._wake = asyncio.Event()
         self._woken_locally = False
@@ -179,6 +182,10 @@ class OutboxRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self._close_listener()
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.close()
+            self._connection = self._exchange = None
 
     def wake(self) -> None:
         """Called after a local commit added rows."""
@@ -226,7 +233,10 @@ class OutboxRelay:
                 )
             ).all()
             if rows:
-                results = await asyncio.gather(*(self._publish(row) for row in rows), return_exceptions=True)
+                exchange = await self._channel_exchange()
+                results = await asyncio.gather(
+                    *(self._publish(exchange, row) for row in rows), return_exceptions=True
+                )
                 ok = [row.id for row, result in zip(rows, results, strict=True) if result is None]
                 failed = [(row, r) for row, r in zip(rows, results, strict=True) if r is not None]
                 await self._mark_published(session, ok)
@@ -259,19 +269,36 @@ class OutboxRelay:
             raise RuntimeError(f"{len(rows)} outbox rows could not be published")
         return len(ok)
 
-    async def _publish(self, row: Any) -> None:
-        confirmation = await self.broker.publish(
-            _encode(row.payload),
-            exchange=self.exchange,
+    async def _channel_exchange(self) -> AbstractExchange:
+        """The relay's own channel: publisher confirms, and an unroutable ``mandatory`` publish raises.
+
+        The relay talks aio-pika directly rather than through FastStream's publisher: it is the hottest
+        path of every producing service, and FastStream's per-message layers cost about a tenth of the CPU
+        of a confirmation request. Consumers stay on FastStream.
+        """
+        if self._exchange is None:
+            if self._connection is None:
+                self._connection = await aio_pika.connect_robust(
+                    self.amqp_url, timeout=10, reconnect_interval=1
+                )
+            channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+            self._exchange = await channel.get_exchange(self.exchange_name, ensure=False)
+        return self._exchange
+
+    async def _publish(self, exchange: AbstractExchange, row: Any) -> None:
+        confirmation = await exchange.publish(
+            aio_pika.Message(
+                _encode(row.payload),
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                message_id=str(row.id),
+                correlation_id=row.correlation_id,
+                type=row.event_type,
+                timestamp=row.created_at,
+                content_type="application/json",
+                headers={"x-event-version": row.event_version, "x-producer": self.service},
+            ),
             routing_key=row.event_type,
             mandatory=True,
-            persist=True,
-            message_id=str(row.id),
-            correlation_id=row.correlation_id,
-            message_type=row.event_type,
-            timestamp=row.created_at,
-            content_type="application/json",
-            headers={"x-event-version": row.event_version, "x-producer": self.service},
             timeout=self.publish_timeout,
         )
         if confirmation is not None and not _is_ack(confirmation):

@@ -193,7 +193,7 @@ def build_runtime(
             service=settings.service_name,
             outbox=outbox,
             session_factory=session_factory,
-            broker=broker,
+            amqp_url=settings.amqp_url,
             database_url=settings.database_url,
             poll_interval=settings.outbox_poll_interval,
             batch_size=settings.outbox_batch_size,
