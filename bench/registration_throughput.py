@@ -109,15 +109,18 @@ def start(cmd: list[str], env: dict) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-async def make_pending(database_url: str, working_group_id: str, count: int) -> list[str]:
+async def make_pending(
+    database_url: str, working_group_id: str, count: int, capacity: int = 100
+) -> list[str]:
     """Insert pending registrations directly (fast), returning their raw tokens."""
     tokens = [secrets.token_urlsafe(32) for _ in range(count)]
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         await conn.execute(
-            "INSERT INTO registration.working_groups (id, title, capacity) VALUES ($1, 'Bench', 100) "
+            "INSERT INTO registration.working_groups (id, title, capacity) VALUES ($1, 'Bench', $2) "
             "ON CONFLICT DO NOTHING",
             working_group_id,
+            capacity,
         )
         await conn.executemany(
             "INSERT INTO registration.registrations (id, working_group_id, status, name, email, email_key, language,"
@@ -158,19 +161,19 @@ async def seat_state(database_url: str, working_group_id: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--seconds", type=int, default=15, help="length of one measured run")
+    parser.add_argument("--rounds", type=int, default=3, help="baseline and service alternate; medians")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--confirm-seconds", type=int, default=10)
+    parser.add_argument("--pending", type=int, default=20000, help="registrations waiting for confirmation")
+    parser.add_argument("--capacity", type=int, default=100)
     args = parser.parse_args()
 
     with ExitStack() as stack:
         infra = stack.enter_context(_provisioned())
         db_url = infra.database_url("registration")
         python = sys.executable
-        env = {**os.environ, "BENCH_DATABASE_URL": db_url}
-        results: dict = {}
-
-        port = free_port()
+        baseline_port, service_port = free_port(), free_port()
         baseline = start(
             [
                 python,
@@ -178,62 +181,70 @@ def main() -> None:
                 "uvicorn",
                 "bench.baseline_app:app",
                 "--port",
-                str(port),
+                str(baseline_port),
                 "--no-access-log",
                 "--log-level",
                 "warning",
             ],
-            env,
+            {**os.environ, "BENCH_DATABASE_URL": db_url},
         )
-        try:
-            wait_until_up(f"http://127.0.0.1:{port}/docs")
-            run_wrk(f"http://127.0.0.1:{port}", register_lua(), 3, args.connections)  # warm-up
-            results["baseline"] = run_wrk(
-                f"http://127.0.0.1:{port}", register_lua(), args.seconds, args.connections
-            )
-        finally:
-            baseline.terminate()
-            baseline.wait()
+        stack.callback(_stop, baseline)
+        service = start(
+            [python, "-m", "shared.cli", "serve", "registration"],
+            {
+                **os.environ,
+                "REGISTRATION_DATABASE_URL": db_url,
+                "AMQP_URL": infra.amqp_url,
+                "REGISTRATION_PORT": str(service_port),
+                "REGISTRATION_RATE_LIMIT_PER_MINUTE": "0",
+                "LOG_LEVEL": "WARNING",
+            },
+        )
+        stack.callback(_stop, service)
+        wait_until_up(f"http://127.0.0.1:{baseline_port}/docs")
+        wait_until_up(f"http://127.0.0.1:{service_port}/readyz")
+        base_url, service_url = f"http://127.0.0.1:{baseline_port}", f"http://127.0.0.1:{service_port}"
+        for url in (base_url, service_url):
+            run_wrk(url, register_lua(), 3, args.connections)  # warm-up
 
-        port = free_port()
-        service_env = {
-            **os.environ,
-            "REGISTRATION_DATABASE_URL": db_url,
-            "AMQP_URL": infra.amqp_url,
-            "REGISTRATION_PORT": str(port),
-            "REGISTRATION_RATE_LIMIT_PER_MINUTE": "0",
-            "LOG_LEVEL": "WARNING",
-        }
-        registration = start([python, "-m", "shared.cli", "serve", "registration"], service_env)
-        try:
-            wait_until_up(f"http://127.0.0.1:{port}/readyz")
-            run_wrk(f"http://127.0.0.1:{port}", register_lua(), 3, args.connections)  # warm-up
-            # A fresh run id: every measured request is a new address, none repeats a warm-up one.
-            results["registration"] = run_wrk(
-                f"http://127.0.0.1:{port}", register_lua(), args.seconds, args.connections
-            )
-
-            wg = f"bench-{uuid.uuid4().hex[:6]}"
-            tokens = asyncio.run(make_pending(db_url, wg, 20000))
-            capacity = 100
-            with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
-                handle.write("\n".join(tokens))
-            lua = f'TOKENS = "{handle.name}"\nTHREADS = 2\n' + CONFIRM_LUA
-            confirm = run_wrk(f"http://127.0.0.1:{port}", lua, args.confirm_seconds, args.connections)
-            state = asyncio.run(seat_state(db_url, wg))
-            confirm["seat_state"] = state
-            confirm["overbooked"] = state.get("confirmed", 0) > capacity or state["counter"] != state.get(
-                "confirmed", 0
-            )
-            results["confirmations"] = confirm
-        finally:
-            registration.terminate()
-            registration.wait()
-
+        runs: dict[str, list[dict]] = {"baseline": [], "registration": []}
+        for _ in range(args.rounds):
+            # Alternating, so that both see the same machine (and the same growing tables).
+            runs["baseline"].append(run_wrk(base_url, register_lua(), args.seconds, args.connections))
+            runs["registration"].append(run_wrk(service_url, register_lua(), args.seconds, args.connections))
+        results: dict = {name: _median_run(r) for name, r in runs.items()}
         results["ratio"] = round(results["registration"]["rps"] / results["baseline"]["rps"], 3)
-        results["connections"] = args.connections
-        results["seconds"] = args.seconds
+        results["ratios_per_round"] = [
+            round(r["rps"] / b["rps"], 3) for b, r in zip(runs["baseline"], runs["registration"], strict=True)
+        ]
+
+        # Confirmations racing into one working group: every token confirms once; the first `capacity`
+        # get seats, the rest the waitlist. Afterwards the seat counter and the rows must agree.
+        wg = f"bench-{uuid.uuid4().hex[:6]}"
+        tokens = asyncio.run(make_pending(db_url, wg, args.pending, args.capacity))
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
+            handle.write("\n".join(tokens))
+        time.sleep(2)  # let the relay and autovacuum settle after the inserts
+        lua = f'TOKENS = "{handle.name}"\nTHREADS = 2\n' + CONFIRM_LUA
+        confirm = run_wrk(service_url, lua, args.confirm_seconds, args.connections)
+        state = asyncio.run(seat_state(db_url, wg))
+        confirm["seat_state"] = state
+        confirm["overbooked"] = state.get("confirmed", 0) > args.capacity or state["counter"] != state.get(
+            "confirmed", 0
+        )
+        results["confirmations"] = confirm
+        results.update(connections=args.connections, seconds=args.seconds, rounds=args.rounds)
         print(json.dumps(results))
+
+
+def _median_run(runs: list[dict]) -> dict:
+    middle = sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
+    return {**middle, "all_rps": [r["rps"] for r in runs]}
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    process.wait()
 
 
 class _provisioned:

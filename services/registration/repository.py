@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -58,7 +58,7 @@ _REGISTRATION_WITH_LOCKED_GROUP = (
     .where(registrations.c.token_hash == bindparam("token_hash"))
     .with_for_update(of=working_groups)
 )
-_SET_REGISTRATION_STATE = (
+_SET_REGISTRATION_STATE_CTE = (
     update(registrations)
     .where(registrations.c.id == bindparam("registration_id"))
     .where(registrations.c.status == bindparam("expected_status"))
@@ -71,6 +71,23 @@ _SET_REGISTRATION_STATE = (
         expires_at=None,
         updated_at=bindparam("now"),
     )
+    .returning(registrations.c.id)
+    .cte("decided")
+)
+# One statement for the decision: the registration's new state and the group's counters, or neither when
+# the registration was no longer in the expected state. One round trip less while the lock is held.
+_APPLY_DECISION = (
+    update(working_groups)
+    .where(working_groups.c.id == bindparam("wg_id"))
+    .where(exists(select(_SET_REGISTRATION_STATE_CTE.c.id)))
+    .values(
+        confirmed_general=bindparam("general"),
+        confirmed_reserved=bindparam("reserved"),
+        waitlist_seq=bindparam("waitlist_seq"),
+        waitlisted=bindparam("waitlisted"),
+        updated_at=bindparam("now"),
+    )
+    .returning(working_groups.c.id)
 )
 
 
@@ -121,23 +138,25 @@ async def store_seat_counters(session: AsyncConnection, counters: GroupCounters,
     )
 
 
-async def set_confirmation_state(
+async def apply_decision(
     session: AsyncConnection,
     registration_id: uuid.UUID,
     status: str,
     seat: str | None,
     waitlist_seq: int | None,
+    counters: GroupCounters,
     now: Any,
     *,
     expected_status: str = "pending_confirmation",
 ) -> bool:
-    """Confirmed (with its seat) or waitlisted (with its place in the queue), stamped with the decision time.
+    """Confirmed (with its seat) or waitlisted (with its place in the queue), stamped with the decision
+    time, together with the group's counters.
 
-    Only if the registration is still in ``expected_status``; False when another request (a second click,
-    the expiry job) changed it first.
+    Only if the registration is still in ``expected_status``; False (and nothing changed) when another
+    request (a second click, the expiry job) changed it first.
     """
     result = await session.execute(
-        _SET_REGISTRATION_STATE,
+        _APPLY_DECISION,
         {
             "registration_id": registration_id,
             "expected_status": expected_status,
@@ -145,9 +164,14 @@ async def set_confirmation_state(
             "seat": seat,
             "reg_waitlist_seq": waitlist_seq,
             "now": now,
+            "wg_id": counters.id,
+            "general": counters.confirmed_general,
+            "reserved": counters.confirmed_reserved,
+            "waitlist_seq": counters.waitlist_seq,
+            "waitlisted": counters.waitlisted,
         },
     )
-    return result.rowcount == 1
+    return result.first() is not None
 
 
 async def meetings_of(

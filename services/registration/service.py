@@ -349,7 +349,7 @@ async def confirm_registration(
 ) -> dict[str, Any]:
     """Double opt-in: a seat if one fits (first confirmed, first served), else the waitlist.
 
-    Five statements, the first of which takes the working group's lock: the lock is held as briefly as the
+    Four statements, the first of which takes the working group's lock: the lock is held as briefly as the
     request allows, because every confirmation of the working group queues behind it.
     """
     now = now or datetime.now(UTC)
@@ -374,9 +374,8 @@ async def confirm_registration(
         # A new place is the last one: the position is the waitlist's length.
         position = group.waitlisted + 1
         group = replace(group, waitlist_seq=waitlist_seq, waitlisted=position)
-    if not await repo.set_confirmation_state(session, registration.id, status, seat, waitlist_seq, now):
+    if not await repo.apply_decision(session, registration.id, status, seat, waitlist_seq, group, now):
         return await _current_state(session, token_hash)  # a second click (or the expiry job) was first
-    await repo.store_seat_counters(session, group, now)
 
     info, meeting_infos = await _event_context(session, group.id)
     common = {

@@ -515,3 +515,21 @@ async def test_reminders_go_out_exactly_once_with_two_replicas(
     assert len(reminders) == 1
     assert len(reminders[0]["participants"]) == 3
     assert reminders[0]["meeting"]["number"] == 1
+
+
+async def test_double_clicks_on_one_confirm_link_take_one_seat(
+    api, make_working_group, registration_settings
+):
+    wg = await make_working_group(api.runtime, capacity=3)
+    [token] = await _pending(api, registration_settings, wg, 1)
+    answers = await asyncio.gather(
+        *(api.post("/v1/registrations/confirm", json={"token": token}) for _ in range(8))
+    )
+    assert {a.status_code for a in answers} == {200}
+    assert {a.json()["status"] for a in answers} == {"confirmed"}
+    state = await _seat_state(api.runtime, wg)
+    assert state["confirmed"] == 1 == state["counter"]
+    assert (
+        len(await events_of(api.runtime, "registration.confirmed", registration_id=answers[0].json()["id"]))
+        == 1
+    )
