@@ -80,6 +80,14 @@ def cmd_mailsink(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mails(args: argparse.Namespace) -> int:
+    from shared.mailsink import show_latest
+
+    for mail in show_latest(args.directory, args.count):
+        print(mail)
+    return 0
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     """Run the whole system in the foreground; Ctrl-C stops all of it."""
     if not args.skip_setup:
@@ -163,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=1025)
     p.add_argument("--directory", default="var/mail")
     p.set_defaults(func=cmd_mailsink)
+
+    p = sub.add_parser("mails", help="show the newest mails in the development sink, decoded")
+    p.add_argument("--directory", default="var/mail")
+    p.add_argument("--count", type=int, default=1)
+    p.set_defaults(func=cmd_mails)
 
     p = sub.add_parser("dev", help="setup, then run everything")
     p.add_argument("--skip-setup", action="store_true")

@@ -42,3 +42,18 @@ def run_forever(host: str, port: int, directory: str) -> None:
         pass
     finally:
         controller.stop()
+
+
+def show_latest(directory: str, count: int = 1) -> list[str]:
+    """The newest mails in the sink, decoded: headers that matter and the plain-text part."""
+    files = sorted(Path(directory).glob("*.eml"))[-count:]
+    shown = []
+    for path in files:
+        message = message_from_bytes(path.read_bytes(), policy=policy.default)
+        body = message.get_body(("plain",))
+        text = body.get_content() if body is not None else ""
+        shown.append(
+            f"== {path.name}\nFrom: {message['From']}\nTo: {message['To']}\nSubject: {message['Subject']}\n"
+            f"Message-ID: {message['Message-ID']}\n\n{text}"
+        )
+    return shown
