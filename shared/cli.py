@@ -93,7 +93,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     if not args.skip_setup:
         cmd_setup(args)
     env = {**os.environ}
-    env.setdefault("STAFF_JWT_SECRET", "dev-secret-change-me")
+    env.setdefault("STAFF_JWT_SECRET", "dev-secret-change-me-not-for-production")
     env.setdefault("LOG_JSON", "false")
     exe = [sys.executable, "-m", "shared.cli"]
     procs = [subprocess.Popen([*exe, "mailsink", "--directory", args.mail_dir], env=env)]
@@ -144,7 +144,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.service)
     if not settings.staff_jwt_secret:
-        settings.staff_jwt_secret = "dev-secret-change-me"
+        settings.staff_jwt_secret = "dev-secret-change-me-not-for-production"
     print(mint_token(settings, args.subject, args.role, ttl=timedelta(hours=args.hours)))
     return 0
 
