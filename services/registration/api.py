@@ -205,16 +205,7 @@ async def _action_page(request: Request, token: str, kind: str) -> HTMLResponse:
     dependencies=[Depends(rate_limited)],
 )
 async def confirm(request: Request) -> Response:
-    token, from_form = await _token_body(request)
-    runtime = _runtime(request)
-    try:
-        async with runtime.transaction() as session:
-            state = await service.confirm_registration(session, runtime.settings, token)
-    except Problem as problem:
-        if from_form and problem.status == 404:
-            return HTMLResponse(pages.not_found_page(), status_code=404)
-        raise
-    return await _answer(request, token, state, from_form)
+    return await _token_action(request, service.confirm_registration)
 
 
 @router.post(
@@ -224,11 +215,16 @@ async def confirm(request: Request) -> Response:
     dependencies=[Depends(rate_limited)],
 )
 async def cancel(request: Request) -> Response:
+    return await _token_action(request, service.cancel_registration)
+
+
+async def _token_action(request: Request, action: Any) -> Response:
+    """Confirm or cancel: JSON in, JSON out; or the link page's form in, a page out."""
     token, from_form = await _token_body(request)
     runtime = _runtime(request)
     try:
         async with runtime.transaction() as session:
-            state = await service.cancel_registration(session, runtime.settings, token)
+            state = await action(session, runtime.settings, token)
     except Problem as problem:
         if from_form and problem.status == 404:
             return HTMLResponse(pages.not_found_page(), status_code=404)

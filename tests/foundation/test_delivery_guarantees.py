@@ -29,8 +29,9 @@ from shared.inbox import EventConsumer
 from shared.observability import MESSAGES_CONSUMED
 from shared.outbox import add_event
 from shared.runtime import build_runtime
-from shared.topology import EVENTS_EXCHANGE, ConsumerQueue
+from shared.topology import ConsumerQueue
 from tests.conftest import registration_body, running
+from tests.support.events import publish_event
 from tests.support.tcpproxy import TcpProxy
 
 
@@ -171,27 +172,6 @@ def _proposal(title: str) -> ProposalSubmitted:
     )
 
 
-async def _publish(amqp_url: str, event: IntegrationEvent) -> str:
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange(EVENTS_EXCHANGE)
-        message_id = str(uuid.uuid4())
-        await exchange.publish(
-            aio_pika.Message(
-                event.model_dump_json().encode(),
-                message_id=message_id,
-                type=event.event_type,
-                content_type="application/json",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            ),
-            routing_key=event.event_type,
-        )
-        return message_id
-    finally:
-        await connection.close()
-
-
 async def _queue_depth(amqp_url: str, queue: str) -> int:
     connection = await aio_pika.connect(amqp_url)
     try:
@@ -229,9 +209,9 @@ async def test_a_failing_message_is_dead_lettered_others_flow_and_replay_brings_
     try:
         await asyncio.wait_for(runtime.broker_ready.wait(), 30)
         amqp = registration_settings.amqp_url
-        await _publish(amqp, _proposal("POISON"))
+        await publish_event(amqp, _proposal("POISON"))
         for i in range(5):
-            await _publish(amqp, _proposal(f"good-{i}"))
+            await publish_event(amqp, _proposal(f"good-{i}"))
 
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and (

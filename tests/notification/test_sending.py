@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import aio_pika
 import aiosmtplib
 import asyncpg
 import pytest
@@ -27,7 +26,6 @@ from services.notification.rendering import TemplateRenderer
 from services.notification.smtp import RateLimiter, SmtpPool
 from shared.db import asyncpg_dsn, create_engine, create_session_factory
 from shared.events import (
-    IntegrationEvent,
     MeetingInfo,
     Recipient,
     RegistrationSubmitted,
@@ -36,8 +34,8 @@ from shared.events import (
 )
 from shared.inbox import EventMeta
 from shared.observability import MESSAGES_CONSUMED
-from shared.topology import EVENTS_EXCHANGE
 from tests.conftest import running, unique_email
+from tests.support.events import publish_event as publish
 from tests.support.smtp import RecordingHandler, SmtpServer, free_port
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -60,29 +58,6 @@ def submitted(email: str, name: str = "Ayşe Yılmaz", title: str = "Sprachförd
         ],
         links=SelfServiceLinks(confirm_url="http://forms.test/v1/registrations/confirm?token=T"),
     )
-
-
-async def publish(amqp_url: str, event: IntegrationEvent, message_id: str | None = None) -> str:
-    """Publish an integration event the way the outbox relay does."""
-    message_id = message_id or str(uuid.uuid4())
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange(EVENTS_EXCHANGE)
-        await exchange.publish(
-            aio_pika.Message(
-                event.model_dump_json().encode(),
-                message_id=message_id,
-                type=event.event_type,
-                content_type="application/json",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            ),
-            routing_key=event.event_type,
-            mandatory=True,
-        )
-        return message_id
-    finally:
-        await connection.close()
 
 
 async def deliveries_to(settings: NotificationSettings, email: str) -> list[asyncpg.Record]:

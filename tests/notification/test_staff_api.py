@@ -5,38 +5,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import aio_pika
-
 from services.notification.app import create_app
 from shared.auth import mint_token
 from shared.events import Recipient, RegistrationSubmitted, SelfServiceLinks, WorkingGroupInfo
-from shared.topology import EVENTS_EXCHANGE
 from tests.conftest import running, unique_email
+from tests.support.events import publish_event as publish
 
 
 def auth(settings, *roles: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {mint_token(settings, 'office@stadt', list(roles))}"}
-
-
-async def publish(amqp_url: str, event) -> str:
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange(EVENTS_EXCHANGE)
-        message_id = str(uuid.uuid4())
-        await exchange.publish(
-            aio_pika.Message(
-                event.model_dump_json().encode(),
-                message_id=message_id,
-                type=event.event_type,
-                content_type="application/json",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            ),
-            routing_key=event.event_type,
-        )
-        return message_id
-    finally:
-        await connection.close()
 
 
 async def test_the_delivery_log_answers_did_this_person_get_our_mail(notification_settings, smtp):
