@@ -6,6 +6,7 @@ identity provider. ``admin`` implies ``moderator`` and ``staff``.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -47,12 +48,13 @@ class TokenVerifier:
         self.settings = settings
         self._jwks = jwt.PyJWKClient(settings.staff_jwt_jwks_url) if settings.staff_jwt_jwks_url else None
 
-    def verify(self, token: str) -> StaffUser:
+    async def verify(self, token: str) -> StaffUser:
         s = self.settings
         try:
             if self._jwks is not None:
-                key = self._jwks.get_signing_key_from_jwt(token).key
-                algorithms = ["RS256"]
+                # PyJWKClient fetches (and caches) the key set over blocking HTTP: off the event loop.
+                signing_key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
+                key, algorithms = signing_key.key, ["RS256"]
             elif s.staff_jwt_public_key:
                 key, algorithms = s.staff_jwt_public_key, ["RS256"]
             elif s.staff_jwt_secret:
@@ -109,7 +111,7 @@ def require_role(role: str):
                 headers={"WWW-Authenticate": "Bearer"},
             )
         verifier: TokenVerifier = request.app.state.token_verifier
-        user = verifier.verify(token.strip())
+        user = await verifier.verify(token.strip())
         if not user.has(role):
             raise Problem(403, "Forbidden", f"This needs the role '{role}'.")
         return user

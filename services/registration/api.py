@@ -142,7 +142,12 @@ async def _token_body(request: Request) -> tuple[str, bool]:
     raw = await request.body()
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/x-www-form-urlencoded":
-        values = parse_qs(raw.decode("utf-8", errors="replace"), max_num_fields=5)
+        try:
+            values = parse_qs(raw.decode("utf-8", errors="replace"), max_num_fields=5)
+        except ValueError:
+            raise Problem(
+                422, "Invalid request", errors=[{"field": "body", "message": "too many form fields"}]
+            ) from None
         data: Any = {k: v[0] for k, v in values.items()}
         from_form = True
     elif content_type in ("application/json", ""):

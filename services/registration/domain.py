@@ -42,6 +42,10 @@ class SeatCounts:
 
 def allocate(counts: SeatCounts, participant_type: str) -> tuple[Seat | None, SeatCounts]:
     """The seat this participant gets now, if any, and the counts afterwards."""
+    # Quotas can move under confirmed people (staff change the reservation or the capacity): whatever the
+    # quotas say, never more confirmed than seats.
+    if counts.confirmed >= counts.capacity:
+        return None, counts
     if participant_type == "expert" and counts.confirmed_reserved < counts.reserved_seats:
         return "reserved", replace(counts, confirmed_reserved=counts.confirmed_reserved + 1)
     if counts.confirmed_general < counts.general_seats:

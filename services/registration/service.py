@@ -339,8 +339,7 @@ async def _current_state(session: AsyncConnection, token_hash: str) -> dict[str,
     registration = await repo.registration_by_token_hash(session, token_hash)
     if registration is None or registration.status in _TERMINAL_NOT_FOUND:
         raise _not_found()
-    if registration.status == "cancelled":
-        raise Problem(409, "Registration cancelled", "This registration was cancelled.")
+    # An already used link answers with the current status (API.md), a cancelled one included.
     return await registration_state(session, registration)
 
 

@@ -50,3 +50,13 @@ def test_capacity_rules():
     assert validate_capacity(10, 2) == []
     assert validate_capacity(1, 2)[0]["field"] == "expert_reserved"
     assert validate_capacity(-1, 0)[0]["field"] == "capacity"
+
+
+def test_moving_the_reservation_under_confirmed_people_never_overbooks():
+    # Two residents hold both seats; then staff reserve one seat for experts.
+    counts = SeatCounts(capacity=2, expert_reserved=1, confirmed_general=2)
+    assert allocate(counts, "expert")[0] is None
+    # Experts hold reserved seats; then staff lower the reservation.
+    counts = SeatCounts(capacity=2, expert_reserved=0, confirmed_reserved=2)
+    assert allocate(counts, "resident")[0] is None
+    assert promotions(counts, [Waiting("x", "resident"), Waiting("y", "expert")])[0] == []

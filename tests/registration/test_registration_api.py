@@ -533,3 +533,30 @@ async def test_double_clicks_on_one_confirm_link_take_one_seat(
         len(await events_of(api.runtime, "registration.confirmed", registration_id=answers[0].json()["id"]))
         == 1
     )
+
+
+async def test_changing_the_expert_reservation_never_overbooks(
+    api, make_working_group, registration_settings
+):
+    wg = await make_working_group(api.runtime, capacity=2)
+    for token in await _pending(api, registration_settings, wg, 2):
+        await api.post("/v1/registrations/confirm", json={"token": token})
+    admin = auth(registration_settings, "admin")
+    assert (
+        await api.patch(f"/v1/working-groups/{wg}", json={"expert_reserved": 1}, headers=admin)
+    ).status_code == 200
+    [expert] = await _pending(api, registration_settings, wg, 1, participant_type="expert")
+    answer = (await api.post("/v1/registrations/confirm", json={"token": expert})).json()
+    assert answer["status"] == "waitlisted"
+    state = await _seat_state(api.runtime, wg)
+    assert state["confirmed"] == 2 == state["counter"] == state["capacity"]
+
+
+async def test_a_form_with_too_many_fields_is_a_422_not_a_500(api):
+    body = "&".join(f"f{i}=x" for i in range(7))
+    response = await api.post(
+        "/v1/registrations/confirm",
+        content=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 422
