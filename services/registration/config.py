@@ -8,6 +8,9 @@ class RegistrationSettings(ServiceSettings):
     model_config = settings_config("REGISTRATION_")
 
     public_url: str = ""
+    # Self-service tokens are HMACs of the registration id under this secret (keep it secret, keep it
+    # stable: changing it invalidates every link already mailed). Required in production.
+    token_secret: str = ""
     default_capacity: int = 30
     default_expert_reserved: int = 0
     confirmation_window_hours: float = 48.0
@@ -19,6 +22,10 @@ class RegistrationSettings(ServiceSettings):
 
     def model_post_init(self, __context: object) -> None:
         super().model_post_init(__context)
+        if not self.token_secret:
+            if self.environment == "production":
+                raise ValueError("REGISTRATION_TOKEN_SECRET must be set in production")
+            self.token_secret = "dev-token-secret-not-for-production"
         if not self.public_url:
             self.public_url = self.registration_public_url
         self.public_url = self.public_url.rstrip("/")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
-import secrets
+import hmac
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -37,13 +38,24 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def new_token() -> str:
-    return secrets.token_urlsafe(32)
+def token_for(settings: RegistrationSettings, registration_id: uuid.UUID) -> str:
+    """A registration's self-service token: an HMAC of its id under the service's secret.
+
+    The same for every mail, so the links in an earlier mail keep working when a later one (a promotion,
+    a meeting change, a reminder, registering again) is sent. The database keeps only its SHA-256, so a
+    copy of the tables does not hand out working links.
+    """
+    digest = hmac.new(settings.token_secret.encode(), registration_id.bytes, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 @dataclass(frozen=True)
 class Links:
     base: str
+
+    @classmethod
+    def of(cls, settings: RegistrationSettings, registration_id: uuid.UUID) -> ev.SelfServiceLinks:
+        return cls(settings.public_url).for_token(token_for(settings, registration_id))
 
     def for_token(self, token: str) -> ev.SelfServiceLinks:
         return ev.SelfServiceLinks(
@@ -227,9 +239,8 @@ async def submit_registration(
             errors=[{"field": "working_group_id", "message": "unknown working group"}],
         )
     email_key = str(request.email).lower()
-    token = new_token()
-    links = Links(settings.public_url).for_token(token)
     registration_id = uuid.uuid4()
+    token = token_for(settings, registration_id)
     inserted = await session.execute(
         _INSERT_REGISTRATION,
         {
@@ -252,7 +263,7 @@ async def submit_registration(
         },
     )
     if inserted.first() is None:
-        await _tell_existing_status(session, request.working_group_id, email_key, token, links)
+        await _tell_existing_status(session, settings, request.working_group_id, email_key)
         return uuid.uuid4()
 
     wg, meeting_infos = context
@@ -265,22 +276,18 @@ async def submit_registration(
             working_group=wg,
             meetings=meeting_infos,
             participant_type=request.participant_type,
-            links=links,
+            links=Links(settings.public_url).for_token(token),
         ),
     )
     return registration_id
 
 
 async def _tell_existing_status(
-    session: AsyncConnection, wg_id: str, email_key: str, token: str, links: ev.SelfServiceLinks
+    session: AsyncConnection, settings: RegistrationSettings, wg_id: str, email_key: str
 ) -> None:
     existing = await repo.active_registration_for(session, wg_id, email_key)
     if existing is None:  # it went inactive between the insert and this read; nothing to tell
         return
-    # The mail carries fresh links: rotate the token so the newest mail's links work.
-    await session.execute(
-        registrations.update().where(registrations.c.id == existing.id).values(token_hash=hash_token(token))
-    )
     position = None
     if existing.status == "waitlisted" and existing.waitlist_seq is not None:
         position = await repo.waitlist_position(session, wg_id, existing.waitlist_seq)
@@ -294,7 +301,7 @@ async def _tell_existing_status(
             working_group=wg,
             meetings=meeting_infos,
             participant_type=existing.participant_type,
-            links=links,
+            links=Links.of(settings, existing.id),
             status=existing.status,
             waitlist_position=position,
         ),
@@ -461,14 +468,10 @@ async def _promote_from_waitlist(
     info, meeting_infos = await _event_context(session, group.id)
     for waiting, seat in promoted:
         row = by_id[waiting.registration_id]
-        # New links: the stored token is only a hash, and the mail must carry working links.
-        token = new_token()
         await session.execute(
             registrations.update()
             .where(registrations.c.id == row.id)
-            .values(
-                status="confirmed", seat=seat, waitlist_seq=None, token_hash=hash_token(token), updated_at=now
-            )
+            .values(status="confirmed", seat=seat, waitlist_seq=None, updated_at=now)
         )
         await add_event(
             session,
@@ -479,7 +482,7 @@ async def _promote_from_waitlist(
                 working_group=info,
                 meetings=meeting_infos,
                 participant_type=row.participant_type,
-                links=Links(settings.public_url).for_token(token),
+                links=Links.of(settings, row.id),
             ),
         )
     return len(promoted)
@@ -596,18 +599,11 @@ async def change_meeting(
 async def _confirmed_participants(
     session: AsyncConnection, settings: RegistrationSettings, wg_id: str
 ) -> list[ev.Participant]:
-    """Confirmed participants with fresh self-service links (tokens are stored only as hashes)."""
-    participants = []
-    links = Links(settings.public_url)
-    for row in await repo.confirmed_registrations(session, wg_id):
-        token = new_token()
-        await session.execute(
-            registrations.update().where(registrations.c.id == row.id).values(token_hash=hash_token(token))
-        )
-        participants.append(
-            ev.Participant(registration_id=row.id, recipient=recipient_of(row), links=links.for_token(token))
-        )
-    return participants
+    """Confirmed participants, each with their self-service links."""
+    return [
+        ev.Participant(registration_id=row.id, recipient=recipient_of(row), links=Links.of(settings, row.id))
+        for row in await repo.confirmed_registrations(session, wg_id)
+    ]
 
 
 # --- periodic jobs ----------------------------------------------------------------------------------------------

@@ -560,3 +560,22 @@ async def test_a_form_with_too_many_fields_is_a_422_not_a_500(api):
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert response.status_code == 422
+
+
+async def test_links_in_earlier_mails_keep_working(api, make_working_group, registration_settings):
+    wg = await make_working_group(api.runtime, capacity=5)
+    reg_id, email = await register(api, wg)
+    first_mail_token = await latest_token(api.runtime, reg_id)
+    await api.post("/v1/registrations/confirm", json={"token": first_mail_token})
+    # Later mails: a meeting change, registering again with the same address.
+    admin = auth(registration_settings, "admin")
+    await api.patch(f"/v1/working-groups/{wg}/meetings/2", json={"venue": "Villa Jaenisch"}, headers=admin)
+    await api.post("/v1/registrations", json=registration_body(working_group_id=wg, email=email))
+    assert await latest_token(api.runtime, reg_id) == first_mail_token
+    again = await api.post("/v1/registrations/confirm", json={"token": first_mail_token})
+    assert again.status_code == 200 and again.json()["status"] == "confirmed"
+    assert (await api.post("/v1/registrations/cancel", json={"token": first_mail_token})).json()[
+        "status"
+    ] == "cancelled"
+    after = await api.post("/v1/registrations/confirm", json={"token": first_mail_token})
+    assert after.status_code == 200 and after.json()["status"] == "cancelled"
