@@ -39,6 +39,8 @@ working_groups = Table(
     Column("waitlist_seq", BigInteger, nullable=False, server_default=text("0")),
     # How many are waitlisted now; a newcomer's position is this number (migration 0003).
     Column("waitlisted", Integer, nullable=False, server_default=text("0")),
+    # Raised on every meeting change: tells a cached copy of the meetings whether it is current (0004).
+    Column("catalog_version", Integer, nullable=False, server_default=text("0")),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

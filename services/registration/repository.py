@@ -111,6 +111,7 @@ class GroupCounters:
     confirmed_reserved: int
     waitlist_seq: int
     waitlisted: int
+    catalog_version: int
 
     @classmethod
     def of(cls, row: Any, prefix: str = "") -> GroupCounters:

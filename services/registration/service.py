@@ -165,27 +165,35 @@ CatalogEntry = tuple[ev.WorkingGroupInfo, list[ev.MeetingInfo]]
 
 
 class CatalogCache:
-    """Working group titles and meetings for events, kept for a few seconds per process.
+    """Working group titles and meetings for events, kept per process.
 
     Every registration and confirmation puts them into its event; reading them each time cost two queries
-    per request. A change made through this process clears the entry at once; another replica sees it
-    after at most ``ttl`` seconds. Seat counters are never cached: they are read under the row lock.
+    per request. Where the working group's row is read under its lock (confirming, cancelling, promoting)
+    the caller passes its ``catalog_version``, raised by every meeting change, and a stale entry is read
+    again: those mails always carry the current meetings. Elsewhere (the confirm-your-registration mail)
+    an entry is trusted for ``ttl`` seconds.
     """
 
     def __init__(self, ttl: float = 2.0) -> None:
         self.ttl = ttl
-        self._entries: dict[str, tuple[float, CatalogEntry]] = {}
+        self._entries: dict[str, tuple[float, int, CatalogEntry]] = {}
 
-    async def get(self, session: AsyncConnection, wg_id: str) -> CatalogEntry | None:
+    async def get(
+        self, session: AsyncConnection, wg_id: str, version: int | None = None
+    ) -> CatalogEntry | None:
         hit = self._entries.get(wg_id)
-        if hit is not None and time.monotonic() - hit[0] < self.ttl:
-            return hit[1]
+        if hit is not None:
+            loaded_at, loaded_version, entry = hit
+            if version is None and time.monotonic() - loaded_at < self.ttl:
+                return entry
+            if version is not None and loaded_version == version:
+                return entry
         wg = await repo.get_working_group(session, wg_id)
         if wg is None:
             return None
         rows = (await repo.meetings_of(session, [wg_id]))[wg_id]
         entry = (ev.WorkingGroupInfo(id=wg.id, title=wg.title), [meeting_info(m) for m in rows])
-        self._entries[wg_id] = (time.monotonic(), entry)
+        self._entries[wg_id] = (time.monotonic(), wg.catalog_version, entry)
         return entry
 
     def invalidate(self, wg_id: str) -> None:
@@ -195,8 +203,8 @@ class CatalogCache:
 catalog_cache = CatalogCache()
 
 
-async def _event_context(session: AsyncConnection, wg_id: str) -> CatalogEntry:
-    entry = await catalog_cache.get(session, wg_id)
+async def _event_context(session: AsyncConnection, wg_id: str, version: int | None = None) -> CatalogEntry:
+    entry = await catalog_cache.get(session, wg_id, version)
     assert entry is not None, f"working group {wg_id} vanished"
     return entry
 
@@ -383,7 +391,7 @@ async def confirm_registration(
     if not await repo.apply_decision(session, registration.id, status, seat, waitlist_seq, group, now):
         return await _current_state(session, token_hash)  # a second click (or the expiry job) was first
 
-    info, meeting_infos = await _event_context(session, group.id)
+    info, meeting_infos = await _event_context(session, group.id, group.catalog_version)
     common = {
         "registration_id": registration.id,
         "recipient": recipient_of(registration),
@@ -431,7 +439,7 @@ async def cancel_registration(
         )
     )
     await repo.store_seat_counters(session, group, now)
-    info, meeting_infos = await _event_context(session, group.id)
+    info, meeting_infos = await _event_context(session, group.id, group.catalog_version)
     await add_event(
         session,
         outbox,
@@ -465,7 +473,7 @@ async def _promote_from_waitlist(
     if not promoted:
         return 0
     by_id = {r.id: r for r in waiting_rows}
-    info, meeting_infos = await _event_context(session, group.id)
+    info, meeting_infos = await _event_context(session, group.id, group.catalog_version)
     for waiting, seat in promoted:
         row = by_id[waiting.registration_id]
         await session.execute(
@@ -569,6 +577,11 @@ async def change_meeting(
         meetings.update()
         .where(meetings.c.working_group_id == wg_id, meetings.c.number == number)
         .values(**values, sequence=before.sequence + 1)
+    )
+    await session.execute(
+        working_groups.update()
+        .where(working_groups.c.id == wg_id)
+        .values(catalog_version=working_groups.c.catalog_version + 1, updated_at=now)
     )
     after = await repo.meeting(session, wg_id, number)
     assert after is not None

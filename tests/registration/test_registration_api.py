@@ -579,3 +579,25 @@ async def test_links_in_earlier_mails_keep_working(api, make_working_group, regi
     ] == "cancelled"
     after = await api.post("/v1/registrations/confirm", json={"token": first_mail_token})
     assert after.status_code == 200 and after.json()["status"] == "cancelled"
+
+
+async def test_a_confirmation_right_after_a_meeting_change_on_another_replica_carries_the_new_date(
+    api, make_working_group, registration_settings
+):
+    wg = await make_working_group(api.runtime, capacity=5)
+    other = create_app(registration_settings.model_copy(update={"rate_limit_per_minute": 0}))
+    async with running(other) as replica:
+        tokens = await _pending(api, registration_settings, wg, 2)
+        # The replica caches the catalog entry while confirming the first person.
+        await replica.post("/v1/registrations/confirm", json={"token": tokens[0]})
+        replicas_cache_entry = service.catalog_cache._entries[wg]
+        admin = auth(registration_settings, "admin")
+        moved = "2019-05-02T17:00:00+02:00"
+        await api.patch(f"/v1/working-groups/{wg}/meetings/2", json={"starts_at": moved}, headers=admin)
+        # Both apps share this process's cache; another process would still hold its old entry.
+        service.catalog_cache._entries[wg] = replicas_cache_entry
+        answer = await replica.post("/v1/registrations/confirm", json={"token": tokens[1]})
+        assert answer.json()["status"] == "confirmed"
+        [event] = await events_of(api.runtime, "registration.confirmed", registration_id=answer.json()["id"])
+        second = next(m for m in event["meetings"] if m["number"] == 2)
+        assert datetime.fromisoformat(second["starts_at"]) == datetime.fromisoformat(moved)
