@@ -24,7 +24,7 @@ import contextlib
 import json
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aio_pika
@@ -79,6 +79,9 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("published_at", DateTime(timezone=True), nullable=True),
         Column("attempts", Integer, nullable=False, server_default=text("0")),
+        # A row that failed waits before its next try (exponential, at most five minutes), so that rows
+        # nobody can take (an event type no queue is bound to) never hold up the ones behind them.
+        Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("last_error", Text, nullable=True),
         Index("ix_outbox_unpublished", "seq", postgresql_where=text("published_at IS NULL")),
     )
@@ -227,6 +230,7 @@ class OutboxRelay:
                 await session.execute(
                     select(self.outbox)
                     .where(self.outbox.c.published_at.is_(None))
+                    .where(self.outbox.c.next_attempt_at <= func.now())
                     .order_by(self.outbox.c.seq)
                     .limit(self.batch_size)
                     .with_for_update(skip_locked=True)
@@ -244,7 +248,11 @@ class OutboxRelay:
                     await session.execute(
                         update(self.outbox)
                         .where(self.outbox.c.id == row.id)
-                        .values(attempts=self.outbox.c.attempts + 1, last_error=_describe(error)[:2000])
+                        .values(
+                            attempts=self.outbox.c.attempts + 1,
+                            last_error=_describe(error)[:2000],
+                            next_attempt_at=func.now() + retry_delay(row.attempts + 1),
+                        )
                     )
                 OUTBOX_PUBLISHED.labels(self.service).inc(len(ok))
                 if failed:
@@ -350,6 +358,11 @@ def _encode(payload: Any) -> bytes:
 
 def _is_ack(confirmation: Any) -> bool:
     return isinstance(confirmation, Basic.Ack)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """1 s, 2 s, 4 s … after each failed publish of a row, at most five minutes."""
+    return timedelta(seconds=min(2 ** max(attempts - 1, 0), 300))
 
 
 def _describe(error: BaseException) -> str:

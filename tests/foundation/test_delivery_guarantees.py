@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -264,13 +265,21 @@ async def test_an_unroutable_publish_is_an_error_and_the_row_stays_unpublished(r
         await runtime.relay.stop()
         async with runtime.transaction() as session:
             event_id = await add_event(session, outbox, NobodyListens(note="no queue is bound to this key"))
-        with pytest.raises(RuntimeError):
+        # The pass fails outright if this row was all it had; other rows (the catalog seeded at start)
+        # may go out in the same pass.
+        with contextlib.suppress(RuntimeError):
             await runtime.relay.relay_once()
         async with runtime.transaction() as session:
             row = (await session.execute(select(outbox).where(outbox.c.id == event_id))).one()
             assert row.published_at is None
             assert row.attempts == 1
             assert "DeliveryError" in (row.last_error or "") or "NO_ROUTE" in (row.last_error or "")
+            assert row.next_attempt_at > row.created_at  # it waits before its next try
+            routable = await add_event(session, outbox, _proposal("behind the stuck one"))
+        # The stuck row, though first in line, does not hold up the one behind it.
+        assert await runtime.relay.relay_once() == 1
+        async with runtime.transaction() as session:
+            assert (await session.execute(select(outbox.c.published_at).where(outbox.c.id == routable))).scalar()
             # Keep later tests' relays from retrying it forever.
             await session.execute(outbox.delete().where(outbox.c.id == event_id))
 
