@@ -170,7 +170,12 @@ class Dispatcher:
     def claim_limit(self) -> int:
         # Claimed rows wait for the rate limit while their lease runs: never claim more than one
         # window's worth, or a lease could run out before its mail even started.
-        limit = max(1, self.settings.sender_batch_size)
+        s = self.settings
+        limit = max(1, s.sender_batch_size)
+        # And never more than the pool can surely send within half a lease, even if every send ran into
+        # the SMTP timeout twice (connect, then data): a lease must not run out while its mail is sent.
+        worst_case_per_mail = max(1.0, 2 * s.smtp_timeout)
+        limit = min(limit, max(1, int(s.smtp_pool_size * (s.sending_lease_seconds / 2) / worst_case_per_mail)))
         if self.settings.rate_limit_per_minute > 0:
             limit = min(limit, self.settings.rate_limit_per_minute)
         return limit
