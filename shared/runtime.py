@@ -96,6 +96,8 @@ class ServiceRuntime:
         with contextlib.suppress(Exception):
             await self.broker.stop()
         await self.engine.dispose()
+        # aio-pika runs its close callbacks as tasks: let them finish before the loop may close.
+        await asyncio.sleep(0.05)
 
     async def _connect_broker(self) -> None:
         delay = 0.5
