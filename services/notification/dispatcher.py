@@ -175,7 +175,9 @@ class Dispatcher:
         # And never more than the pool can surely send within half a lease, even if every send ran into
         # the SMTP timeout twice (connect, then data): a lease must not run out while its mail is sent.
         worst_case_per_mail = max(1.0, 2 * s.smtp_timeout)
-        limit = min(limit, max(1, int(s.smtp_pool_size * (s.sending_lease_seconds / 2) / worst_case_per_mail)))
+        limit = min(
+            limit, max(1, int(s.smtp_pool_size * (s.sending_lease_seconds / 2) / worst_case_per_mail))
+        )
         if self.settings.rate_limit_per_minute > 0:
             limit = min(limit, self.settings.rate_limit_per_minute)
         return limit

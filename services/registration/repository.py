@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import bindparam, exists, func, select, update
+from sqlalchemy import and_, bindparam, exists, func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -295,16 +295,35 @@ async def claim_expired(session: AsyncConnection, now: Any, batch: int) -> Seque
     ).all()
 
 
-async def claim_due_reminders(session: AsyncConnection, now: Any, lead: Any) -> Sequence[Row[Any]]:
+def _reminder_due(now: Any, lead: Any) -> Any:
+    return and_(
+        meetings.c.starts_at.is_not(None),
+        meetings.c.cancelled.is_(False),
+        meetings.c.starts_at > now,
+        meetings.c.starts_at - lead <= now,
+        meetings.c.reminder_sent_for.is_distinct_from(meetings.c.starts_at),
+    )
+
+
+async def meetings_due_for_reminder(session: AsyncConnection, now: Any, lead: Any) -> Sequence[Row[Any]]:
+    """Candidates only (no lock): each is claimed with claim_reminder under its group's lock."""
+    return (
+        await session.execute(
+            select(meetings.c.working_group_id, meetings.c.number).where(_reminder_due(now, lead))
+        )
+    ).all()
+
+
+async def claim_reminder(
+    session: AsyncConnection, working_group_id: str, number: int, now: Any, lead: Any
+) -> Row[Any] | None:
+    """Mark the meeting's date as reminded; None when another replica (or a change) got there first."""
     return (
         await session.execute(
             meetings.update()
-            .where(meetings.c.starts_at.is_not(None))
-            .where(meetings.c.cancelled.is_(False))
-            .where(meetings.c.starts_at > now)
-            .where(meetings.c.starts_at - lead <= now)
-            .where(meetings.c.reminder_sent_for.is_distinct_from(meetings.c.starts_at))
+            .where(meetings.c.working_group_id == working_group_id, meetings.c.number == number)
+            .where(_reminder_due(now, lead))
             .values(reminder_sent_for=meetings.c.starts_at)
             .returning(meetings)
         )
-    ).all()
+    ).first()

@@ -664,15 +664,23 @@ async def send_due_reminders(
 ) -> int:
     """Emit ``meeting.reminder_due`` once per meeting date, however many replicas run this job.
 
-    The claim is one UPDATE that sets ``reminder_sent_for`` to the meeting's date; a concurrent replica's
-    UPDATE re-checks the condition after the first commits and matches nothing. A rescheduled meeting has a
-    new date, so its participants are reminded of the new one.
+    Per due meeting: lock the working group (the lock order of every other change: group first), then
+    claim the meeting with one conditional UPDATE that sets ``reminder_sent_for`` to its date; a replica
+    that comes second re-checks the condition and matches nothing. Participants are read under the group
+    lock, so someone cancelling right now is either reminded before or not at all. A rescheduled meeting
+    has a new date, so its participants are reminded of the new one.
     """
     now = now or datetime.now(UTC)
-    claimed = await repo.claim_due_reminders(session, now, timedelta(hours=settings.reminder_lead_hours))
-    for meeting_row in claimed:
-        wg = await repo.get_working_group(session, meeting_row.working_group_id)
-        assert wg is not None
+    lead = timedelta(hours=settings.reminder_lead_hours)
+    sent = 0
+    for candidate in await repo.meetings_due_for_reminder(session, now, lead):
+        wg = await repo.lock_working_group(session, candidate.working_group_id)
+        meeting_row = await repo.claim_reminder(
+            session, candidate.working_group_id, candidate.number, now, lead
+        )
+        if wg is None or meeting_row is None:
+            continue
+        sent += 1
         participants = await _confirmed_participants(session, settings, wg.id)
         if participants:
             await add_event(
@@ -684,7 +692,7 @@ async def send_due_reminders(
                     participants=participants,
                 ),
             )
-    return len(claimed)
+    return sent
 
 
 async def audit(
