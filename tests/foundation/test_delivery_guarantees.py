@@ -279,7 +279,9 @@ async def test_an_unroutable_publish_is_an_error_and_the_row_stays_unpublished(r
         # The stuck row, though first in line, does not hold up the one behind it.
         assert await runtime.relay.relay_once() == 1
         async with runtime.transaction() as session:
-            assert (await session.execute(select(outbox.c.published_at).where(outbox.c.id == routable))).scalar()
+            assert (
+                await session.execute(select(outbox.c.published_at).where(outbox.c.id == routable))
+            ).scalar()
             # Keep later tests' relays from retrying it forever.
             await session.execute(outbox.delete().where(outbox.c.id == event_id))
 

@@ -601,3 +601,35 @@ async def test_a_confirmation_right_after_a_meeting_change_on_another_replica_ca
         [event] = await events_of(api.runtime, "registration.confirmed", registration_id=answer.json()["id"])
         second = next(m for m in event["meetings"] if m["number"] == 2)
         assert datetime.fromisoformat(second["starts_at"]) == datetime.fromisoformat(moved)
+
+
+async def test_a_replica_that_saw_the_same_due_meeting_does_not_remind_again(
+    api, make_working_group, registration_settings, monkeypatch
+):
+    from services.registration import repository
+
+    wg = await make_working_group(api.runtime, capacity=5, starts_at=datetime.now(UTC) + timedelta(hours=20))
+    reg_id, _ = await register(api, wg)
+    await api.post("/v1/registrations/confirm", json={"token": await latest_token(api.runtime, reg_id)})
+    lead = timedelta(hours=registration_settings.reminder_lead_hours)
+    async with api.runtime.transaction() as session:
+        seen_by_both = [
+            c
+            for c in await repository.meetings_due_for_reminder(session, datetime.now(UTC), lead)
+            if c.working_group_id == wg
+        ]
+    assert len(seen_by_both) == 1
+    async with api.runtime.transaction() as session:
+        await service.send_due_reminders(session, registration_settings)
+
+    # The slower replica works from the list it read before the first one committed.
+    async def stale_candidates(*_args):
+        return seen_by_both
+
+    monkeypatch.setattr(repository, "meetings_due_for_reminder", stale_candidates)
+    async with api.runtime.transaction() as session:
+        assert await service.send_due_reminders(session, registration_settings) == 0
+    reminders = [
+        e for e in await events_of(api.runtime, "meeting.reminder_due") if e["working_group"]["id"] == wg
+    ]
+    assert len(reminders) == 1
