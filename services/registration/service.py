@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.registration import domain
 from services.registration import repository as repo
-from services.registration.catalog_seed import WORKING_GROUPS
+from services.registration.catalog_seed import BERLIN, WORKING_GROUPS
 from services.registration.config import RegistrationSettings
 from services.registration.models import (
     audit_log,
@@ -123,6 +123,10 @@ async def publish_working_group(session: AsyncConnection, working_group_id: str,
     await add_event(session, outbox, cls(id=wg.id, title=wg.title, meetings=[meeting_info(m) for m in rows]))
 
 
+def _berlin(value: datetime | None) -> datetime | None:
+    return value.astimezone(BERLIN) if value is not None else None
+
+
 async def working_group_views(session: AsyncConnection, ids: list[str] | None = None) -> list[dict[str, Any]]:
     groups = await repo.list_working_groups(session)
     if ids is not None:
@@ -145,8 +149,9 @@ async def working_group_views(session: AsyncConnection, ids: list[str] | None = 
                 "meetings": [
                     {
                         "number": m.number,
-                        "starts_at": m.starts_at,
-                        "ends_at": m.ends_at,
+                        # API.md: meetings are in Europe/Berlin; the offset says so (+01:00 / +02:00).
+                        "starts_at": _berlin(m.starts_at),
+                        "ends_at": _berlin(m.ends_at),
                         "venue": m.venue,
                         "address": m.address,
                         "cancelled": m.cancelled,

@@ -78,6 +78,7 @@ async def test_catalog_is_seeded_from_the_announcement(api):
     first, second = by_id["sprachfoerderung"]["meetings"]
     # 06.03.2019, 18 Uhr in Berlin is 17:00 UTC.
     assert datetime.fromisoformat(first["starts_at"]) == datetime(2019, 3, 6, 17, 0, tzinfo=UTC)
+    assert first["starts_at"] == "2019-03-06T18:00:00+01:00"  # as announced: 18 Uhr, Berlin time
     assert "blauer Salon" in first["venue"]
     assert second["starts_at"] is None
     wohnen = by_id["wohnbedarfe-wohnraumversorgung"]["meetings"][0]
