@@ -277,6 +277,8 @@ async def participants(
         if await repo.get_working_group(session, working_group_id) is None:
             raise Problem(404, "Not found", "There is no working group with this id.")
         rows = await repo.participants(session, working_group_id)
+        # Reading personal data is a staff action too: it goes into the audit log.
+        await service.audit(session, user.subject, "participants.read", working_group_id, {"format": format})
     people = []
     position = 0
     for row in rows:

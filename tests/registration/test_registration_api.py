@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from services.registration import service
 from services.registration.app import create_app
-from services.registration.models import outbox, registrations, working_groups
+from services.registration.models import audit_log, outbox, registrations, working_groups
 from services.registration.schemas import RegistrationRequest
 from shared.auth import mint_token
 from tests.conftest import registration_body, running, unique_email
@@ -422,6 +422,14 @@ async def test_participant_list_csv_and_planning_figures(api, make_working_group
     assert "Олена Коваленко" in names
     assert '\'=HYPERLINK("http://evil")' in names  # defused formula
 
+    async with api.runtime.transaction() as session:
+        reads = (
+            await session.execute(
+                select(audit_log.c.subject, audit_log.c.action).where(audit_log.c.target == wg)
+            )
+        ).all()
+    assert [tuple(r) for r in reads] == [("tester@stadt", "participants.read")] * 2
+
     planning = (await api.get(f"/v1/working-groups/{wg}/planning", headers=staff)).json()
     figures = planning["meetings"][0]["figures"]
     assert figures["confirmed"]["total"]["all"] == 2
@@ -634,3 +642,28 @@ async def test_a_replica_that_saw_the_same_due_meeting_does_not_remind_again(
         e for e in await events_of(api.runtime, "meeting.reminder_due") if e["working_group"]["id"] == wg
     ]
     assert len(reminders) == 1
+
+
+async def test_staff_changes_are_audited_and_the_audit_log_cannot_be_rewritten(
+    api, make_working_group, registration_settings
+):
+    from sqlalchemy.exc import DBAPIError
+
+    wg = await make_working_group(api.runtime, capacity=5)
+    admin = auth(registration_settings, "admin")
+    await api.patch(f"/v1/working-groups/{wg}", json={"capacity": 6}, headers=admin)
+    async with api.runtime.transaction() as session:
+        [entry] = (await session.execute(select(audit_log).where(audit_log.c.target == wg))).all()
+    assert (entry.subject, entry.action, entry.details["capacity"]) == (
+        "tester@stadt",
+        "working_group.changed",
+        6,
+    )
+    with pytest.raises(DBAPIError, match="append-only"):
+        async with api.runtime.transaction() as session:
+            await session.execute(
+                audit_log.update().where(audit_log.c.id == entry.id).values(subject="someone else")
+            )
+    with pytest.raises(DBAPIError, match="append-only"):
+        async with api.runtime.transaction() as session:
+            await session.execute(audit_log.delete().where(audit_log.c.id == entry.id))
