@@ -191,18 +191,6 @@ async def meetings_of(
     return result
 
 
-async def waitlist_counts(session: AsyncConnection, working_group_ids: Sequence[str]) -> dict[str, int]:
-    rows = (
-        await session.execute(
-            select(registrations.c.working_group_id, func.count())
-            .where(registrations.c.working_group_id.in_(working_group_ids))
-            .where(registrations.c.status == "waitlisted")
-            .group_by(registrations.c.working_group_id)
-        )
-    ).all()
-    return {wg: int(n) for wg, n in rows}
-
-
 async def active_registration_for(
     session: AsyncConnection, working_group_id: str, email_key: str
 ) -> Row[Any] | None:

@@ -133,7 +133,6 @@ async def working_group_views(session: AsyncConnection, ids: list[str] | None = 
         groups = [g for g in groups if g.id in ids]
     wg_ids = [g.id for g in groups]
     all_meetings = await repo.meetings_of(session, wg_ids)
-    waitlisted = await repo.waitlist_counts(session, wg_ids)
     views = []
     for g in groups:
         confirmed = g.confirmed_general + g.confirmed_reserved
@@ -145,7 +144,7 @@ async def working_group_views(session: AsyncConnection, ids: list[str] | None = 
                 "expert_reserved": g.expert_reserved,
                 "confirmed": confirmed,
                 "seats_left": max(g.capacity - confirmed, 0),
-                "waitlisted": waitlisted.get(g.id, 0),
+                "waitlisted": g.waitlisted,
                 "meetings": [
                     {
                         "number": m.number,
