@@ -103,6 +103,17 @@ registrations = Table(
     ),
 )
 
+# What a registration holds about the person: deleted when it expires unconfirmed (and on erasure).
+PERSONAL_DATA_COLUMNS = (
+    "name",
+    "email",
+    "email_key",
+    "organization",
+    "district",
+    "accessibility_needs",
+    "interpretation_language",
+)
+
 idempotency_keys = Table(
     "idempotency_keys",
     metadata,

@@ -211,10 +211,6 @@ async def registration_by_token_hash(
     return (await session.execute(query, {"token_hash": token_hash})).first()
 
 
-async def registration_by_id(session: AsyncConnection, registration_id: uuid.UUID) -> Row[Any] | None:
-    return (await session.execute(select(registrations).where(registrations.c.id == registration_id))).first()
-
-
 async def waitlist_position(session: AsyncConnection, working_group_id: str, waitlist_seq: int) -> int:
     ahead = await session.scalar(_WAITLIST_AHEAD, {"wg_id": working_group_id, "seq": waitlist_seq})
     return int(ahead or 0) + 1

@@ -21,6 +21,7 @@ from services.registration import repository as repo
 from services.registration.catalog_seed import BERLIN, WORKING_GROUPS
 from services.registration.config import RegistrationSettings
 from services.registration.models import (
+    PERSONAL_DATA_COLUMNS,
     audit_log,
     idempotency_keys,
     meetings,
@@ -650,13 +651,7 @@ async def expire_unconfirmed(
             .where(registrations.c.id == row.id)
             .values(
                 status="expired",
-                name=None,
-                email=None,
-                email_key=None,
-                organization=None,
-                district=None,
-                accessibility_needs=None,
-                interpretation_language=None,
+                **dict.fromkeys(PERSONAL_DATA_COLUMNS),
                 updated_at=now,
             )
         )

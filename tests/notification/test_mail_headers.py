@@ -18,21 +18,10 @@ from services.notification.mail import (
     parse_mailbox,
 )
 from services.notification.rendering import RenderedMail
+from tests.support.mail import HEADERS_WE_WRITE
 
 SENDER = parse_mailbox("Stadt Kaiserslautern – Mitwirkung <mitwirkung@kaiserslautern.de>")
 REPLY_TO = parse_mailbox("Integrationsbeauftragter der Stadt Kaiserslautern <europa@kaiserslautern.de>")
-HEADERS_WE_WRITE = {
-    "From",
-    "To",
-    "Reply-To",
-    "Subject",
-    "Date",
-    "Message-ID",
-    "Auto-Submitted",
-    "Content-Language",
-    "MIME-Version",
-    "Content-Type",
-}
 
 
 def build(subject: str = "Bitte bestätigen Sie Ihre Anmeldung", name: str = "Ayşe Yılmaz") -> bytes:
@@ -149,7 +138,7 @@ ATTACKS = [
 @pytest.mark.parametrize("attack", ATTACKS)
 def test_a_line_break_in_the_subject_never_makes_a_header(attack):
     raw = build(subject=attack)
-    assert set(header_names(raw)) == HEADERS_WE_WRITE
+    assert set(header_names(raw)) == set(HEADERS_WE_WRITE)
     assert len(header_names(raw)) == len(HEADERS_WE_WRITE)
     parsed = parse(raw)
     assert parsed["Bcc"] is None
@@ -160,7 +149,7 @@ def test_a_line_break_in_the_subject_never_makes_a_header(attack):
 @pytest.mark.parametrize("attack", ATTACKS)
 def test_a_line_break_in_a_display_name_never_makes_a_header_or_a_recipient(attack):
     raw = build(name=attack)
-    assert set(header_names(raw)) == HEADERS_WE_WRITE
+    assert set(header_names(raw)) == set(HEADERS_WE_WRITE)
     assert len(header_names(raw)) == len(HEADERS_WE_WRITE)
     parsed = parse(raw)
     assert parsed["Bcc"] is None
@@ -268,4 +257,4 @@ def test_a_calendar_entry_is_attached_beside_the_alternatives():
     assert calendar.get_param("method") == "CANCEL"
     assert calendar.get_filename() == "termin.ics"
     assert calendar.get_payload(decode=True) == ics
-    assert set(header_names(message.as_bytes())) == HEADERS_WE_WRITE
+    assert set(header_names(message.as_bytes())) == set(HEADERS_WE_WRITE)

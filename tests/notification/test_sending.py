@@ -36,6 +36,7 @@ from shared.inbox import EventMeta
 from shared.observability import MESSAGES_CONSUMED
 from tests.conftest import running, unique_email
 from tests.support.events import publish_event as publish
+from tests.support.mail import HEADERS_WE_WRITE
 from tests.support.smtp import RecordingHandler, SmtpServer, free_port
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -404,18 +405,6 @@ async def test_a_late_answer_still_counts_when_nobody_took_the_row_over(notifica
 
 # --- headers -------------------------------------------------------------------------------------------
 
-HEADERS_WE_WRITE = [
-    "From",
-    "To",
-    "Reply-To",
-    "Subject",
-    "Date",
-    "Message-ID",
-    "Auto-Submitted",
-    "Content-Language",
-    "MIME-Version",
-    "Content-Type",
-]
 INJECTIONS = [
     pytest.param("Evil\r\nBcc: victim@example.org", id="crlf"),
     pytest.param("=?utf-8?q?Evil=0D=0ABcc=3A_victim=40example.org?=", id="encoded-word"),
