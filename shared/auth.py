@@ -97,23 +97,28 @@ def mint_token(
     return jwt.encode(claims, settings.staff_jwt_secret, algorithm="HS256")
 
 
+async def authorize(request: Request, role: str) -> StaffUser:
+    """The staff user behind the request's bearer token, or 401/403 as problem+json."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Problem(
+            401,
+            "Unauthorized",
+            "A staff bearer token is required.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    verifier: TokenVerifier = request.app.state.token_verifier
+    user = await verifier.verify(token.strip())
+    if not user.has(role):
+        raise Problem(403, "Forbidden", f"This needs the role '{role}'.")
+    return user
+
+
 def require_role(role: str):
     """A FastAPI dependency that yields the staff user, or answers 401/403 as problem+json."""
 
     async def dependency(request: Request) -> StaffUser:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise Problem(
-                401,
-                "Unauthorized",
-                "A staff bearer token is required.",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        verifier: TokenVerifier = request.app.state.token_verifier
-        user = await verifier.verify(token.strip())
-        if not user.has(role):
-            raise Problem(403, "Forbidden", f"This needs the role '{role}'.")
-        return user
+        return await authorize(request, role)
 
     return Annotated[StaffUser, Depends(dependency)]

@@ -178,6 +178,9 @@ class _WorkingGroupEvent(IntegrationEvent):
     id: str
     title: str
     meetings: list[MeetingInfo]
+    # The registration service's catalog version, raised by every change: a read model keeps the highest
+    # (AMQP timestamps have whole-second resolution and cannot order two changes in one second).
+    catalog_version: int = 0
 
 
 @_register
@@ -206,7 +209,12 @@ class _ProposalEvent(IntegrationEvent):
     district: DistrictInfo | None = None
     # None when the author stayed anonymous: nobody is owed a mail then.
     author: Recipient | None = None
+    # The published proposal's public page (only once it is published).
     public_url: str | None = None
+    # The author's private link: follow the proposal, edit it when asked, withdraw it.
+    status_url: str | None = None
+    # Raised each time the author sends an edited text after changes were requested.
+    revision: int = 1
 
 
 @_register
@@ -240,6 +248,13 @@ class ProposalMarkedDuplicate(_ProposalEvent):
     duplicate_of: UUID
     duplicate_of_title: str = ""
     duplicate_of_url: str | None = None
+
+
+@_register
+class ProposalWithdrawn(_ProposalEvent):
+    """The author took the proposal back before a decision."""
+
+    event_type: ClassVar[str] = "proposal.withdrawn"
 
 
 @_register

@@ -92,7 +92,15 @@ def _field_errors(raw: Any) -> list[dict[str, str]]:
     return errors
 
 
-def install_error_handlers(app: FastAPI) -> None:
+DomainErrors = dict[type[Exception], tuple[int, str]]
+
+
+def install_error_handlers(app: FastAPI, domain_errors: DomainErrors | None = None) -> None:
+    """The one error path: every error becomes problem+json. ``domain_errors`` maps a service's domain
+    exceptions (carrying ``reason`` and, optionally, the ``field`` at fault) to a status and title."""
+    for error_type, (status, title) in (domain_errors or {}).items():
+        app.add_exception_handler(error_type, _domain_handler(status, title))
+
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(
@@ -143,6 +151,21 @@ def install_error_handlers(app: FastAPI) -> None:
             "The request could not be completed. It has been logged.",
             instance=request.url.path,
         )
+
+
+def _domain_handler(status: int, title: str) -> Any:
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        reason = getattr(exc, "reason", str(exc))
+        field = getattr(exc, "field", None)
+        return problem_response(
+            status,
+            title,
+            reason,
+            errors=[{"field": field, "message": reason}] if field and status == 422 else None,
+            instance=request.url.path,
+        )
+
+    return handle
 
 
 class RequestContextMiddleware:

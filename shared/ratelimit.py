@@ -45,3 +45,8 @@ class ClientRateLimiter:
 
     def __call__(self, request: Request) -> None:
         self.check(request.client.host if request.client else "unknown")
+
+
+async def rate_limited(request: Request) -> None:
+    """A route dependency: the app's ``state.rate_limiter`` decides (429 with Retry-After)."""
+    request.app.state.rate_limiter(request)

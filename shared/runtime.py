@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from shared.asyncapi import asyncapi_document
 from shared.auth import TokenVerifier
 from shared.db import SessionFactory, create_engine, create_session_factory
-from shared.http import RequestContextMiddleware, install_error_handlers
+from shared.http import DomainErrors, RequestContextMiddleware, install_error_handlers
 from shared.inbox import EventConsumer
 from shared.observability import configure_logging, get_logger, reraise_if_cancelled
 from shared.outbox import OutboxRelay, wake_relay_after_commit
@@ -214,6 +214,7 @@ def create_service_app(
     routers: Sequence[APIRouter],
     publishes: Sequence[str] = (),
     consumes: Sequence[ConsumerQueue] = (),
+    domain_errors: DomainErrors | None = None,
 ) -> FastAPI:
     settings = runtime.settings
     configure_logging(settings.service_name, settings.log_level, settings.log_json)
@@ -232,7 +233,7 @@ def create_service_app(
     app.state.runtime = runtime
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
-    install_error_handlers(app)
+    install_error_handlers(app, domain_errors)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -61,6 +61,7 @@ NOTIFICATION_MAIL = ConsumerQueue(
         "proposal.changes_requested",
         "proposal.marked_duplicate",
         "proposal.outcome_decided",
+        "proposal.withdrawn",
     ),
 )
 PROPOSALS_CATALOG = ConsumerQueue("proposals.catalog", ("working_group.published", "working_group.changed"))

@@ -47,6 +47,7 @@ _proposal = {
     "district": ev.DistrictInfo(id="innenstadt-ost", name="Innenstadt Ost"),
     "author": _recipient,
     "public_url": "http://localhost:8003/v1/proposals/00000000-0000-4000-8000-000000000002",
+    "status_url": "http://localhost:8003/v1/proposals/mine?token=SAMPLE",
 }
 _statement = "Vielen Dank. Der Arbeitskreis greift den Vorschlag auf."
 
@@ -72,7 +73,7 @@ SAMPLE_EVENTS: list[ev.IntegrationEvent] = [
         participants=[_participant],
     ),
     ev.MeetingReminderDue(working_group=_wg, meeting=_meetings[0], participants=[_participant]),
-    ev.ProposalSubmitted(**_proposal),
+    ev.ProposalSubmitted(**{**_proposal, "public_url": None}),
     ev.ProposalPublished(**_proposal, public_statement=_statement),
     ev.ProposalRejected(
         **_proposal, public_statement="Der Vorschlag betrifft nicht die Stadt Kaiserslautern."
@@ -90,6 +91,7 @@ SAMPLE_EVENTS: list[ev.IntegrationEvent] = [
         duplicate_of_url="http://localhost:8003/v1/proposals/00000000-0000-4000-8000-000000000003",
     ),
     ev.ProposalOutcomeDecided(**_proposal, outcome="partially_adopted", public_statement=_statement),
+    ev.ProposalWithdrawn(**{**_proposal, "public_url": None}),
 ]
 
 

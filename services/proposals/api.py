@@ -1,21 +1,301 @@
-"""HTTP routes of the proposals service."""
+"""HTTP routes of the proposals service: parse, call the use case, answer. Domain errors become
+problem+json through ``DOMAIN_ERRORS`` (registered with the app), never here."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from pydantic import BaseModel
+import uuid
+from typing import Annotated, Literal
 
-from services.proposals import service
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
 
-router = APIRouter(prefix="/v1", tags=["proposals"])
+from services.proposals import domain, report, service
+from services.proposals.models import idempotency_keys
+from services.proposals.schemas import (
+    AuthorEdit,
+    AuthorView,
+    DecisionRequest,
+    DistrictAdminOut,
+    DistrictChange,
+    DistrictCreate,
+    DistrictOut,
+    ModerationView,
+    OutcomeRequest,
+    ProposalAccepted,
+    ProposalPage,
+    ProposalPublic,
+    ProposalRequest,
+    QueueCounts,
+    QueuePage,
+    TokenRequest,
+)
+from shared.auth import authorize, require_role
+from shared.http import DomainErrors
+from shared.idempotency import checked_key, idempotent
+from shared.pagination import decode_timestamp_cursor
+from shared.ratelimit import rate_limited
+from shared.runtime import ServiceRuntime
+
+router = APIRouter(prefix="/v1")
+Moderator = require_role("moderator")
+Admin = require_role("admin")
+
+DOMAIN_ERRORS: DomainErrors = {
+    domain.NotFound: (404, "Not found"),
+    domain.TransitionNotAllowed: (409, "Transition not allowed"),
+    domain.AlreadyExists: (409, "Already exists"),
+    domain.StaleVersion: (412, "Precondition failed"),
+    domain.PreconditionRequired: (428, "Precondition required"),
+    domain.StatementRequired: (422, "Public statement required"),
+    domain.InvalidDuplicate: (422, "Invalid request"),
+    domain.InvalidReference: (422, "Invalid request"),
+    domain.DomainError: (422, "Invalid request"),
+}
+
+TokenQuery = Annotated[str, Query(min_length=10, max_length=200, pattern=r"^[A-Za-z0-9_\-]+$")]
+Slug = Annotated[str | None, Query(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_\-]+$")]
+Cursor = Annotated[str | None, Query(max_length=200)]
+Limit = Annotated[int, Query(ge=1, le=100)]
+SearchText = Annotated[str | None, Query(min_length=1, max_length=200)]
 
 
-class DistrictOut(BaseModel):
-    id: str
-    name: str
+def _runtime(request: Request) -> ServiceRuntime:
+    return request.app.state.runtime
 
 
-@router.get("/districts", response_model=list[DistrictOut])
-async def list_districts(request: Request) -> list[dict]:
-    async with request.app.state.runtime.transaction() as session:
-        return await service.list_districts(session)
+# --- districts -----------------------------------------------------------------------------------------
+
+
+@router.get("/districts", response_model=list[DistrictOut] | list[DistrictAdminOut], tags=["districts"])
+async def list_districts(request: Request, include_retired: bool = False) -> list[dict]:
+    """The active districts; with ``include_retired=true`` (``admin``) every district and its state."""
+    if include_retired:
+        await authorize(request, "admin")
+    async with _runtime(request).transaction() as session:
+        return await service.list_districts(session, include_retired=include_retired)
+
+
+@router.post("/districts", status_code=201, response_model=DistrictAdminOut, tags=["districts"])
+async def add_district(body: DistrictCreate, request: Request, user: Admin) -> dict:
+    async with _runtime(request).transaction() as session:
+        return await service.add_district(session, user.subject, body.model_dump())
+
+
+@router.patch("/districts/{district_id}", response_model=DistrictAdminOut, tags=["districts"])
+async def change_district(district_id: str, body: DistrictChange, request: Request, user: Admin) -> dict:
+    """Rename a district, or retire it (``active: false``): it keeps its proposals, takes no new ones."""
+    async with _runtime(request).transaction() as session:
+        return await service.change_district(
+            session, user.subject, district_id, body.model_dump(exclude_unset=True)
+        )
+
+
+# --- the public: intake and reading --------------------------------------------------------------------
+
+
+@router.post(
+    "/proposals",
+    status_code=202,
+    response_model=ProposalAccepted,
+    dependencies=[Depends(rate_limited)],
+    tags=["proposals"],
+)
+async def submit(
+    body: ProposalRequest,
+    request: Request,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> JSONResponse:
+    """Nothing is public before a moderator publishes it. With an address, the author gets a receipt
+    and a private link to follow, edit when asked, or withdraw."""
+    runtime = _runtime(request)
+
+    async def work(session):  # type: ignore[no-untyped-def]
+        if body.website:
+            # Honeypot filled: a bot. Answer like a success, store and send nothing.
+            return {"id": str(uuid.uuid4()), "status": "submitted"}
+        return await service.submit_proposal(session, runtime.settings, body)
+
+    return await idempotent(runtime.transaction, idempotency_keys, checked_key(idempotency_key), body, work)
+
+
+@router.get("/proposals", response_model=ProposalPage, tags=["proposals"])
+async def list_published(
+    request: Request,
+    working_group_id: Slug = None,
+    district_id: Slug = None,
+    q: SearchText = None,
+    cursor: Cursor = None,
+    limit: Limit = 20,
+) -> dict:
+    """Published proposals, newest first; ``q`` searches title and text (German stemming for German)."""
+    after = decode_timestamp_cursor(cursor)
+    async with _runtime(request).transaction() as session:
+        return await service.published_page(
+            session,
+            working_group_id=working_group_id,
+            district_id=district_id,
+            q=q.strip() if q else None,
+            after=after,
+            limit=limit,
+        )
+
+
+@router.get("/proposals/mine", response_model=AuthorView, tags=["author"])
+async def author_view(request: Request, token: TokenQuery) -> dict:
+    """The author's private page: status, public statements, whether it can be edited or withdrawn."""
+    runtime = _runtime(request)
+    async with runtime.transaction() as session:
+        return await service.author_view(session, runtime.settings, token)
+
+
+@router.post(
+    "/proposals/mine/edit", response_model=AuthorView, dependencies=[Depends(rate_limited)], tags=["author"]
+)
+async def author_edit(body: AuthorEdit, request: Request) -> dict:
+    """After a moderator asked for changes: the edited text goes back into the moderation queue."""
+    runtime = _runtime(request)
+    async with runtime.transaction() as session:
+        return await service.author_edit(session, runtime.settings, body)
+
+
+@router.post(
+    "/proposals/mine/withdraw",
+    response_model=AuthorView,
+    dependencies=[Depends(rate_limited)],
+    tags=["author"],
+)
+async def author_withdraw(body: TokenRequest, request: Request) -> dict:
+    runtime = _runtime(request)
+    async with runtime.transaction() as session:
+        return await service.author_withdraw(session, runtime.settings, body.token)
+
+
+@router.get("/proposals/{proposal_id}", response_model=ProposalPublic, tags=["proposals"])
+async def get_published(proposal_id: uuid.UUID, request: Request) -> dict:
+    async with _runtime(request).transaction() as session:
+        return await service.published_proposal(session, proposal_id)
+
+
+# --- moderation ----------------------------------------------------------------------------------------
+
+
+@router.get("/moderation/queue", response_model=QueuePage, tags=["moderation"])
+async def moderation_queue(
+    request: Request,
+    user: Moderator,
+    status: domain.Status = "submitted",
+    working_group_id: Slug = None,
+    district_id: Slug = None,
+    cursor: Cursor = None,
+    limit: Limit = 20,
+) -> dict:
+    """Oldest first: the proposal waiting longest comes first."""
+    after = decode_timestamp_cursor(cursor)
+    async with _runtime(request).transaction() as session:
+        return await service.moderation_queue(
+            session,
+            status=status,
+            working_group_id=working_group_id,
+            district_id=district_id,
+            after=after,
+            limit=limit,
+        )
+
+
+@router.get("/moderation/counts", response_model=QueueCounts, tags=["moderation"])
+async def moderation_counts(request: Request, user: Moderator) -> dict:
+    """Counts per status × working group × district, and how long the oldest submitted one waits."""
+    async with _runtime(request).transaction() as session:
+        return await service.moderation_counts(session)
+
+
+@router.get("/moderation/proposals/{proposal_id}", response_model=ModerationView, tags=["moderation"])
+async def moderation_view(
+    proposal_id: uuid.UUID, request: Request, response: Response, user: Moderator
+) -> dict:
+    """The proposal with its version (also as ``ETag``, to send back in ``If-Match``) and full history."""
+    async with _runtime(request).transaction() as session:
+        view = await service.moderation_view(session, proposal_id)
+    response.headers["ETag"] = f'"{view["version"]}"'
+    return view
+
+
+def _version(if_match: str | None) -> int | None:
+    """The version named in ``If-Match`` (``"3"``, ``W/"3"`` or ``3``); anything else matches nothing."""
+    if if_match is None:
+        return None
+    value = if_match.strip().removeprefix("W/").strip('"')
+    return int(value) if value.isdigit() and len(value) < 10 else -1
+
+
+@router.post(
+    "/moderation/proposals/{proposal_id}/decision", response_model=ModerationView, tags=["moderation"]
+)
+async def decide(
+    proposal_id: uuid.UUID,
+    body: DecisionRequest,
+    request: Request,
+    response: Response,
+    user: Moderator,
+    if_match: Annotated[str | None, Header(alias="If-Match")] = None,
+) -> dict:
+    """publish | reject | request_changes | mark_duplicate, on the version named in If-Match (stale: 412,
+    missing: 428). The public statement is shown with the proposal and mailed to the author; the
+    internal note never leaves the moderation."""
+    runtime = _runtime(request)
+    async with runtime.transaction() as session:
+        view = await service.decide(
+            session, runtime.settings, user.subject, proposal_id, _version(if_match), body
+        )
+    response.headers["ETag"] = f'"{view["version"]}"'
+    return view
+
+
+@router.post(
+    "/moderation/proposals/{proposal_id}/outcome", response_model=ModerationView, tags=["moderation"]
+)
+async def decide_outcome(
+    proposal_id: uuid.UUID,
+    body: OutcomeRequest,
+    request: Request,
+    response: Response,
+    user: Moderator,
+    if_match: Annotated[str | None, Header(alias="If-Match")] = None,
+) -> dict:
+    """The working group's decision on a published proposal, once (If-Match optional here)."""
+    runtime = _runtime(request)
+    async with runtime.transaction() as session:
+        view = await service.decide_outcome(
+            session, runtime.settings, user.subject, proposal_id, _version(if_match), body
+        )
+    response.headers["ETag"] = f'"{view["version"]}"'
+    return view
+
+
+@router.get(
+    "/reports/council",
+    tags=["reports"],
+    responses={200: {"content": {"application/json": {}, "text/csv": {}, "text/markdown": {}}}},
+)
+async def council_report(
+    request: Request,
+    user: Moderator,
+    format: Literal["json", "csv", "md"] = "json",
+    part: Literal["proposals", "counts"] = "proposals",
+) -> Response:
+    """Per working group and district: counts by status and outcome, then every published proposal with
+    its outcome and public statements. CSV (``part=proposals`` or ``counts``) is safe for spreadsheets;
+    Markdown escapes every resident's text."""
+    async with _runtime(request).transaction() as session:
+        data = await service.council_report(session)
+        await service.audit(session, user.subject, "report.council.read", "council", {"format": format})
+    if format == "csv":
+        text = report.to_csv(data) if part == "proposals" else report.counts_to_csv(data)
+        return PlainTextResponse(
+            text,
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="stadtrat-vorschlaege-{part}.csv"'},
+        )
+    if format == "md":
+        return PlainTextResponse(report.to_markdown(data), media_type="text/markdown; charset=utf-8")
+    return JSONResponse(data)

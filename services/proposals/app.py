@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.proposals import api, service
+from services.proposals import api, handlers, service
 from services.proposals.config import ProposalsSettings
 from services.proposals.models import inbox, outbox
 from shared.events import CATALOG
 from shared.inbox import EventConsumer
+from shared.ratelimit import ClientRateLimiter
 from shared.runtime import PeriodicJob, ServiceRuntime, build_runtime, create_service_app
 from shared.topology import PROPOSALS_CATALOG
 
@@ -19,7 +20,7 @@ def build(settings: ProposalsSettings | None = None) -> ServiceRuntime:
     runtime.consumers.append(
         EventConsumer(
             queue=PROPOSALS_CATALOG,
-            handlers={key: service.apply_working_group for key in PROPOSALS_CATALOG.routing_keys},
+            handlers=handlers.catalog_handlers(),
             inbox=inbox,
             session_factory=runtime.session_factory,
             max_attempts=settings.consumer_max_attempts,
@@ -31,16 +32,27 @@ def build(settings: ProposalsSettings | None = None) -> ServiceRuntime:
         async with runtime.transaction() as session:
             await service.seed_districts(session, settings)
 
+    async def forget_idempotency_keys() -> None:
+        async with runtime.transaction() as session:
+            await service.forget_idempotency_keys(session, settings)
+
     runtime.jobs.append(PeriodicJob("seed-districts", 300.0, seed, before_serving=True))
+    runtime.jobs.append(
+        PeriodicJob("idempotency-keys", settings.housekeeping_interval, forget_idempotency_keys)
+    )
     return runtime
 
 
 def create_app(settings: ProposalsSettings | None = None) -> FastAPI:
-    return create_service_app(
-        build(settings),
+    runtime = build(settings)
+    app = create_service_app(
+        runtime,
         title="Mitwirkung — proposals",
         description="Proposals per working group and district, staff moderation, the council report.",
         routers=[api.router],
         publishes=[t for t in CATALOG if t.startswith("proposal.")],
         consumes=[PROPOSALS_CATALOG],
+        domain_errors=api.DOMAIN_ERRORS,
     )
+    app.state.rate_limiter = ClientRateLimiter(runtime.settings.rate_limit_per_minute)
+    return app

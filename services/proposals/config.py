@@ -9,9 +9,23 @@ class ProposalsSettings(ServiceSettings):
 
     public_url: str = ""
     districts_file: str = ""
+    # The author's private link is an HMAC of the proposal id under this secret (keep it stable:
+    # changing it invalidates every link already mailed). Required in production.
+    token_secret: str = ""
+    idempotency_ttl_hours: float = 24.0
+    rate_limit_per_minute: int = 20
+    # At most this many receipt mails per address and 24 h from the public form: the form cannot be
+    # used to flood a mailbox. Further proposals are stored; their author gets no receipt.
+    receipt_mails_per_address_per_day: int = 10
+    page_size_default: int = 20
+    page_size_max: int = 100
 
     def model_post_init(self, __context: object) -> None:
         super().model_post_init(__context)
+        if not self.token_secret:
+            if self.environment == "production":
+                raise ValueError("PROPOSALS_TOKEN_SECRET must be set in production")
+            self.token_secret = "dev-proposals-token-secret-not-for-production"
         if not self.public_url:
             self.public_url = self.proposals_public_url
         self.public_url = self.public_url.rstrip("/")

@@ -121,7 +121,16 @@ async def publish_working_group(session: AsyncConnection, working_group_id: str,
     assert wg is not None
     rows = (await repo.meetings_of(session, [wg.id]))[wg.id]
     cls = ev.WorkingGroupChanged if changed else ev.WorkingGroupPublished
-    await add_event(session, outbox, cls(id=wg.id, title=wg.title, meetings=[meeting_info(m) for m in rows]))
+    await add_event(
+        session,
+        outbox,
+        cls(
+            id=wg.id,
+            title=wg.title,
+            meetings=[meeting_info(m) for m in rows],
+            catalog_version=wg.catalog_version,
+        ),
+    )
 
 
 def _berlin(value: datetime | None) -> datetime | None:

@@ -17,9 +17,11 @@ from icalendar import Calendar
 from markupsafe import escape
 
 from services.notification.calendar import CALENDAR_TEMPLATES, calendar_for, event_uid
+from services.notification.intents import template_name
 from services.notification.rendering import FALLBACK_LANGUAGE, RenderedMail, TemplateRenderer
 from services.notification.samples import sample_context, templates
 from shared.events import LANGUAGES
+from shared.topology import NOTIFICATION_MAIL
 
 FOOTER = {
     "office_name": "Integrationsbeauftragter der Stadt Kaiserslautern",
@@ -111,7 +113,11 @@ def key_facts(name: str, c: dict[str, Any], lang: str) -> tuple[list[str], list[
             ],
             [links.get("confirm_url", "")],
         ),
-        "proposal_submitted": ([c.get("title", ""), wg], [c.get("public_url") or "-"]),
+        "proposal_submitted": (
+            [c.get("title", ""), wg, c.get("status_url") or ""],
+            [c.get("public_url") or ""],
+        ),
+        "proposal_withdrawn": ([c.get("title", ""), wg], [c.get("status_url") or ""]),
         "proposal_published": (
             [c.get("title", ""), c.get("public_statement") or "", c.get("public_url") or ""],
             [],
@@ -149,7 +155,8 @@ def opening_tag(html: str, tag: str) -> str:
 
 
 def test_samples_cover_one_template_per_event() -> None:
-    assert len(TEMPLATES) == len(set(TEMPLATES)) == 16
+    assert len(TEMPLATES) == len(set(TEMPLATES))
+    assert set(TEMPLATES) == {template_name(key) for key in NOTIFICATION_MAIL.routing_keys}
 
 
 def test_every_language_has_every_part_of_every_template() -> None:

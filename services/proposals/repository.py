@@ -1,0 +1,285 @@
+"""Every query of the proposals service."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, literal_column, or_, select, tuple_
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.proposals.models import (
+    audit_log,
+    districts,
+    proposal_history,
+    proposals,
+    working_groups,
+)
+
+# --- districts -----------------------------------------------------------------------------------------
+
+
+async def count_districts(session: AsyncConnection) -> int:
+    return int(await session.scalar(select(func.count()).select_from(districts)) or 0)
+
+
+async def insert_districts(session: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    await session.execute(insert(districts).values(rows).on_conflict_do_nothing())
+
+
+async def list_districts(session: AsyncConnection, *, include_retired: bool = False) -> Sequence[Row[Any]]:
+    query = select(districts).order_by(districts.c.position, districts.c.id)
+    if not include_retired:
+        query = query.where(districts.c.active)
+    return (await session.execute(query)).all()
+
+
+async def get_district(session: AsyncConnection, district_id: str, *, lock: bool = False) -> Row[Any] | None:
+    query = select(districts).where(districts.c.id == district_id)
+    if lock:
+        query = query.with_for_update()
+    return (await session.execute(query)).first()
+
+
+async def add_district(session: AsyncConnection, values: dict[str, Any]) -> bool:
+    """Insert a district; False when the id is taken."""
+    position = await session.scalar(select(func.coalesce(func.max(districts.c.position), 0) + 1))
+    inserted = await session.execute(
+        insert(districts)
+        .values(**values, position=position)
+        .on_conflict_do_nothing(index_elements=["id"])
+        .returning(districts.c.id)
+    )
+    return inserted.first() is not None
+
+
+async def update_district(session: AsyncConnection, district_id: str, values: dict[str, Any]) -> None:
+    await session.execute(
+        districts.update().where(districts.c.id == district_id).values(**values, updated_at=func.now())
+    )
+
+
+# --- the catalog read model ------------------------------------------------------------------------------
+
+
+async def get_working_group(session: AsyncConnection, working_group_id: str) -> Row[Any] | None:
+    return (
+        await session.execute(select(working_groups).where(working_groups.c.id == working_group_id))
+    ).first()
+
+
+async def list_working_groups(session: AsyncConnection) -> Sequence[Row[Any]]:
+    return (await session.execute(select(working_groups).order_by(working_groups.c.id))).all()
+
+
+async def upsert_working_group(session: AsyncConnection, values: dict[str, Any]) -> None:
+    """Keep the newest state of a working group: the highest catalog version wins, whatever the order in
+    which the events arrive (at equal versions, the later event)."""
+    stmt = insert(working_groups).values(**values)
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["id"],
+            set_={
+                "title": stmt.excluded.title,
+                "meetings": stmt.excluded.meetings,
+                "catalog_version": stmt.excluded.catalog_version,
+                "updated_at": stmt.excluded.updated_at,
+            },
+            where=or_(
+                working_groups.c.catalog_version < stmt.excluded.catalog_version,
+                and_(
+                    working_groups.c.catalog_version == stmt.excluded.catalog_version,
+                    working_groups.c.updated_at <= stmt.excluded.updated_at,
+                ),
+            ),
+        )
+    )
+
+
+# --- proposals -----------------------------------------------------------------------------------------
+
+
+async def insert_proposal(session: AsyncConnection, values: dict[str, Any]) -> None:
+    await session.execute(proposals.insert().values(**values))
+
+
+async def get_proposal(
+    session: AsyncConnection, proposal_id: uuid.UUID, *, lock: bool = False
+) -> Row[Any] | None:
+    query = select(proposals).where(proposals.c.id == proposal_id)
+    if lock:
+        query = query.with_for_update()
+    return (await session.execute(query)).first()
+
+
+async def proposal_by_token_hash(
+    session: AsyncConnection, token_hash: str, *, lock: bool = False
+) -> Row[Any] | None:
+    query = select(proposals).where(proposals.c.token_hash == token_hash)
+    if lock:
+        query = query.with_for_update()
+    return (await session.execute(query)).first()
+
+
+async def update_proposal(session: AsyncConnection, proposal_id: uuid.UUID, values: dict[str, Any]) -> None:
+    await session.execute(
+        proposals.update().where(proposals.c.id == proposal_id).values(**values, updated_at=func.now())
+    )
+
+
+async def count_receipts_since(session: AsyncConnection, email: str, since: datetime) -> int:
+    """Proposals sent from this address since ``since`` (the receipt-mail budget)."""
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(proposals)
+            .where(func.lower(proposals.c.author_email) == email.lower())
+            .where(proposals.c.created_at >= since)
+        )
+        or 0
+    )
+
+
+_LABELLED = (
+    select(
+        proposals,
+        working_groups.c.title.label("working_group_title"),
+        districts.c.name.label("district_name"),
+    )
+    .join(working_groups, working_groups.c.id == proposals.c.working_group_id)
+    .outerjoin(districts, districts.c.id == proposals.c.district_id)
+)
+
+
+async def labelled_proposal(session: AsyncConnection, proposal_id: uuid.UUID) -> Row[Any] | None:
+    """A proposal with its working group's title and its district's name."""
+    return (await session.execute(_LABELLED.where(proposals.c.id == proposal_id))).first()
+
+
+def search_condition(q: str) -> Any:
+    """Full-text match: German stemming for German texts, plain words for the others."""
+    return proposals.c.search.op("@@")(
+        func.websearch_to_tsquery(literal_column("'german'::regconfig"), q).op("||")(
+            func.websearch_to_tsquery(literal_column("'simple'::regconfig"), q)
+        )
+    )
+
+
+async def published_page(
+    session: AsyncConnection,
+    *,
+    working_group_id: str | None,
+    district_id: str | None,
+    q: str | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> Sequence[Row[Any]]:
+    """Published proposals, newest first, ``limit`` after the keyset ``after``."""
+    query = _LABELLED.where(proposals.c.status == "published")
+    if working_group_id:
+        query = query.where(proposals.c.working_group_id == working_group_id)
+    if district_id:
+        query = query.where(proposals.c.district_id == district_id)
+    if q:
+        query = query.where(search_condition(q))
+    if after is not None:
+        query = query.where(tuple_(proposals.c.published_at, proposals.c.id) < tuple_(*after))
+    query = query.order_by(proposals.c.published_at.desc(), proposals.c.id.desc()).limit(limit)
+    return (await session.execute(query)).all()
+
+
+async def queue_page(
+    session: AsyncConnection,
+    *,
+    status: str,
+    working_group_id: str | None,
+    district_id: str | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> Sequence[Row[Any]]:
+    """The moderation queue: proposals of one status, oldest first (by when they entered the queue)."""
+    query = _LABELLED.where(proposals.c.status == status)
+    if working_group_id:
+        query = query.where(proposals.c.working_group_id == working_group_id)
+    if district_id:
+        query = query.where(proposals.c.district_id == district_id)
+    if after is not None:
+        query = query.where(tuple_(proposals.c.submitted_at, proposals.c.id) > tuple_(*after))
+    query = query.order_by(proposals.c.submitted_at, proposals.c.id).limit(limit)
+    return (await session.execute(query)).all()
+
+
+async def queue_counts(session: AsyncConnection) -> Sequence[Row[Any]]:
+    """How many proposals per status × working group × district, with the oldest entry of each."""
+    return (
+        await session.execute(
+            select(
+                proposals.c.status,
+                proposals.c.working_group_id,
+                proposals.c.district_id,
+                func.count().label("count"),
+                func.min(proposals.c.submitted_at).label("oldest_submitted_at"),
+            )
+            .group_by(proposals.c.status, proposals.c.working_group_id, proposals.c.district_id)
+            .order_by(proposals.c.status, proposals.c.working_group_id, proposals.c.district_id)
+        )
+    ).all()
+
+
+async def database_now(session: AsyncConnection) -> datetime:
+    return await session.scalar(select(func.now()))  # type: ignore[return-value]
+
+
+async def report_counts(session: AsyncConnection) -> Sequence[Row[Any]]:
+    """Counts by working group, district, status and outcome."""
+    return (
+        await session.execute(
+            select(
+                proposals.c.working_group_id,
+                proposals.c.district_id,
+                proposals.c.status,
+                proposals.c.outcome,
+                func.count().label("count"),
+            ).group_by(
+                proposals.c.working_group_id, proposals.c.district_id, proposals.c.status, proposals.c.outcome
+            )
+        )
+    ).all()
+
+
+async def published_for_report(session: AsyncConnection) -> Sequence[Row[Any]]:
+    return (
+        await session.execute(
+            _LABELLED.where(proposals.c.status == "published").order_by(
+                working_groups.c.title,
+                districts.c.position.nulls_last(),
+                proposals.c.published_at,
+                proposals.c.id,
+            )
+        )
+    ).all()
+
+
+# --- history and audit ---------------------------------------------------------------------------------
+
+
+async def append_history(session: AsyncConnection, values: dict[str, Any]) -> None:
+    await session.execute(proposal_history.insert().values(**values))
+
+
+async def history_of(session: AsyncConnection, proposal_id: uuid.UUID) -> Sequence[Row[Any]]:
+    return (
+        await session.execute(
+            select(proposal_history)
+            .where(proposal_history.c.proposal_id == proposal_id)
+            .order_by(proposal_history.c.id)
+        )
+    ).all()
+
+
+async def append_audit(session: AsyncConnection, values: dict[str, Any]) -> None:
+    await session.execute(audit_log.insert().values(**values))

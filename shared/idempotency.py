@@ -1,0 +1,110 @@
+"""``Idempotency-Key`` for public POSTs: the same key and body within the retention window answers as the
+first time did; the same key with another body is a 422. One table per service (in its own schema).
+
+    answer = await idempotent(runtime, table, key, body, lambda session: use_case(session, ...))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import Column, DateTime, Integer, MetaData, Table, Text, func, select
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.http import Problem
+
+
+def idempotency_table(metadata: MetaData) -> Table:
+    return Table(
+        "idempotency_keys",
+        metadata,
+        Column("key", Text, primary_key=True),
+        Column("request_hash", Text, nullable=False),
+        Column("status_code", Integer, nullable=False),
+        Column("response", JSONB, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
+def checked_key(key: str | None) -> str | None:
+    """The header's value, or a 422 naming it when it is not 1 to 200 printable characters."""
+    if key is None:
+        return None
+    if not (1 <= len(key) <= 200) or not key.isprintable():
+        raise Problem(
+            422,
+            "Invalid request",
+            "The Idempotency-Key header is invalid.",
+            errors=[{"field": "Idempotency-Key", "message": "1 to 200 printable characters"}],
+        )
+    return key
+
+
+def fingerprint(body: BaseModel) -> str:
+    return hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+async def stored_answer(session: AsyncConnection, table: Table, key: str) -> Row[Any] | None:
+    return (await session.execute(select(table).where(table.c.key == key))).first()
+
+
+def replay(stored: Row[Any], request_hash: str) -> JSONResponse:
+    if stored.request_hash != request_hash:
+        raise Problem(
+            422,
+            "Idempotency key reused",
+            "This Idempotency-Key was used with a different body.",
+            errors=[{"field": "Idempotency-Key", "message": "already used with a different body"}],
+        )
+    return JSONResponse(stored.response, status_code=stored.status_code)
+
+
+async def idempotent(
+    transaction: Callable[[], Any],
+    table: Table,
+    key: str | None,
+    body: BaseModel,
+    work: Callable[[AsyncConnection], Awaitable[dict[str, Any]]],
+    *,
+    status_code: int = 202,
+) -> JSONResponse:
+    """Run ``work`` in one unit of work and answer ``status_code`` with its result, remembering the answer
+    under ``key`` in the same transaction; a repeated key replays the remembered answer."""
+    request_hash = fingerprint(body)
+    try:
+        async with transaction() as session:
+            if key is not None:
+                stored = await stored_answer(session, table, key)
+                if stored is not None:
+                    return replay(stored, request_hash)
+            answer = await work(session)
+            if key is not None:
+                await session.execute(
+                    insert(table).values(
+                        key=key, request_hash=request_hash, status_code=status_code, response=answer
+                    )
+                )
+    except IntegrityError:
+        # The same key raced in twice: the other request committed first; answer as it did.
+        if key is None:
+            raise
+        async with transaction() as session:
+            stored = await stored_answer(session, table, key)
+        if stored is None:
+            raise
+        return replay(stored, request_hash)
+    return JSONResponse(answer, status_code=status_code)
+
+
+async def forget_keys(session: AsyncConnection, table: Table, ttl_hours: float) -> None:
+    """A key counts for ``ttl_hours`` (24 h by default): the same key later is a new request."""
+    await session.execute(table.delete().where(table.c.created_at < func.now() - timedelta(hours=ttl_hours)))

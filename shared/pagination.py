@@ -1,0 +1,51 @@
+"""Keyset pagination: a cursor is the sort key of the last item a page showed, never an offset.
+
+The cursor is opaque to clients (base64url of a small JSON list); one that does not decode to the
+expected shape is a 422 naming the ``cursor`` field, never a 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from shared.http import Problem
+
+
+def encode_cursor(*key: Any) -> str:
+    values = [
+        v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, uuid.UUID) else v for v in key
+    ]
+    return base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).rstrip(b"=").decode()
+
+
+def _invalid() -> Problem:
+    return Problem(
+        422,
+        "Invalid request",
+        "The cursor is not one this API gave out.",
+        errors=[{"field": "cursor", "message": "invalid cursor"}],
+    )
+
+
+def decode_timestamp_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """A cursor made by ``encode_cursor(timestamp, id)``, or None for the first page."""
+    if not cursor:
+        return None
+    if len(cursor) > 200:
+        raise _invalid()
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = json.loads(raw)
+        if not isinstance(values, list) or len(values) != 2:
+            raise ValueError
+        at = datetime.fromisoformat(values[0])
+        if at.tzinfo is None:
+            raise ValueError
+        return at, uuid.UUID(values[1])
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise _invalid() from None
