@@ -71,7 +71,7 @@ async def test_broken_bodies_get_problem_json_never_a_500(proposals_api):
         (b"{not json", "application/json"),
         (b"[]", "application/json"),
         (b"null", "application/json"),
-        ("title=x".encode(), "application/x-www-form-urlencoded"),
+        (b"title=x", "application/x-www-form-urlencoded"),
     ):
         answer = await proposals_api.post(
             "/v1/proposals", content=content, headers={"Content-Type": content_type}
