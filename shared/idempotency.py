@@ -79,7 +79,7 @@ async def idempotent(
 ) -> JSONResponse:
     """Run ``work`` in one unit of work and answer ``status_code`` with its result, remembering the answer
     under ``key`` in the same transaction; a repeated key replays the remembered answer."""
-    request_hash = fingerprint(body)
+    request_hash = fingerprint(body) if key is not None else ""
     try:
         async with transaction() as session:
             if key is not None:

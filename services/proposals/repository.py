@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, literal_column, or_, select, tuple_
+from sqlalchemy import and_, bindparam, func, literal_column, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -102,9 +102,41 @@ async def upsert_working_group(session: AsyncConnection, values: dict[str, Any])
 
 # --- proposals -----------------------------------------------------------------------------------------
 
+# The intake's statements, built once: building a statement costs as much CPU as running it.
+_INTAKE_LABELS = (
+    select(
+        working_groups.c.title,
+        districts.c.name.label("district_name"),
+        districts.c.active.label("district_active"),
+    )
+    .select_from(working_groups)
+    .outerjoin(districts, districts.c.id == bindparam("district_id"))
+    .where(working_groups.c.id == bindparam("working_group_id"))
+)
+_INSERT_PROPOSAL = proposals.insert()
+_INSERT_HISTORY = proposal_history.insert()
+_RECEIPTS_SINCE = (
+    select(func.count())
+    .select_from(proposals)
+    .where(func.lower(proposals.c.author_email) == func.lower(bindparam("email")))
+    .where(proposals.c.created_at >= bindparam("since"))
+)
+
+
+async def intake_labels(
+    session: AsyncConnection, working_group_id: str, district_id: str | None
+) -> Row[Any] | None:
+    """The working group's title and the district's name and state, in one round trip; None when the
+    working group is unknown (district_name is None when the district is)."""
+    return (
+        await session.execute(
+            _INTAKE_LABELS, {"working_group_id": working_group_id, "district_id": district_id}
+        )
+    ).first()
+
 
 async def insert_proposal(session: AsyncConnection, values: dict[str, Any]) -> None:
-    await session.execute(proposals.insert().values(**values))
+    await session.execute(_INSERT_PROPOSAL, values)
 
 
 async def get_proposal(
@@ -133,15 +165,7 @@ async def update_proposal(session: AsyncConnection, proposal_id: uuid.UUID, valu
 
 async def count_receipts_since(session: AsyncConnection, email: str, since: datetime) -> int:
     """Proposals sent from this address since ``since`` (the receipt-mail budget)."""
-    return int(
-        await session.scalar(
-            select(func.count())
-            .select_from(proposals)
-            .where(func.lower(proposals.c.author_email) == email.lower())
-            .where(proposals.c.created_at >= since)
-        )
-        or 0
-    )
+    return int(await session.scalar(_RECEIPTS_SINCE, {"email": email, "since": since}) or 0)
 
 
 _LABELLED = (
@@ -268,7 +292,7 @@ async def published_for_report(session: AsyncConnection) -> Sequence[Row[Any]]:
 
 
 async def append_history(session: AsyncConnection, values: dict[str, Any]) -> None:
-    await session.execute(proposal_history.insert().values(**values))
+    await session.execute(_INSERT_HISTORY, values)
 
 
 async def history_of(session: AsyncConnection, proposal_id: uuid.UUID) -> Sequence[Row[Any]]:

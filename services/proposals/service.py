@@ -96,9 +96,13 @@ async def apply_working_group(session: AsyncConnection, event: ev.IntegrationEve
 async def submit_proposal(
     session: AsyncConnection, settings: ProposalsSettings, body: ProposalRequest
 ) -> dict[str, Any]:
-    if await repo.get_working_group(session, body.working_group_id) is None:
+    """The intake's hot path: one round trip for the labels, the inserts, the event built from what is
+    known (no re-read)."""
+    labels = await repo.intake_labels(session, body.working_group_id, body.district_id)
+    if labels is None:
         raise domain.InvalidReference("there is no working group with this id", field="working_group_id")
-    await _check_district(session, body.district_id)
+    if body.district_id is not None:
+        _require_active_district(labels.district_name, labels.district_active)
     proposal_id = uuid.uuid4()
     email = str(body.author_email) if body.author_email else None
     state = domain.submit()
@@ -106,6 +110,7 @@ async def submit_proposal(
         await repo.count_receipts_since(session, email, datetime.now(UTC) - timedelta(days=1))
         < settings.receipt_mails_per_address_per_day
     )
+    token = token_for(settings.token_secret, proposal_id) if email else None
     await repo.insert_proposal(
         session,
         {
@@ -117,27 +122,42 @@ async def submit_proposal(
             "language": body.language,
             "author_name": body.author_name,
             "author_email": email,
-            "token_hash": hash_token(token_for(settings.token_secret, proposal_id)) if email else None,
+            "token_hash": hash_token(token) if token else None,
             "status": state.status,
             "version": state.version,
         },
     )
     await _history(session, proposal_id, actor="author", action="submitted", before=None, after=state)
-    row = await _labelled(session, proposal_id)
-    await add_event(session, outbox, _event(ev.ProposalSubmitted, row, settings, with_author=mail_author))
+    author = None
+    if mail_author and email is not None:
+        author = ev.Recipient(email=email, name=body.author_name or "", language=body.language)
+    event = ev.ProposalSubmitted(
+        proposal_id=proposal_id,
+        title=body.title,
+        working_group=ev.WorkingGroupInfo(id=body.working_group_id, title=labels.title),
+        district=ev.DistrictInfo(id=body.district_id, name=labels.district_name)
+        if body.district_id
+        else None,
+        author=author,
+        status_url=_private_url(settings, proposal_id) if author else None,
+    )
+    await add_event(session, outbox, event)
     return {"id": str(proposal_id), "status": state.status}
 
 
-async def _check_district(session: AsyncConnection, district_id: str | None) -> None:
-    if district_id is None:
-        return
-    district = await repo.get_district(session, district_id)
-    if district is None:
+def _require_active_district(name: str | None, active: bool | None) -> None:
+    if name is None:
         raise domain.InvalidReference("there is no district with this id", field="district_id")
-    if not district.active:
+    if not active:
         raise domain.InvalidReference(
             "this district is retired and takes no new proposals", field="district_id"
         )
+
+
+async def _check_district(session: AsyncConnection, district_id: str | None) -> None:
+    if district_id is not None:
+        district = await repo.get_district(session, district_id)
+        _require_active_district(district.name if district else None, district.active if district else None)
 
 
 # --- moderation ----------------------------------------------------------------------------------------
