@@ -36,7 +36,12 @@ def build(settings: ProposalsSettings | None = None) -> ServiceRuntime:
         async with runtime.transaction() as session:
             await service.forget_idempotency_keys(session, settings)
 
+    async def forget_authors() -> None:
+        async with runtime.transaction() as session:
+            await service.forget_authors_after_retention(session, settings)
+
     runtime.jobs.append(PeriodicJob("seed-districts", 300.0, seed, before_serving=True))
+    runtime.jobs.append(PeriodicJob("author-retention", settings.retention_job_interval, forget_authors))
     runtime.jobs.append(
         PeriodicJob("idempotency-keys", settings.housekeeping_interval, forget_idempotency_keys)
     )

@@ -17,8 +17,10 @@ class ProposalsSettings(ServiceSettings):
     # At most this many receipt mails per address and 24 h from the public form: the form cannot be
     # used to flood a mailbox. Further proposals are stored; their author gets no receipt.
     receipt_mails_per_address_per_day: int = 10
-    page_size_default: int = 20
-    page_size_max: int = 100
+    # Authors' contact data is removed this many days after their proposal's outcome (or its rejection,
+    # merging or withdrawal); the proposal stays, anonymous.
+    author_retention_days: float = 180.0
+    retention_job_interval: float = 3600.0
 
     def model_post_init(self, __context: object) -> None:
         super().model_post_init(__context)

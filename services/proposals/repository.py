@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, literal_column, or_, select, tuple_
+from sqlalchemy import Text, and_, bindparam, func, literal_column, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.proposals.models import (
     audit_log,
     districts,
+    outbox,
     proposal_history,
     proposals,
     working_groups,
@@ -307,3 +308,48 @@ async def history_of(session: AsyncConnection, proposal_id: uuid.UUID) -> Sequen
 
 async def append_audit(session: AsyncConnection, values: dict[str, Any]) -> None:
     await session.execute(audit_log.insert().values(**values))
+
+
+# --- personal data -------------------------------------------------------------------------------------
+
+_FORGET_AUTHOR = {"author_name": None, "author_email": None, "token_hash": None}
+
+
+async def forget_author_by_email(session: AsyncConnection, email: str) -> int:
+    """Remove the author's contact data from every proposal sent from ``email`` (any letter case)."""
+    result = await session.execute(
+        proposals.update()
+        .where(func.lower(proposals.c.author_email) == email.strip().lower())
+        .values(**_FORGET_AUTHOR, updated_at=func.now())
+        .returning(proposals.c.id)
+    )
+    return len(result.all())
+
+
+async def forget_authors_decided_before(session: AsyncConnection, cutoff: datetime) -> int:
+    """Remove authors' contact data where the proposal's story ended before ``cutoff``: its outcome was
+    decided, or it was rejected, merged as a duplicate or withdrawn."""
+    ended = or_(
+        proposals.c.outcome_at < cutoff,
+        and_(proposals.c.status.in_(("rejected", "duplicate", "withdrawn")), proposals.c.updated_at < cutoff),
+    )
+    result = await session.execute(
+        proposals.update()
+        .where(proposals.c.author_email.is_not(None))
+        .where(ended)
+        .values(**_FORGET_AUTHOR)
+        .returning(proposals.c.id)
+    )
+    return len(result.all())
+
+
+async def forget_outbox_rows_mentioning(session: AsyncConnection, email: str) -> int:
+    """Events already published keep their payload for a while (housekeeping deletes them later): drop
+    those that carry the address now."""
+    result = await session.execute(
+        outbox.delete()
+        .where(outbox.c.published_at.is_not(None))
+        .where(func.lower(outbox.c.payload.cast(Text)).contains(email.strip().lower()))
+        .returning(outbox.c.id)
+    )
+    return len(result.all())

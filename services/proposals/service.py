@@ -19,9 +19,12 @@ from services.proposals.schemas import AuthorEdit, DecisionRequest, OutcomeReque
 from shared import events as ev
 from shared import idempotency
 from shared.inbox import EventMeta
+from shared.observability import get_logger
 from shared.outbox import add_event
 from shared.pagination import encode_cursor
 from shared.tokens import hash_token, token_for
+
+log = get_logger(__name__)
 
 # --- districts -----------------------------------------------------------------------------------------
 
@@ -544,6 +547,24 @@ async def audit(
     await repo.append_audit(
         session, {"subject": subject, "action": action, "target": target, "details": _jsonable(details)}
     )
+
+
+async def forget_author(session: AsyncConnection, email: str) -> int:
+    """Erasure on request (Art. 17): the author's name, address and private link go; their proposals
+    stay, anonymous. Returns how many proposals held the address."""
+    erased = await repo.forget_author_by_email(session, email)
+    await repo.forget_outbox_rows_mentioning(session, email)
+    return erased
+
+
+async def forget_authors_after_retention(session: AsyncConnection, settings: ProposalsSettings) -> int:
+    """Retention: authors' contact data goes ``author_retention_days`` after their proposal's story ended
+    (outcome decided, or rejected, merged, withdrawn). The proposals stay, anonymous."""
+    now = await repo.database_now(session)
+    forgotten = await repo.forget_authors_decided_before(session, now - timedelta(days=settings.author_retention_days))
+    if forgotten:
+        log.info("authors' contact data removed after the retention period", proposals=forgotten)
+    return forgotten
 
 
 async def forget_idempotency_keys(session: AsyncConnection, settings: ProposalsSettings) -> None:

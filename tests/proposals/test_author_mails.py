@@ -162,3 +162,50 @@ async def test_an_anonymous_proposal_mails_nobody(
             assert time.monotonic() < deadline, "the notification service never consumed the event"
             await asyncio.sleep(0.05)
         assert mails == []
+
+
+async def test_a_rejection_and_a_duplicate_mail_their_reasons(
+    proposals_api, make_working_group, proposals_settings, notification_settings, smtp
+):
+    wg = await make_working_group(proposals_api.app)
+    moderator = staff_headers(proposals_settings, "moderator")
+    original = (
+        await proposals_api.post("/v1/proposals", json=proposal_body(wg, title="Das Original"))
+    ).json()["id"]
+    await proposals_api.post(
+        f"/v1/moderation/proposals/{original}/decision",
+        json={"decision": "publish"},
+        headers={**moderator, "If-Match": "1"},
+    )
+    rejected_by, duplicate_by = unique_email("tuna"), unique_email("maria")
+    async with running(notification_app(notification_settings)):
+        rejected = (
+            await proposals_api.post(
+                "/v1/proposals", json=proposal_body(wg, language="tr", author_email=rejected_by)
+            )
+        ).json()["id"]
+        duplicate = (
+            await proposals_api.post(
+                "/v1/proposals", json=proposal_body(wg, language="ru", author_email=duplicate_by)
+            )
+        ).json()["id"]
+        reason = "Das betrifft nicht die Stadt Kaiserslautern."
+        answer = await proposals_api.post(
+            f"/v1/moderation/proposals/{rejected}/decision",
+            json={"decision": "reject", "public_statement": reason, "internal_note": "INTERN-R"},
+            headers={**moderator, "If-Match": "1"},
+        )
+        assert answer.status_code == 200
+        same = "Den gleichen Vorschlag gibt es schon."
+        answer = await proposals_api.post(
+            f"/v1/moderation/proposals/{duplicate}/decision",
+            json={"decision": "mark_duplicate", "public_statement": same, "duplicate_of": original},
+            headers={**moderator, "If-Match": "1"},
+        )
+        assert answer.status_code == 200
+        rejection = (await smtp.wait_for(rejected_by, 2))[1]
+        assert reason in text_of(rejection) and "INTERN-R" not in rejection.raw.decode()
+        assert rejection.message["Content-Language"] == "tr"
+        merged = (await smtp.wait_for(duplicate_by, 2))[1]
+        assert same in text_of(merged)
+        assert "Das Original" in text_of(merged) and f"/v1/proposals/{original}" in text_of(merged)
