@@ -1,7 +1,8 @@
 """Staff authentication: a bearer JWT checked for signature, expiry, issuer and audience; roles from `roles`.
 
 HS256 with a shared secret serves local use; RS256 with a PEM public key or a JWKS URL serves a city's
-identity provider. ``admin`` implies ``moderator`` and ``staff``.
+identity provider. Only ``admin`` implies the other roles (API.md): ``moderator`` decides on proposals
+and never reads participant lists, planning figures or delivery logs, which ``staff`` may.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from shared.settings import ServiceSettings
 
 ROLE_IMPLIES = {
     "admin": {"admin", "moderator", "staff"},
-    "moderator": {"moderator", "staff"},
+    "moderator": {"moderator"},
     "staff": {"staff"},
 }
 
@@ -97,8 +98,11 @@ def mint_token(
     return jwt.encode(claims, settings.staff_jwt_secret, algorithm="HS256")
 
 
-async def authorize(request: Request, role: str) -> StaffUser:
-    """The staff user behind the request's bearer token, or 401/403 as problem+json."""
+async def authorize(request: Request, role: str, *alternatives: str) -> StaffUser:
+    """The staff user behind the request's bearer token, or 401/403 as problem+json.
+
+    The user needs ``role`` (or one of ``alternatives``, for a route that shows nothing personal and
+    serves more than one kind of staff)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -110,15 +114,15 @@ async def authorize(request: Request, role: str) -> StaffUser:
         )
     verifier: TokenVerifier = request.app.state.token_verifier
     user = await verifier.verify(token.strip())
-    if not user.has(role):
+    if not any(user.has(r) for r in (role, *alternatives)):
         raise Problem(403, "Forbidden", f"This needs the role '{role}'.")
     return user
 
 
-def require_role(role: str):
+def require_role(role: str, *alternatives: str):
     """A FastAPI dependency that yields the staff user, or answers 401/403 as problem+json."""
 
     async def dependency(request: Request) -> StaffUser:
-        return await authorize(request, role)
+        return await authorize(request, role, *alternatives)
 
     return Annotated[StaffUser, Depends(dependency)]

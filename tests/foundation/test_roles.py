@@ -1,0 +1,84 @@
+"""Every staff route against every role: only `admin` implies the others (API.md); a moderator never
+reads participant lists, planning figures or delivery logs."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from services.notification.app import create_app as create_notification_app
+from services.notification.config import NotificationSettings
+from services.registration.app import create_app as create_registration_app
+from shared.auth import effective_roles, mint_token
+from tests.conftest import _common, running
+from tests.support.catalog import create_working_group
+from tests.support.smtp import SmtpServer
+
+ROLES = ("none", "staff", "moderator", "admin")
+
+# (service, method, path, body, the roles that may) — one line per staff route.
+ROUTES = [
+    ("registration", "GET", "/v1/working-groups/{wg}/participants", None, {"staff", "admin"}),
+    ("registration", "GET", "/v1/working-groups/{wg}/participants?format=csv", None, {"staff", "admin"}),
+    ("registration", "GET", "/v1/working-groups/{wg}/planning", None, {"staff", "admin"}),
+    ("registration", "PATCH", "/v1/working-groups/{wg}", {"capacity": 25}, {"admin"}),
+    ("registration", "PATCH", "/v1/working-groups/{wg}/meetings/2", {"venue": "Rathaus Nord"}, {"admin"}),
+    ("notification", "GET", "/v1/deliveries", None, {"staff", "admin"}),
+    (
+        "notification",
+        "GET",
+        "/v1/templates/registration_confirmed/preview",
+        None,
+        {"staff", "moderator", "admin"},
+    ),
+]
+
+
+def test_only_admin_implies_the_other_roles():
+    assert effective_roles(["moderator"]) == {"moderator"}
+    assert effective_roles(["staff"]) == {"staff"}
+    assert effective_roles(["admin"]) == {"admin", "moderator", "staff"}
+    assert effective_roles(["root", 3]) == frozenset()
+    assert effective_roles("admin") == frozenset()
+
+
+@pytest.fixture(scope="module")
+async def clients(infra, registration_settings):
+    smtp = SmtpServer()
+    smtp.start()
+    notification_settings = NotificationSettings(**_common(infra, "notification"), smtp_port=smtp.port)
+    registration_app = create_registration_app(
+        registration_settings.model_copy(update={"rate_limit_per_minute": 0})
+    )
+    try:
+        async with (
+            running(registration_app) as registration,
+            running(create_notification_app(notification_settings)) as notification,
+        ):
+            wg = await create_working_group(registration_app.state.runtime)
+            yield {"registration": registration, "notification": notification, "wg": wg}
+    finally:
+        smtp.stop()
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("service,method,path,body,allowed", ROUTES, ids=[f"{r[1]} {r[2]}" for r in ROUTES])
+async def test_each_staff_route_answers_each_role(
+    clients, registration_settings, role, service, method, path, body, allowed
+):
+    client = clients[service]
+    headers = {}
+    if role != "none":
+        headers["Authorization"] = f"Bearer {mint_token(registration_settings, 'tester@stadt', [role])}"
+    if body is not None:
+        body = {
+            k: v.replace("{n}", uuid.uuid4().hex[:8]) if isinstance(v, str) else v for k, v in body.items()
+        }
+    response = await client.request(method, path.format(wg=clients["wg"]), json=body, headers=headers)
+    expected = 401 if role == "none" else (None if role in allowed else 403)
+    if expected is None:
+        assert response.status_code in (200, 202), response.text
+    else:
+        assert response.status_code == expected, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
