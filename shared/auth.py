@@ -8,6 +8,7 @@ and never reads participant lists, planning figures or delivery logs, which ``st
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -16,7 +17,10 @@ import jwt
 from fastapi import Depends, Request
 
 from shared.http import Problem
+from shared.observability import get_logger
 from shared.settings import ServiceSettings
+
+log = get_logger(__name__)
 
 ROLE_IMPLIES = {
     "admin": {"admin", "moderator", "staff"},
@@ -68,16 +72,29 @@ class TokenVerifier:
                 algorithms=algorithms,
                 audience=s.staff_jwt_audience,
                 issuer=s.staff_jwt_issuer or None,
-                options={"require": ["exp", "sub", "aud"]},
+                options={"require": ["exp", "iat", "sub", "aud"]},
             )
+            self._check_lifetime(claims)
         except jwt.PyJWTError as exc:
+            # The reason goes to the log, not to the caller: library messages help whoever probes tokens.
+            log.info("staff token refused", reason=type(exc).__name__)
             raise Problem(
                 401,
                 "Unauthorized",
-                f"The bearer token is not valid: {exc}",
+                "The bearer token is not valid.",
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            ) from exc
+            ) from None
         return StaffUser(subject=str(claims["sub"]), roles=effective_roles(claims.get("roles")))
+
+    def _check_lifetime(self, claims: dict) -> None:
+        """Refuse tokens that live longer than STAFF_JWT_MAX_LIFETIME_HOURS (a leaked one expires soon)."""
+        limit = self.settings.staff_jwt_max_lifetime_hours * 3600
+        exp, iat = claims["exp"], claims["iat"]
+        if not isinstance(exp, int | float) or not isinstance(iat, int | float):
+            raise jwt.InvalidTokenError("exp and iat must be numbers")
+        # A little slack for clocks that disagree by a minute.
+        if exp - iat > limit + 60 or exp - time.time() > limit + 60:
+            raise jwt.InvalidTokenError("token lifetime exceeds the limit")
 
 
 def mint_token(

@@ -3,8 +3,10 @@ reads participant lists, planning figures or delivery logs."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
+import jwt
 import pytest
 
 from services.notification.app import create_app as create_notification_app
@@ -82,3 +84,47 @@ async def test_each_staff_route_answers_each_role(
     else:
         assert response.status_code == expected, response.text
         assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def _token(settings, **claims) -> str:
+    now = int(time.time())
+    body = {
+        "sub": "tester@stadt",
+        "roles": ["admin"],
+        "iss": settings.staff_jwt_issuer,
+        "aud": settings.staff_jwt_audience,
+        "iat": now,
+        "exp": now + 3600,
+    }
+    body.update(claims)
+    return jwt.encode({k: v for k, v in body.items() if v is not None}, settings.staff_jwt_secret, "HS256")
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        pytest.param({"iat": int(time.time()) - 20 * 3600}, id="issued 20 h before it expires"),
+        pytest.param({"exp": int(time.time()) + 13 * 3600}, id="expires in 13 h"),
+        pytest.param({"iat": None}, id="no iat"),
+        pytest.param({"exp": int(time.time()) - 5}, id="expired"),
+        pytest.param({"aud": "someone-else"}, id="other audience"),
+        pytest.param({"iss": "mitwirkung-local"}, id="other issuer"),
+    ],
+)
+async def test_refused_tokens_get_a_generic_401(clients, registration_settings, claims):
+    token = _token(registration_settings, **claims)
+    response = await clients["registration"].get(
+        f"/v1/working-groups/{clients['wg']}/participants", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 401
+    problem = response.json()
+    assert problem["detail"] == "The bearer token is not valid."
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+
+async def test_a_token_within_the_lifetime_cap_is_accepted(clients, registration_settings):
+    token = _token(registration_settings, exp=int(time.time()) + 11 * 3600)
+    response = await clients["registration"].get(
+        f"/v1/working-groups/{clients['wg']}/planning", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 200
