@@ -93,6 +93,9 @@ class ServiceSettings(BaseSettings):
     port: int = 0
     # The service's own login role. Empty means: the local development default for this service.
     database_url: str = ""
+    # The role that owns the service's schema and runs its migrations (`mitwirkung setup`/`migrate` only).
+    # Empty means: the runtime role's name and password with `_migrator` appended (development).
+    migrator_database_url: str = ""
     # A fixed pool: overflow connections would be opened and closed again under load (slow, spiky).
     database_pool_size: int = 20
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"

@@ -10,7 +10,8 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from services.notification.models import DELIVERY_STATUSES, deliveries
+from services.notification.models import DELIVERY_STATUSES, audit_log, deliveries
+from shared import audit
 from shared.auth import require_role
 from shared.events import LANGUAGES
 from shared.http import Problem
@@ -58,6 +59,15 @@ async def list_deliveries(
         query = query.where(deliveries.c.status == status)
     async with request.app.state.runtime.transaction() as session:
         rows = (await session.execute(query)).all()
+        # Reading the log is reading personal data: recorded, without the address searched for.
+        await audit.record(
+            session,
+            audit_log,
+            user.subject,
+            "deliveries.read",
+            "deliveries",
+            {"recipient_filter": bool(recipient), "event_id": event_id, "status": status, "rows": len(rows)},
+        )
     return [{**row._mapping, "recipient": row.recipient_email} for row in rows]
 
 

@@ -325,6 +325,8 @@ async def planning(working_group_id: str, request: Request, user: Staff) -> dict
         if not views:
             raise Problem(404, "Not found", "There is no working group with this id.")
         rows = await repo.participants(session, working_group_id)
+        # The figures include accessibility needs (health data, Art. 9 GDPR): the read is audited.
+        await service.audit(session, user.subject, "planning.read", working_group_id, {})
     figures: dict[str, dict[str, dict[str, int]]] = {}
     for status in ("confirmed", "waitlisted"):
         group = [r for r in rows if r.status == status]

@@ -31,6 +31,7 @@ from services.registration.models import (
 )
 from services.registration.schemas import RegistrationRequest
 from shared import events as ev
+from shared.audit import record as audit_log_record
 from shared.http import Problem
 from shared.outbox import add_event
 
@@ -706,15 +707,7 @@ async def send_due_reminders(
 async def audit(
     session: AsyncConnection, subject: str, action: str, target: str, details: dict[str, Any]
 ) -> None:
-    await session.execute(
-        insert(audit_log).values(subject=subject, action=action, target=target, details=_jsonable(details))
-    )
-
-
-def _jsonable(value: Any) -> Any:
-    import json
-
-    return json.loads(json.dumps(value, default=str))
+    await audit_log_record(session, audit_log, subject, action, target, details)
 
 
 async def forget_idempotency_keys(session: AsyncConnection, settings: RegistrationSettings) -> None:

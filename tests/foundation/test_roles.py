@@ -50,16 +50,23 @@ async def clients(infra, registration_settings):
     smtp = SmtpServer()
     smtp.start()
     notification_settings = NotificationSettings(**_common(infra, "notification"), smtp_port=smtp.port)
+    notification_app = create_notification_app(notification_settings)
     registration_app = create_registration_app(
         registration_settings.model_copy(update={"rate_limit_per_minute": 0})
     )
     try:
         async with (
             running(registration_app) as registration,
-            running(create_notification_app(notification_settings)) as notification,
+            running(notification_app) as notification,
         ):
             wg = await create_working_group(registration_app.state.runtime)
-            yield {"registration": registration, "notification": notification, "wg": wg}
+            yield {
+                "registration": registration,
+                "notification": notification,
+                "wg": wg,
+                "registration_runtime": registration_app.state.runtime,
+                "notification_runtime": notification_app.state.runtime,
+            }
     finally:
         smtp.stop()
 
@@ -128,3 +135,39 @@ async def test_a_token_within_the_lifetime_cap_is_accepted(clients, registration
         f"/v1/working-groups/{clients['wg']}/planning", headers={"Authorization": f"Bearer {token}"}
     )
     assert response.status_code == 200
+
+
+async def test_reads_of_planning_figures_and_the_delivery_log_are_audited(clients, registration_settings):
+    from sqlalchemy import select
+
+    from services.notification.models import audit_log as notification_audit
+    from services.registration.models import audit_log as registration_audit
+
+    headers = {
+        "Authorization": f"Bearer {mint_token(registration_settings, 'auditor-check@stadt', ['staff'])}"
+    }
+    wg = clients["wg"]
+    assert (
+        await clients["registration"].get(f"/v1/working-groups/{wg}/planning", headers=headers)
+    ).status_code == 200
+    searched = f"someone-{uuid.uuid4().hex[:8]}@example.org"
+    response = await clients["notification"].get(
+        "/v1/deliveries", params={"recipient": searched}, headers=headers
+    )
+    assert response.status_code == 200
+    runtime = clients["registration_runtime"]
+    async with runtime.transaction() as session:
+        rows = (
+            await session.execute(
+                select(registration_audit).where(registration_audit.c.subject == "auditor-check@stadt")
+            )
+        ).all()
+    assert [(r.action, r.target) for r in rows] == [("planning.read", wg)]
+    async with clients["notification_runtime"].transaction() as session:
+        rows = (
+            await session.execute(
+                select(notification_audit).where(notification_audit.c.subject == "auditor-check@stadt")
+            )
+        ).all()
+    assert [(r.action, r.details["recipient_filter"]) for r in rows] == [("deliveries.read", True)]
+    assert searched not in str(rows[0]._mapping)
