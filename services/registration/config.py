@@ -19,6 +19,11 @@ class RegistrationSettings(ServiceSettings):
     reminder_lead_hours: float = 48.0
     idempotency_ttl_hours: float = 24.0
     rate_limit_per_minute: int = 20
+    # Mail as a weapon: a public POST mails an address at most once per working group in this many
+    # hours (later POSTs answer 202 alike and send nothing), and all opt-in mails together stay under
+    # this hourly cap (0 = no cap; beyond it, registering answers 429 until the hour has passed).
+    public_mail_interval_hours: float = 24.0
+    opt_in_mails_per_hour: int = 1000
     expiry_job_interval: float = 60.0
     reminder_job_interval: float = 60.0
 

@@ -83,6 +83,8 @@ registrations = Table(
     Column("confirmed_at", DateTime(timezone=True), nullable=True),
     Column("cancelled_at", DateTime(timezone=True), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # When a public POST last caused a mail to this address for this working group (0006).
+    Column("public_mail_at", DateTime(timezone=True), nullable=True, index=True),
     Index(
         "uq_registrations_active_email",
         "working_group_id",

@@ -311,3 +311,29 @@ async def claim_reminder(
             .returning(meetings)
         )
     ).first()
+
+
+async def public_mails_since(session: AsyncConnection, since: Any) -> int:
+    return int(
+        await session.scalar(
+            select(func.count()).select_from(registrations).where(registrations.c.public_mail_at > since)
+        )
+        or 0
+    )
+
+
+async def claim_public_mail(
+    session: AsyncConnection, registration_id: uuid.UUID, now: Any, interval: Any
+) -> bool:
+    """Record that a public POST mails this registration's address now; False when it was mailed within
+    ``interval`` (then nothing is sent)."""
+    claimed = await session.execute(
+        update(registrations)
+        .where(registrations.c.id == registration_id)
+        .where(
+            (registrations.c.public_mail_at.is_(None)) | (registrations.c.public_mail_at <= now - interval)
+        )
+        .values(public_mail_at=now)
+        .returning(registrations.c.id)
+    )
+    return claimed.first() is not None

@@ -253,6 +253,7 @@ async def submit_registration(
     current status and the answer looks like the first one, so nobody can probe who is registered.
     """
     now = now or datetime.now(UTC)
+    await _check_opt_in_budget(session, settings, now)
     context = await catalog_cache.get(session, request.working_group_id)
     if context is None:
         raise Problem(
@@ -283,10 +284,11 @@ async def submit_registration(
             "created_at": now,
             "updated_at": now,
             "expires_at": now + timedelta(hours=settings.confirmation_window_hours),
+            "public_mail_at": now,
         },
     )
     if inserted.first() is None:
-        await _tell_existing_status(session, settings, request.working_group_id, email_key)
+        await _tell_existing_status(session, settings, request.working_group_id, email_key, now)
         return uuid.uuid4()
 
     wg, meeting_infos = context
@@ -295,7 +297,8 @@ async def submit_registration(
         outbox,
         ev.RegistrationSubmitted(
             registration_id=registration_id,
-            recipient=ev.Recipient(email=str(request.email), name=request.name, language=request.language),
+            # The name is not shown before the address is proven: anyone may type any name (and URL).
+            recipient=ev.Recipient(email=str(request.email), name="", language=request.language),
             working_group=wg,
             meetings=meeting_infos,
             participant_type=request.participant_type,
@@ -305,12 +308,31 @@ async def submit_registration(
     return registration_id
 
 
+async def _check_opt_in_budget(
+    session: AsyncConnection, settings: RegistrationSettings, now: datetime
+) -> None:
+    """All opt-in mails together stay under ``opt_in_mails_per_hour`` (approximately: concurrent requests
+    may each see the last free place)."""
+    if settings.opt_in_mails_per_hour <= 0:
+        return
+    if await repo.public_mails_since(session, now - timedelta(hours=1)) >= settings.opt_in_mails_per_hour:
+        raise Problem(
+            429,
+            "Too many requests",
+            "Registrations are paused for a short while. Please try again later.",
+            headers={"Retry-After": "600"},
+        )
+
+
 async def _tell_existing_status(
-    session: AsyncConnection, settings: RegistrationSettings, wg_id: str, email_key: str
+    session: AsyncConnection, settings: RegistrationSettings, wg_id: str, email_key: str, now: datetime
 ) -> None:
     existing = await repo.active_registration_for(session, wg_id, email_key)
     if existing is None:  # it went inactive between the insert and this read; nothing to tell
         return
+    interval = timedelta(hours=settings.public_mail_interval_hours)
+    if not await repo.claim_public_mail(session, existing.id, now, interval):
+        return  # this address was mailed for this working group recently: answer alike, send nothing
     position = None
     if existing.status == "waitlisted" and existing.waitlist_seq is not None:
         position = await repo.waitlist_position(session, wg_id, existing.waitlist_seq)
@@ -320,7 +342,8 @@ async def _tell_existing_status(
         outbox,
         ev.RegistrationResubmitted(
             registration_id=existing.id,
-            recipient=recipient_of(existing),
+            # Sent on a public POST: whoever posted typed the address, so no name is shown.
+            recipient=recipient_of(existing).model_copy(update={"name": ""}),
             working_group=wg,
             meetings=meeting_infos,
             participant_type=existing.participant_type,
