@@ -76,6 +76,8 @@ registrations = Table(
     Column("accessibility_needs", Text, nullable=True),
     Column("interpretation_language", Text, nullable=True),
     Column("token_hash", Text, nullable=False, unique=True),
+    # The hash of the link mailed before cancelling (the token is rotated then): it answers "cancelled".
+    Column("revoked_token_hash", Text, nullable=True, unique=True),
     Column("seat", Text, nullable=True),  # 'reserved' | 'general' while confirmed
     Column("waitlist_seq", BigInteger, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

@@ -211,6 +211,14 @@ async def registration_by_token_hash(
     return (await session.execute(query, {"token_hash": token_hash})).first()
 
 
+async def registration_by_revoked_token_hash(session: AsyncConnection, token_hash: str) -> Row[Any] | None:
+    return (
+        await session.execute(
+            select(registrations.c.id).where(registrations.c.revoked_token_hash == token_hash)
+        )
+    ).first()
+
+
 async def waitlist_position(session: AsyncConnection, working_group_id: str, waitlist_seq: int) -> int:
     ahead = await session.scalar(_WAITLIST_AHEAD, {"wg_id": working_group_id, "seq": waitlist_seq})
     return int(ahead or 0) + 1

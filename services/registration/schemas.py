@@ -50,7 +50,7 @@ class RegistrationAccepted(BaseModel):
 
 
 class RegistrationState(BaseModel):
-    id: UUID
+    id: UUID | None = None  # absent when a revoked (cancelled) link is used: it tells nothing more
     status: str
     waitlist_position: int | None = None
 

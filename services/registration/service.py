@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import secrets
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -378,6 +379,30 @@ def _not_found() -> Problem:
     return Problem(404, "Not found", "This link is unknown or has expired.")
 
 
+# What a link revoked by cancelling answers: that it was cancelled, nothing more.
+CANCELLED_ONLY: dict[str, Any] = {"status": "cancelled"}
+LINK_GRACE = timedelta(days=1)
+
+
+def links_expired(meeting_infos: list[ev.MeetingInfo], now: datetime) -> bool:
+    """A self-service link ends a day after its working group's last meeting (while a date is still
+    to be announced, it lives on)."""
+    if not meeting_infos or any(m.starts_at is None for m in meeting_infos):
+        return False
+    last = max((m.ends_at or m.starts_at) for m in meeting_infos if m.starts_at is not None)
+    return last + LINK_GRACE < now
+
+
+async def _link_expired(session: AsyncConnection, wg_id: str, now: datetime) -> bool:
+    entry = await catalog_cache.get(session, wg_id)
+    return entry is not None and links_expired(entry[1], now)
+
+
+async def revoked_link(session: AsyncConnection, token: str) -> bool:
+    """Whether ``token`` is the link of a registration that was cancelled (and its token rotated)."""
+    return await repo.registration_by_revoked_token_hash(session, hash_token(token)) is not None
+
+
 async def registration_state(session: AsyncConnection, registration: Row[Any]) -> dict[str, Any]:
     state: dict[str, Any] = {"id": registration.id, "status": registration.status}
     if registration.status == "waitlisted" and registration.waitlist_seq is not None:
@@ -408,8 +433,12 @@ async def confirm_registration(
     token_hash = hash_token(token)
     found = await repo.registration_with_locked_group(session, token_hash)
     if found is None:
+        if await revoked_link(session, token):
+            return dict(CANCELLED_ONLY)
         raise _not_found()
     registration, group = found
+    if await _link_expired(session, registration.working_group_id, now):
+        raise _not_found()
     if registration.status != "pending_confirmation" or (
         registration.expires_at is not None and registration.expires_at <= now
     ):
@@ -452,14 +481,18 @@ async def cancel_registration(
     token_hash = hash_token(token)
     found = await repo.registration_with_locked_group(session, token_hash)
     if found is None:
+        if await revoked_link(session, token):
+            return dict(CANCELLED_ONLY)
         raise _not_found()
     _, group = found
+    if await _link_expired(session, group.id, now):
+        raise _not_found()
     # Read again under the lock: the joined columns come from before the lock was granted.
     registration = await repo.registration_by_token_hash(session, token_hash, for_update=True)
     if registration is None or registration.status in _TERMINAL_NOT_FOUND:
         raise _not_found()
     if registration.status == "cancelled":
-        return {"id": registration.id, "status": "cancelled"}
+        return dict(CANCELLED_ONLY)
     if registration.status == "confirmed":
         group = _with_seats(group, domain.release(_seat_counts(group), registration.seat))
     elif registration.status == "waitlisted":
@@ -474,6 +507,9 @@ async def cancel_registration(
             cancelled_at=now,
             expires_at=None,
             updated_at=now,
+            # The token is rotated: the mailed link now only says "cancelled" (revoked_token_hash).
+            token_hash=hash_token(secrets.token_urlsafe(32)),
+            revoked_token_hash=token_hash,
         )
     )
     await repo.store_seat_counters(session, group, now)
@@ -534,10 +570,19 @@ async def _promote_from_waitlist(
     return len(promoted)
 
 
-async def registration_status(session: AsyncConnection, token: str) -> dict[str, Any]:
+async def registration_status(
+    session: AsyncConnection, token: str, now: datetime | None = None
+) -> dict[str, Any]:
+    now = now or datetime.now(UTC)
     registration = await repo.registration_by_token_hash(session, hash_token(token))
+    if registration is None and await revoked_link(session, token):
+        return dict(CANCELLED_ONLY)
     if registration is None or registration.status in _TERMINAL_NOT_FOUND:
-        raise Problem(404, "Not found", "This link is unknown or has expired.")
+        raise _not_found()
+    if registration.status == "cancelled":
+        return dict(CANCELLED_ONLY)  # no personal data of a cancelled registration
+    if await _link_expired(session, registration.working_group_id, now):
+        raise _not_found()
     views = await working_group_views(session, [registration.working_group_id])
     state = await registration_state(session, registration)
     return {
