@@ -153,7 +153,7 @@ async def _token_body(request: Request) -> tuple[str, bool]:
     elif content_type in ("application/json", ""):
         try:
             data = json.loads(raw or b"null")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
             raise Problem(
                 422, "Invalid request", errors=[{"field": "body", "message": "the body is not valid JSON"}]
             ) from None
