@@ -22,12 +22,20 @@ SETTINGS = {
 @pytest.fixture
 def production(monkeypatch):
     """A production environment that is fine as it stands; tests break one thing each."""
-    for name in ("DATABASE_URL", "STAFF_JWT_SECRET", "STAFF_JWT_ISSUER", "REGISTRATION_TOKEN_SECRET"):
+    for name in (
+        "DATABASE_URL",
+        "STAFF_JWT_SECRET",
+        "STAFF_JWT_ISSUER",
+        "REGISTRATION_TOKEN_SECRET",
+        "PROPOSALS_TOKEN_SECRET",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ENVIRONMENT", "production")  # unprefixed: read by every service
     monkeypatch.setenv("STAFF_JWT_SECRET", GOOD_SECRET)
     monkeypatch.setenv("STAFF_JWT_ISSUER", "https://login.kaiserslautern.de")
     monkeypatch.setenv("REGISTRATION_TOKEN_SECRET", OTHER_SECRET)
+    # The proposals service's own link secret (its production check is the lead's, in services/proposals).
+    monkeypatch.setenv("PROPOSALS_TOKEN_SECRET", "p0s-" + "z" * 40)
     for service in SETTINGS:
         monkeypatch.setenv(
             f"{service.upper()}_DATABASE_URL",
