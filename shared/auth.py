@@ -1,12 +1,14 @@
 """Staff authentication: a bearer JWT checked for signature, expiry, issuer and audience; roles from `roles`.
 
 HS256 with a shared secret serves local use; RS256 with a PEM public key or a JWKS URL serves a city's
-identity provider. ``admin`` implies ``moderator`` and ``staff``.
+identity provider. Only ``admin`` implies the other roles (API.md): ``moderator`` decides on proposals
+and never reads participant lists, planning figures or delivery logs, which ``staff`` may.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -15,11 +17,14 @@ import jwt
 from fastapi import Depends, Request
 
 from shared.http import Problem
+from shared.observability import get_logger
 from shared.settings import ServiceSettings
+
+log = get_logger(__name__)
 
 ROLE_IMPLIES = {
     "admin": {"admin", "moderator", "staff"},
-    "moderator": {"moderator", "staff"},
+    "moderator": {"moderator"},
     "staff": {"staff"},
 }
 
@@ -67,16 +72,29 @@ class TokenVerifier:
                 algorithms=algorithms,
                 audience=s.staff_jwt_audience,
                 issuer=s.staff_jwt_issuer or None,
-                options={"require": ["exp", "sub", "aud"]},
+                options={"require": ["exp", "iat", "sub", "aud"]},
             )
+            self._check_lifetime(claims)
         except jwt.PyJWTError as exc:
+            # The reason goes to the log, not to the caller: library messages help whoever probes tokens.
+            log.info("staff token refused", reason=type(exc).__name__)
             raise Problem(
                 401,
                 "Unauthorized",
-                f"The bearer token is not valid: {exc}",
+                "The bearer token is not valid.",
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            ) from exc
+            ) from None
         return StaffUser(subject=str(claims["sub"]), roles=effective_roles(claims.get("roles")))
+
+    def _check_lifetime(self, claims: dict) -> None:
+        """Refuse tokens that live longer than STAFF_JWT_MAX_LIFETIME_HOURS (a leaked one expires soon)."""
+        limit = self.settings.staff_jwt_max_lifetime_hours * 3600
+        exp, iat = claims["exp"], claims["iat"]
+        if not isinstance(exp, int | float) or not isinstance(iat, int | float):
+            raise jwt.InvalidTokenError("exp and iat must be numbers")
+        # A little slack for clocks that disagree by a minute.
+        if exp - iat > limit + 60 or exp - time.time() > limit + 60:
+            raise jwt.InvalidTokenError("token lifetime exceeds the limit")
 
 
 def mint_token(
@@ -97,8 +115,11 @@ def mint_token(
     return jwt.encode(claims, settings.staff_jwt_secret, algorithm="HS256")
 
 
-async def authorize(request: Request, role: str) -> StaffUser:
-    """The staff user behind the request's bearer token, or 401/403 as problem+json."""
+async def authorize(request: Request, role: str, *alternatives: str) -> StaffUser:
+    """The staff user behind the request's bearer token, or 401/403 as problem+json.
+
+    The user needs ``role`` (or one of ``alternatives``, for a route that shows nothing personal and
+    serves more than one kind of staff)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -110,15 +131,15 @@ async def authorize(request: Request, role: str) -> StaffUser:
         )
     verifier: TokenVerifier = request.app.state.token_verifier
     user = await verifier.verify(token.strip())
-    if not user.has(role):
+    if not any(user.has(r) for r in (role, *alternatives)):
         raise Problem(403, "Forbidden", f"This needs the role '{role}'.")
     return user
 
 
-def require_role(role: str):
+def require_role(role: str, *alternatives: str):
     """A FastAPI dependency that yields the staff user, or answers 401/403 as problem+json."""
 
     async def dependency(request: Request) -> StaffUser:
-        return await authorize(request, role)
+        return await authorize(request, role, *alternatives)
 
     return Annotated[StaffUser, Depends(dependency)]

@@ -1,7 +1,7 @@
 """``mitwirkung``: the operator's command line.
 
-mitwirkung setup                 create database, roles and schemas; migrate all services
-mitwirkung migrate [SERVICE]     run Alembic migrations (as the service's own role)
+mitwirkung setup                 create database, roles (migrator + runtime per service) and schemas; migrate
+mitwirkung migrate [SERVICE]     run Alembic migrations (as the service's migrator), then grant the runtime role
 mitwirkung serve SERVICE         run one service (HTTP, consumers, relay, jobs)
 mitwirkung dev                   setup, then run all three services and the development mail sink
 mitwirkung mailsink              run the development SMTP sink (mails saved as .eml files)
@@ -21,8 +21,12 @@ import signal
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from shared.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from shared.migrations import ServiceDatabase
 
 SERVICES = ("registration", "notification", "proposals")
 _SETTINGS = {
@@ -38,23 +42,32 @@ def load_settings(service: str) -> ServiceSettings:
     return getattr(importlib.import_module(module), name)()
 
 
+def service_database(service: str) -> ServiceDatabase:
+    from shared.migrations import ServiceDatabase
+
+    settings = load_settings(service)
+    return ServiceDatabase(service, settings.database_url, settings.migrator_database_url)
+
+
 def cmd_setup(args: argparse.Namespace) -> int:
-    from shared.migrations import ServiceDatabase, bootstrap, migrate
+    from shared.migrations import bootstrap, migrate_service
 
     admin_url = os.environ.get("MITWIRKUNG_ADMIN_DATABASE_URL", DEFAULT_ADMIN_URL)
-    services = [ServiceDatabase(s, load_settings(s).database_url) for s in SERVICES]
+    services = [service_database(s) for s in SERVICES]
     asyncio.run(bootstrap(admin_url, services))
     for svc in services:
-        migrate(svc.service, svc.database_url)
-        print(f"{svc.service}: schema ready and migrated")
+        migrate_service(svc)
+        print(
+            f"{svc.service}: schema ready and migrated (owner {svc.service} migrator, runtime role granted)"
+        )
     return 0
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from shared.migrations import migrate
+    from shared.migrations import migrate_service
 
     for service in [args.service] if args.service else SERVICES:
-        migrate(service, load_settings(service).database_url, args.revision)
+        migrate_service(service_database(service), args.revision)
         print(f"{service}: migrated to {args.revision}")
     return 0
 

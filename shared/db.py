@@ -35,6 +35,8 @@ def create_engine(url: str, schema: str, pool_size: int = 10) -> AsyncEngine:
         pool_timeout=10,
         # No ping per checkout (a round trip per transaction); a dropped connection is invalidated on use.
         pool_recycle=1800,
+        # Bound parameters are personal data (names, addresses, health needs): never in logs or errors.
+        hide_parameters=True,
         connect_args={"server_settings": {"search_path": schema, "application_name": f"mitwirkung-{schema}"}},
     )
 

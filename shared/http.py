@@ -20,6 +20,20 @@ log = get_logger(__name__)
 PROBLEM_JSON = "application/problem+json"
 CORRELATION_HEADER = "X-Correlation-ID"
 
+# On every response: no MIME sniffing, no framing (clickjacking of the confirm and cancel buttons).
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+]
+# The pages (confirm, cancel) need nothing but their own inline style and to post their own form.
+PAGE_CSP = (
+    b"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+    b"frame-ancestors 'none'; base-uri 'none'"
+)
+# The interactive API docs load Swagger UI from its CDN; they still must not be framed.
+DOCS_CSP = b"frame-ancestors 'none'"
+DOCS_PATHS = ("/docs", "/redoc")
+
 
 class Problem(Exception):
     """A domain or request error that the API answers as RFC 9457 problem+json."""
@@ -210,11 +224,19 @@ class RequestContextMiddleware:
                     raise _BodyTooLarge()
             return message
 
+        path = scope.get("path", "")
+        csp = DOCS_CSP if path.startswith(DOCS_PATHS) else PAGE_CSP
+
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (CORRELATION_HEADER.encode(), cid.encode())]
+                message["headers"] = [
+                    *message["headers"],
+                    (CORRELATION_HEADER.encode(), cid.encode()),
+                    *SECURITY_HEADERS,
+                    (b"content-security-policy", csp),
+                ]
             await send(message)
 
         try:

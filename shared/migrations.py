@@ -1,9 +1,11 @@
 """Database bootstrap (database, login roles, schemas) and Alembic migrations, per service.
 
-Each service owns one schema and logs in with its own role, which owns that schema and nothing else; so
-one service's role cannot read another's tables. Each service's Alembic version table lives in its own
-schema. The bootstrap runs as a database administrator; the migrations run as the service's role, so the
-tables belong to it.
+Each service has two login roles: a *migrator* that owns the service's schema and its tables (and runs
+the Alembic migrations), and the *runtime* role the service logs in with, which owns nothing. The runtime
+role gets what the service needs and no more: SELECT, INSERT, UPDATE, DELETE on its own tables, only
+INSERT and SELECT on an append-only audit log, nothing on another service's schema. Not owning a table, it
+can neither TRUNCATE it, nor disable its triggers, nor alter or drop it. Each service's Alembic version
+table lives in its own schema. The bootstrap runs as a database administrator.
 """
 
 from __future__ import annotations
@@ -26,14 +28,32 @@ SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
+# Tables the runtime role may only append to and read.
+# Tables the runtime role may only INSERT into and SELECT from (triggers refuse changes to the owner too).
+APPEND_ONLY_TABLES = ("audit_log", "proposal_history")
+
+
 @dataclass(frozen=True)
 class ServiceDatabase:
     service: str
-    database_url: str
+    database_url: str  # the runtime role's
+    migrator_url: str = ""  # the schema owner's; empty: derived with migrator_url_for
 
     @property
     def schema(self) -> str:
         return self.service
+
+    @property
+    def owner_url(self) -> str:
+        return self.migrator_url or migrator_url_for(self.database_url)
+
+
+def migrator_url_for(database_url: str) -> str:
+    """The development default of a migrator's URL: the runtime role's name and password + ``_migrator``."""
+    url = make_url(database_url)
+    user = f"{url.username}_migrator"
+    password = f"{url.password}_migrator" if url.password else None
+    return url.set(username=user, password=password).render_as_string(hide_password=False)
 
 
 def _ident(name: str) -> str:
@@ -46,21 +66,32 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+async def _ensure_role(admin: asyncpg.Connection, database_url: str) -> None:
+    url = make_url(database_url)
+    role, password = url.username or "", url.password
+    exists = await admin.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+    verb = "ALTER" if exists else "CREATE"
+    password_sql = f" PASSWORD {_literal(password)}" if password else ""
+    await admin.execute(
+        f"{verb} ROLE {_ident(role)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS{password_sql}"
+    )
+
+
 async def bootstrap(admin_url: str, services: list[ServiceDatabase]) -> None:
-    """Create the database, each service's login role and its schema; idempotent."""
+    """Create the database, each service's migrator and runtime roles and its schema; idempotent.
+
+    A schema set up before the migrator existed (owned by the runtime role) is handed to the migrator."""
     admin = await asyncpg.connect(asyncpg_dsn(admin_url))
     try:
         for svc in services:
             url = make_url(svc.database_url)
-            database, role, password = url.database or "mitwirkung", url.username or svc.service, url.password
+            database = url.database or "mitwirkung"
+            if make_url(svc.owner_url).username == url.username:
+                raise ValueError(f"{svc.service}: the migrator and the runtime role must differ")
             if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
                 await admin.execute(f"CREATE DATABASE {_ident(database)}")
-            exists = await admin.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
-            verb = "ALTER" if exists else "CREATE"
-            password_sql = f" PASSWORD {_literal(password)}" if password else ""
-            await admin.execute(
-                f"{verb} ROLE {_ident(role)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE{password_sql}"
-            )
+            await _ensure_role(admin, svc.database_url)
+            await _ensure_role(admin, svc.owner_url)
     finally:
         await admin.close()
 
@@ -70,13 +101,48 @@ async def bootstrap(admin_url: str, services: list[ServiceDatabase]) -> None:
         conn = await asyncpg.connect(asyncpg_dsn(target.render_as_string(hide_password=False)))
         try:
             role, schema = _ident(url.username or svc.service), _ident(svc.schema)
-            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {role}")
-            await conn.execute(f"ALTER SCHEMA {schema} OWNER TO {role}")
+            owner = _ident(make_url(svc.owner_url).username or "")
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {owner}")
+            await conn.execute(f"ALTER SCHEMA {schema} OWNER TO {owner}")
+            # Tables of an earlier layout, owned by the runtime role, go to the migrator.
+            await conn.execute(f"REASSIGN OWNED BY {role} TO {owner}")
             await conn.execute(f"REVOKE ALL ON SCHEMA {schema} FROM PUBLIC")
-            await conn.execute(f"REVOKE CREATE ON SCHEMA public FROM {role}")
+            await conn.execute(f"REVOKE ALL ON SCHEMA {schema} FROM {role}")
+            await conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
+            await conn.execute(f"REVOKE CREATE ON SCHEMA public FROM {role}, {owner}")
             await conn.execute(f"ALTER ROLE {role} SET search_path = {schema}")
+            await conn.execute(f"ALTER ROLE {owner} SET search_path = {schema}")
         finally:
             await conn.close()
+
+
+async def grant_runtime_privileges(svc: ServiceDatabase) -> None:
+    """What the runtime role may do on its service's tables, applied after every migration (as owner)."""
+    role, schema = _ident(make_url(svc.database_url).username or ""), _ident(svc.schema)
+    conn = await asyncpg.connect(asyncpg_dsn(svc.owner_url))
+    try:
+        async with conn.transaction():
+            await conn.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA {schema} FROM {role}")
+            await conn.execute(
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}"
+            )
+            await conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}")
+            tables = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = $1", svc.schema)
+            for (table,) in tables:
+                if table == "alembic_version":
+                    await conn.execute(
+                        f"REVOKE INSERT, UPDATE, DELETE ON {schema}.{_ident(table)} FROM {role}"
+                    )
+                elif table in APPEND_ONLY_TABLES:
+                    await conn.execute(f"REVOKE UPDATE, DELETE ON {schema}.{_ident(table)} FROM {role}")
+    finally:
+        await conn.close()
+
+
+def migrate_service(svc: ServiceDatabase, revision: str = "head") -> None:
+    """Migrate one service as its migrator, then grant its runtime role what it needs."""
+    migrate(svc.service, svc.owner_url, revision)
+    asyncio.run(grant_runtime_privileges(svc))
 
 
 def alembic_config(service: str, database_url: str) -> Config:

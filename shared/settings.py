@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -26,7 +26,39 @@ SHARED_VARIABLES = (
     "log_json",
     "registration_public_url",
     "proposals_public_url",
+    "environment",
 )
+
+# Values that appear in this repository (compose file, `mitwirkung dev`, defaults): public, so never keys.
+KNOWN_DEVELOPMENT_SECRETS = frozenset(
+    {
+        "dev-secret-change-me-not-for-production",
+        "dev-token-secret-not-for-production",
+        "dev-token-secret-change-me",
+        "test-secret-at-least-32-bytes-long!!",
+        "secret",
+        "changeme",
+        "change-me",
+    }
+)
+MIN_SECRET_BYTES = 32
+
+
+class InsecureConfiguration(RuntimeError):
+    """Production settings that must not be served with. Not a ValueError on purpose: pydantic would wrap
+    it and print the input values, secrets included."""
+
+
+def secret_problem(name: str, value: str) -> str | None:
+    """Why ``value`` cannot serve as the secret ``name`` in production, or None when it can."""
+    if not value:
+        return f"{name} is not set"
+    if value in KNOWN_DEVELOPMENT_SECRETS or "change-me" in value or "not-for-production" in value:
+        return f"{name} is a published development value"
+    if len(value.encode()) < MIN_SECRET_BYTES:
+        return f"{name} is shorter than {MIN_SECRET_BYTES} bytes"
+    return None
+
 
 DEFAULT_PORTS = {"registration": 8001, "notification": 8002, "proposals": 8003}
 
@@ -53,6 +85,7 @@ class ServiceSettings(BaseSettings):
     """Defaults shared by all services; override per service with its env prefix."""
 
     service_name: ClassVar[str] = ""
+    _database_url_defaulted: bool = PrivateAttr(default=False)
 
     model_config = SettingsConfigDict(extra="ignore", env_nested_delimiter="__")
 
@@ -60,6 +93,9 @@ class ServiceSettings(BaseSettings):
     port: int = 0
     # The service's own login role. Empty means: the local development default for this service.
     database_url: str = ""
+    # The role that owns the service's schema and runs its migrations (`mitwirkung setup`/`migrate` only).
+    # Empty means: the runtime role's name and password with `_migrator` appended (development).
+    migrator_database_url: str = ""
     # A fixed pool: overflow connections would be opened and closed again under load (slow, spiky).
     database_pool_size: int = 20
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
@@ -70,6 +106,8 @@ class ServiceSettings(BaseSettings):
     staff_jwt_jwks_url: str = ""
     staff_jwt_issuer: str = "mitwirkung-local"
     staff_jwt_audience: str = "mitwirkung"
+    # Staff tokens living longer than this are refused (exp - iat, and exp - now).
+    staff_jwt_max_lifetime_hours: float = 12.0
 
     registration_public_url: str = "http://localhost:8001"
     proposals_public_url: str = "http://localhost:8003"
@@ -93,6 +131,8 @@ class ServiceSettings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+    # ENVIRONMENT (or <SVC>_ENVIRONMENT). In production the service refuses to start with a missing,
+    # published or short secret, an empty issuer, or a database role it would share with other services.
     environment: Literal["development", "test", "production"] = "development"
 
     @classmethod
@@ -115,11 +155,45 @@ class ServiceSettings(BaseSettings):
     def model_post_init(self, __context: Any) -> None:
         if not self.port:
             self.port = DEFAULT_PORTS.get(self.service_name, 8000)
+        self._database_url_defaulted = not self.database_url
         if not self.database_url:
             name = self.service_name
             self.database_url = (
                 f"postgresql+asyncpg://mitwirkung_{name}:mitwirkung_{name}@127.0.0.1:5432/mitwirkung"
             )
+
+        if self.environment == "production":
+            problems = self.production_problems()
+            if problems:
+                raise InsecureConfiguration("refusing to start in production: " + "; ".join(problems))
+
+    def production_problems(self) -> list[str]:
+        """What makes this configuration unsafe for production (subclasses add their own)."""
+        problems = []
+        if not (self.staff_jwt_public_key or self.staff_jwt_jwks_url):
+            problem = secret_problem("STAFF_JWT_SECRET", self.staff_jwt_secret)
+            if problem:
+                problems.append(problem + " (or set STAFF_JWT_PUBLIC_KEY / STAFF_JWT_JWKS_URL)")
+        elif self.staff_jwt_secret:
+            problem = secret_problem("STAFF_JWT_SECRET", self.staff_jwt_secret)
+            if problem:
+                problems.append(problem)
+        if not self.staff_jwt_issuer.strip():
+            problems.append("STAFF_JWT_ISSUER is empty")
+        if not self.staff_jwt_audience.strip():
+            problems.append("STAFF_JWT_AUDIENCE is empty")
+        prefix = str(self.model_config.get("env_prefix") or "")
+        shared = os.environ.get("DATABASE_URL")
+        if self._database_url_defaulted:
+            problems.append(
+                f"{prefix}DATABASE_URL is not set (the development default has a published password)"
+            )
+        elif shared and not os.environ.get(f"{prefix}DATABASE_URL") and self.database_url == shared:
+            # One unprefixed DATABASE_URL gives every service the same role: each could read the others'.
+            problems.append(
+                f"DATABASE_URL is shared by all services: set {prefix}DATABASE_URL, one role each"
+            )
+        return problems
 
     @property
     def db_schema(self) -> str:

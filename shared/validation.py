@@ -19,13 +19,26 @@ def _no_control_characters(value: str) -> str:
     return value
 
 
+# Bidirectional overrides and isolates reorder what a reader sees (Trojan Source, CVE-2021-42574).
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def _no_control_characters_multiline(value: str) -> str:
     for ch in value:
         if ch in "\n\t":
             continue
-        if unicodedata.category(ch) in ("Cc", "Cs", "Co"):
+        if unicodedata.category(ch) in ("Cc", "Cs", "Co") or ch in BIDI_CONTROLS:
             raise ValueError("must not contain control characters")
     return value.replace("\r\n", "\n")
+
+
+def _ascii_local_part(value: str) -> str:
+    """The mail relay cannot deliver to a non-ASCII local part (no SMTPUTF8): refuse it at intake, so
+    nobody waits for a mail that never comes."""
+    local, _, _ = str(value).rpartition("@")
+    if not local.isascii():
+        raise ValueError("the part before @ must use ASCII letters only")
+    return value
 
 
 def _normalise(value: str) -> str:
@@ -52,7 +65,12 @@ def multi_line(max_length: int, min_length: int = 1) -> object:
     ]
 
 
-Email = Annotated[EmailStr, StringConstraints(max_length=254), AfterValidator(_no_control_characters)]
+Email = Annotated[
+    EmailStr,
+    StringConstraints(max_length=254),
+    AfterValidator(_no_control_characters),
+    AfterValidator(_ascii_local_part),
+]
 
 
 class StrictModel(BaseModel):

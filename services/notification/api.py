@@ -10,13 +10,16 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from services.notification.models import DELIVERY_STATUSES, deliveries
+from services.notification.models import DELIVERY_STATUSES, audit_log, deliveries
+from shared import audit
 from shared.auth import require_role
 from shared.events import LANGUAGES
 from shared.http import Problem
 
 router = APIRouter(prefix="/v1", tags=["notification"])
 Staff = require_role("staff")
+# A rendered sample holds no personal data: moderators, whose statements go into mails, may look too.
+AnyStaff = require_role("staff", "moderator")
 
 
 class DeliveryOut(BaseModel):
@@ -56,12 +59,21 @@ async def list_deliveries(
         query = query.where(deliveries.c.status == status)
     async with request.app.state.runtime.transaction() as session:
         rows = (await session.execute(query)).all()
+        # Reading the log is reading personal data: recorded, without the address searched for.
+        await audit.record(
+            session,
+            audit_log,
+            user.subject,
+            "deliveries.read",
+            "deliveries",
+            {"recipient_filter": bool(recipient), "event_id": event_id, "status": status, "rows": len(rows)},
+        )
     return [{**row._mapping, "recipient": row.recipient_email} for row in rows]
 
 
 @router.get("/templates/{name}/preview")
 async def preview_template(
-    name: str, request: Request, user: Staff, language: str = Query(default="de", max_length=5)
+    name: str, request: Request, user: AnyStaff, language: str = Query(default="de", max_length=5)
 ) -> dict:
     from services.notification.samples import sample_context
 

@@ -3,6 +3,7 @@
 from sqlalchemy import Column, DateTime, Index, Integer, Table, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from shared.audit import audit_log_table
 from shared.db import service_metadata
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
@@ -47,3 +48,6 @@ deliveries = Table(
     Index("ix_deliveries_event", "event_id"),
     Index("ix_deliveries_created", "created_at"),
 )
+
+# Append-only record of staff reads of the delivery log (who searched, when, with which filters).
+audit_log = audit_log_table(metadata)

@@ -1,6 +1,6 @@
 from typing import ClassVar
 
-from shared.settings import ServiceSettings, settings_config
+from shared.settings import ServiceSettings, secret_problem, settings_config
 
 
 class ProposalsSettings(ServiceSettings):
@@ -24,10 +24,15 @@ class ProposalsSettings(ServiceSettings):
 
     def model_post_init(self, __context: object) -> None:
         super().model_post_init(__context)
-        if not self.token_secret:
-            if self.environment == "production":
-                raise ValueError("PROPOSALS_TOKEN_SECRET must be set in production")
+        if not self.token_secret and self.environment != "production":
             self.token_secret = "dev-proposals-token-secret-not-for-production"
         if not self.public_url:
             self.public_url = self.proposals_public_url
         self.public_url = self.public_url.rstrip("/")
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        problem = secret_problem("PROPOSALS_TOKEN_SECRET", self.token_secret)
+        if problem:
+            problems.append(problem)
+        return problems

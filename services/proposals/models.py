@@ -17,6 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
 
+from shared.audit import audit_log_table
 from shared.db import service_metadata
 from shared.idempotency import idempotency_table
 from shared.inbox import inbox_table
@@ -144,15 +145,6 @@ proposal_history = Table(
 )
 
 # Append-only record of staff actions outside a single proposal (districts, reports).
-audit_log = Table(
-    "audit_log",
-    metadata,
-    Column("id", BigInteger, Identity(always=True), primary_key=True),
-    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("subject", Text, nullable=False),
-    Column("action", Text, nullable=False),
-    Column("target", Text, nullable=False),
-    Column("details", JSONB, nullable=False),
-)
+audit_log = audit_log_table(metadata)
 
 APPEND_ONLY_TABLES = ("proposal_history", "audit_log")

@@ -13,7 +13,6 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.proposals.models import (
-    audit_log,
     districts,
     outbox,
     proposal_history,
@@ -304,10 +303,6 @@ async def history_of(session: AsyncConnection, proposal_id: uuid.UUID) -> Sequen
             .order_by(proposal_history.c.id)
         )
     ).all()
-
-
-async def append_audit(session: AsyncConnection, values: dict[str, Any]) -> None:
-    await session.execute(audit_log.insert().values(**values))
 
 
 # --- personal data -------------------------------------------------------------------------------------

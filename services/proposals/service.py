@@ -14,8 +14,9 @@ from services.proposals import domain, report
 from services.proposals import repository as repo
 from services.proposals.config import ProposalsSettings
 from services.proposals.districts import load_districts
-from services.proposals.models import idempotency_keys, outbox
+from services.proposals.models import audit_log, idempotency_keys, outbox
 from services.proposals.schemas import AuthorEdit, DecisionRequest, OutcomeRequest, ProposalRequest
+from shared import audit as shared_audit
 from shared import events as ev
 from shared import idempotency
 from shared.inbox import EventMeta
@@ -544,9 +545,7 @@ async def council_report(session: AsyncConnection) -> dict[str, Any]:
 async def audit(
     session: AsyncConnection, subject: str, action: str, target: str, details: dict[str, Any]
 ) -> None:
-    await repo.append_audit(
-        session, {"subject": subject, "action": action, "target": target, "details": _jsonable(details)}
-    )
+    await shared_audit.record(session, audit_log, subject, action, target, details)
 
 
 async def forget_author(session: AsyncConnection, email: str) -> int:
@@ -561,7 +560,9 @@ async def forget_authors_after_retention(session: AsyncConnection, settings: Pro
     """Retention: authors' contact data goes ``author_retention_days`` after their proposal's story ended
     (outcome decided, or rejected, merged, withdrawn). The proposals stay, anonymous."""
     now = await repo.database_now(session)
-    forgotten = await repo.forget_authors_decided_before(session, now - timedelta(days=settings.author_retention_days))
+    forgotten = await repo.forget_authors_decided_before(
+        session, now - timedelta(days=settings.author_retention_days)
+    )
     if forgotten:
         log.info("authors' contact data removed after the retention period", proposals=forgotten)
     return forgotten

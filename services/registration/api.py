@@ -7,7 +7,7 @@ import hashlib
 import io
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs
 
@@ -153,7 +153,7 @@ async def _token_body(request: Request) -> tuple[str, bool]:
     elif content_type in ("application/json", ""):
         try:
             data = json.loads(raw or b"null")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
             raise Problem(
                 422, "Invalid request", errors=[{"field": "body", "message": "the body is not valid JSON"}]
             ) from None
@@ -197,10 +197,17 @@ async def _action_page(request: Request, token: str, kind: str) -> HTMLResponse:
     async with _runtime(request).transaction() as session:
         found = await repo.registration_by_token_hash(session, service.hash_token(token))
         wg = await repo.get_working_group(session, found.working_group_id) if found else None
-    if found is None or wg is None or found.status == "expired":
+        revoked = found is None and await service.revoked_link(session, token)
+        expired = wg is not None and await service._link_expired(session, wg.id, datetime.now(UTC))
+    if revoked:
+        return HTMLResponse(pages.result_page("de", dict(service.CANCELLED_ONLY)), headers=NO_STORE)
+    if found is None or wg is None or found.status == "expired" or expired:
         return HTMLResponse(pages.not_found_page(), status_code=404)
     html = pages.action_page(found.language, kind, wg.title, f"/v1/registrations/{kind}", token)
-    return HTMLResponse(html, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+    return HTMLResponse(html, headers=NO_STORE)
+
+
+NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
 @router.post(
@@ -325,6 +332,8 @@ async def planning(working_group_id: str, request: Request, user: Staff) -> dict
         if not views:
             raise Problem(404, "Not found", "There is no working group with this id.")
         rows = await repo.participants(session, working_group_id)
+        # The figures include accessibility needs (health data, Art. 9 GDPR): the read is audited.
+        await service.audit(session, user.subject, "planning.read", working_group_id, {})
     figures: dict[str, dict[str, dict[str, int]]] = {}
     for status in ("confirmed", "waitlisted"):
         group = [r for r in rows if r.status == status]

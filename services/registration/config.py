@@ -1,6 +1,8 @@
 from typing import ClassVar
 
-from shared.settings import ServiceSettings, settings_config
+from shared.settings import ServiceSettings, secret_problem, settings_config
+
+DEVELOPMENT_TOKEN_SECRET = "dev-token-secret-not-for-production"
 
 
 class RegistrationSettings(ServiceSettings):
@@ -17,15 +19,25 @@ class RegistrationSettings(ServiceSettings):
     reminder_lead_hours: float = 48.0
     idempotency_ttl_hours: float = 24.0
     rate_limit_per_minute: int = 20
+    # Mail as a weapon: a public POST mails an address at most once per working group in this many
+    # hours (later POSTs answer 202 alike and send nothing), and all opt-in mails together stay under
+    # this hourly cap (0 = no cap; beyond it, registering answers 429 until the hour has passed).
+    public_mail_interval_hours: float = 24.0
+    opt_in_mails_per_hour: int = 1000
     expiry_job_interval: float = 60.0
     reminder_job_interval: float = 60.0
 
     def model_post_init(self, __context: object) -> None:
         super().model_post_init(__context)
-        if not self.token_secret:
-            if self.environment == "production":
-                raise ValueError("REGISTRATION_TOKEN_SECRET must be set in production")
-            self.token_secret = "dev-token-secret-not-for-production"
+        if not self.token_secret and self.environment != "production":
+            self.token_secret = DEVELOPMENT_TOKEN_SECRET
         if not self.public_url:
             self.public_url = self.registration_public_url
         self.public_url = self.public_url.rstrip("/")
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        problem = secret_problem("REGISTRATION_TOKEN_SECRET", self.token_secret)
+        if problem:
+            problems.append(problem)
+        return problems

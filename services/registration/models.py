@@ -6,7 +6,6 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
-    Identity,
     Index,
     Integer,
     Table,
@@ -16,6 +15,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from shared.audit import audit_log_table
 from shared.db import service_metadata
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
@@ -76,6 +76,8 @@ registrations = Table(
     Column("accessibility_needs", Text, nullable=True),
     Column("interpretation_language", Text, nullable=True),
     Column("token_hash", Text, nullable=False, unique=True),
+    # The hash of the link mailed before cancelling (the token is rotated then): it answers "cancelled".
+    Column("revoked_token_hash", Text, nullable=True, unique=True),
     Column("seat", Text, nullable=True),  # 'reserved' | 'general' while confirmed
     Column("waitlist_seq", BigInteger, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -83,6 +85,8 @@ registrations = Table(
     Column("confirmed_at", DateTime(timezone=True), nullable=True),
     Column("cancelled_at", DateTime(timezone=True), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # When a public POST last caused a mail to this address for this working group (0006).
+    Column("public_mail_at", DateTime(timezone=True), nullable=True, index=True),
     Index(
         "uq_registrations_active_email",
         "working_group_id",
@@ -124,14 +128,5 @@ idempotency_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
-# Append-only record of every staff action, with the acting subject from the token.
-audit_log = Table(
-    "audit_log",
-    metadata,
-    Column("id", BigInteger, Identity(always=True), primary_key=True),
-    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("subject", Text, nullable=False),
-    Column("action", Text, nullable=False),
-    Column("target", Text, nullable=False),
-    Column("details", JSONB, nullable=False),
-)
+# Append-only record of every staff action and every staff read of personal data (shared.audit).
+audit_log = audit_log_table(metadata)

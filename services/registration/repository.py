@@ -211,6 +211,14 @@ async def registration_by_token_hash(
     return (await session.execute(query, {"token_hash": token_hash})).first()
 
 
+async def registration_by_revoked_token_hash(session: AsyncConnection, token_hash: str) -> Row[Any] | None:
+    return (
+        await session.execute(
+            select(registrations.c.id).where(registrations.c.revoked_token_hash == token_hash)
+        )
+    ).first()
+
+
 async def waitlist_position(session: AsyncConnection, working_group_id: str, waitlist_seq: int) -> int:
     ahead = await session.scalar(_WAITLIST_AHEAD, {"wg_id": working_group_id, "seq": waitlist_seq})
     return int(ahead or 0) + 1
@@ -311,3 +319,29 @@ async def claim_reminder(
             .returning(meetings)
         )
     ).first()
+
+
+async def public_mails_since(session: AsyncConnection, since: Any) -> int:
+    return int(
+        await session.scalar(
+            select(func.count()).select_from(registrations).where(registrations.c.public_mail_at > since)
+        )
+        or 0
+    )
+
+
+async def claim_public_mail(
+    session: AsyncConnection, registration_id: uuid.UUID, now: Any, interval: Any
+) -> bool:
+    """Record that a public POST mails this registration's address now; False when it was mailed within
+    ``interval`` (then nothing is sent)."""
+    claimed = await session.execute(
+        update(registrations)
+        .where(registrations.c.id == registration_id)
+        .where(
+            (registrations.c.public_mail_at.is_(None)) | (registrations.c.public_mail_at <= now - interval)
+        )
+        .values(public_mail_at=now)
+        .returning(registrations.c.id)
+    )
+    return claimed.first() is not None

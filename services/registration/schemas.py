@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, StrictBool, field_validator
 
 from shared.events import Language, ParticipantType
 from shared.validation import Email, StrictModel, multi_line, single_line
@@ -28,7 +28,8 @@ class RegistrationRequest(StrictModel):
     district: ShortText | None = None  # type: ignore[valid-type]
     accessibility_needs: LongText | None = None  # type: ignore[valid-type]
     interpretation_language: ShortText | None = None  # type: ignore[valid-type]
-    privacy_consent: bool
+    # Only JSON true: "yes", 1 or "on" are not consent.
+    privacy_consent: StrictBool
     # Honeypot: invisible in the city's form; a person leaves it empty, a bot fills it.
     website: str | None = Field(default=None, max_length=500)
 
@@ -50,7 +51,7 @@ class RegistrationAccepted(BaseModel):
 
 
 class RegistrationState(BaseModel):
-    id: UUID
+    id: UUID | None = None  # absent when a revoked (cancelled) link is used: it tells nothing more
     status: str
     waitlist_position: int | None = None
 

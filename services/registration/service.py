@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import secrets
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -31,6 +32,7 @@ from services.registration.models import (
 )
 from services.registration.schemas import RegistrationRequest
 from shared import events as ev
+from shared.audit import record as audit_log_record
 from shared.http import Problem
 from shared.outbox import add_event
 
@@ -252,6 +254,7 @@ async def submit_registration(
     current status and the answer looks like the first one, so nobody can probe who is registered.
     """
     now = now or datetime.now(UTC)
+    await _check_opt_in_budget(session, settings, now)
     context = await catalog_cache.get(session, request.working_group_id)
     if context is None:
         raise Problem(
@@ -282,10 +285,11 @@ async def submit_registration(
             "created_at": now,
             "updated_at": now,
             "expires_at": now + timedelta(hours=settings.confirmation_window_hours),
+            "public_mail_at": now,
         },
     )
     if inserted.first() is None:
-        await _tell_existing_status(session, settings, request.working_group_id, email_key)
+        await _tell_existing_status(session, settings, request.working_group_id, email_key, now)
         return uuid.uuid4()
 
     wg, meeting_infos = context
@@ -294,7 +298,8 @@ async def submit_registration(
         outbox,
         ev.RegistrationSubmitted(
             registration_id=registration_id,
-            recipient=ev.Recipient(email=str(request.email), name=request.name, language=request.language),
+            # The name is not shown before the address is proven: anyone may type any name (and URL).
+            recipient=ev.Recipient(email=str(request.email), name="", language=request.language),
             working_group=wg,
             meetings=meeting_infos,
             participant_type=request.participant_type,
@@ -304,12 +309,31 @@ async def submit_registration(
     return registration_id
 
 
+async def _check_opt_in_budget(
+    session: AsyncConnection, settings: RegistrationSettings, now: datetime
+) -> None:
+    """All opt-in mails together stay under ``opt_in_mails_per_hour`` (approximately: concurrent requests
+    may each see the last free place)."""
+    if settings.opt_in_mails_per_hour <= 0:
+        return
+    if await repo.public_mails_since(session, now - timedelta(hours=1)) >= settings.opt_in_mails_per_hour:
+        raise Problem(
+            429,
+            "Too many requests",
+            "Registrations are paused for a short while. Please try again later.",
+            headers={"Retry-After": "600"},
+        )
+
+
 async def _tell_existing_status(
-    session: AsyncConnection, settings: RegistrationSettings, wg_id: str, email_key: str
+    session: AsyncConnection, settings: RegistrationSettings, wg_id: str, email_key: str, now: datetime
 ) -> None:
     existing = await repo.active_registration_for(session, wg_id, email_key)
     if existing is None:  # it went inactive between the insert and this read; nothing to tell
         return
+    interval = timedelta(hours=settings.public_mail_interval_hours)
+    if not await repo.claim_public_mail(session, existing.id, now, interval):
+        return  # this address was mailed for this working group recently: answer alike, send nothing
     position = None
     if existing.status == "waitlisted" and existing.waitlist_seq is not None:
         position = await repo.waitlist_position(session, wg_id, existing.waitlist_seq)
@@ -319,7 +343,8 @@ async def _tell_existing_status(
         outbox,
         ev.RegistrationResubmitted(
             registration_id=existing.id,
-            recipient=recipient_of(existing),
+            # Sent on a public POST: whoever posted typed the address, so no name is shown.
+            recipient=recipient_of(existing).model_copy(update={"name": ""}),
             working_group=wg,
             meetings=meeting_infos,
             participant_type=existing.participant_type,
@@ -354,6 +379,30 @@ def _not_found() -> Problem:
     return Problem(404, "Not found", "This link is unknown or has expired.")
 
 
+# What a link revoked by cancelling answers: that it was cancelled, nothing more.
+CANCELLED_ONLY: dict[str, Any] = {"status": "cancelled"}
+LINK_GRACE = timedelta(days=1)
+
+
+def links_expired(meeting_infos: list[ev.MeetingInfo], now: datetime) -> bool:
+    """A self-service link ends a day after its working group's last meeting (while a date is still
+    to be announced, it lives on)."""
+    if not meeting_infos or any(m.starts_at is None for m in meeting_infos):
+        return False
+    last = max((m.ends_at or m.starts_at) for m in meeting_infos if m.starts_at is not None)
+    return last + LINK_GRACE < now
+
+
+async def _link_expired(session: AsyncConnection, wg_id: str, now: datetime) -> bool:
+    entry = await catalog_cache.get(session, wg_id)
+    return entry is not None and links_expired(entry[1], now)
+
+
+async def revoked_link(session: AsyncConnection, token: str) -> bool:
+    """Whether ``token`` is the link of a registration that was cancelled (and its token rotated)."""
+    return await repo.registration_by_revoked_token_hash(session, hash_token(token)) is not None
+
+
 async def registration_state(session: AsyncConnection, registration: Row[Any]) -> dict[str, Any]:
     state: dict[str, Any] = {"id": registration.id, "status": registration.status}
     if registration.status == "waitlisted" and registration.waitlist_seq is not None:
@@ -384,8 +433,12 @@ async def confirm_registration(
     token_hash = hash_token(token)
     found = await repo.registration_with_locked_group(session, token_hash)
     if found is None:
+        if await revoked_link(session, token):
+            return dict(CANCELLED_ONLY)
         raise _not_found()
     registration, group = found
+    if await _link_expired(session, registration.working_group_id, now):
+        raise _not_found()
     if registration.status != "pending_confirmation" or (
         registration.expires_at is not None and registration.expires_at <= now
     ):
@@ -428,14 +481,18 @@ async def cancel_registration(
     token_hash = hash_token(token)
     found = await repo.registration_with_locked_group(session, token_hash)
     if found is None:
+        if await revoked_link(session, token):
+            return dict(CANCELLED_ONLY)
         raise _not_found()
     _, group = found
+    if await _link_expired(session, group.id, now):
+        raise _not_found()
     # Read again under the lock: the joined columns come from before the lock was granted.
     registration = await repo.registration_by_token_hash(session, token_hash, for_update=True)
     if registration is None or registration.status in _TERMINAL_NOT_FOUND:
         raise _not_found()
     if registration.status == "cancelled":
-        return {"id": registration.id, "status": "cancelled"}
+        return dict(CANCELLED_ONLY)
     if registration.status == "confirmed":
         group = _with_seats(group, domain.release(_seat_counts(group), registration.seat))
     elif registration.status == "waitlisted":
@@ -450,6 +507,9 @@ async def cancel_registration(
             cancelled_at=now,
             expires_at=None,
             updated_at=now,
+            # The token is rotated: the mailed link now only says "cancelled" (revoked_token_hash).
+            token_hash=hash_token(secrets.token_urlsafe(32)),
+            revoked_token_hash=token_hash,
         )
     )
     await repo.store_seat_counters(session, group, now)
@@ -510,10 +570,19 @@ async def _promote_from_waitlist(
     return len(promoted)
 
 
-async def registration_status(session: AsyncConnection, token: str) -> dict[str, Any]:
+async def registration_status(
+    session: AsyncConnection, token: str, now: datetime | None = None
+) -> dict[str, Any]:
+    now = now or datetime.now(UTC)
     registration = await repo.registration_by_token_hash(session, hash_token(token))
+    if registration is None and await revoked_link(session, token):
+        return dict(CANCELLED_ONLY)
     if registration is None or registration.status in _TERMINAL_NOT_FOUND:
-        raise Problem(404, "Not found", "This link is unknown or has expired.")
+        raise _not_found()
+    if registration.status == "cancelled":
+        return dict(CANCELLED_ONLY)  # no personal data of a cancelled registration
+    if await _link_expired(session, registration.working_group_id, now):
+        raise _not_found()
     views = await working_group_views(session, [registration.working_group_id])
     state = await registration_state(session, registration)
     return {
@@ -706,15 +775,7 @@ async def send_due_reminders(
 async def audit(
     session: AsyncConnection, subject: str, action: str, target: str, details: dict[str, Any]
 ) -> None:
-    await session.execute(
-        insert(audit_log).values(subject=subject, action=action, target=target, details=_jsonable(details))
-    )
-
-
-def _jsonable(value: Any) -> Any:
-    import json
-
-    return json.loads(json.dumps(value, default=str))
+    await audit_log_record(session, audit_log, subject, action, target, details)
 
 
 async def forget_idempotency_keys(session: AsyncConnection, settings: RegistrationSettings) -> None:

@@ -18,7 +18,7 @@ import aio_pika
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from shared.migrations import ServiceDatabase, bootstrap, migrate
+from shared.migrations import ServiceDatabase, bootstrap, migrate_service, migrator_url_for
 
 SERVICES = ("registration", "notification", "proposals")
 
@@ -34,6 +34,9 @@ class TestInfra:
         admin = make_url(self.admin_url)
         role = f"{self.role_prefix}_{service}"
         return f"postgresql+asyncpg://{role}:{role}@{admin.host or '127.0.0.1'}:{admin.port or 5432}/{self.database}"
+
+    def migrator_url(self, service: str) -> str:
+        return migrator_url_for(self.database_url(service))
 
 
 def docker_available() -> bool:
@@ -109,7 +112,7 @@ def provision(stack: ExitStack) -> TestInfra:
     services = [ServiceDatabase(s, infra.database_url(s)) for s in SERVICES]
     asyncio.run(bootstrap(admin_url, services))
     for svc in services:
-        migrate(svc.service, svc.database_url)
+        migrate_service(svc)
     return infra
 
 
@@ -119,5 +122,6 @@ async def _drop(infra: TestInfra) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{infra.database}" WITH (FORCE)')
         for service in SERVICES:
             await conn.execute(f'DROP ROLE IF EXISTS "{infra.role_prefix}_{service}"')
+            await conn.execute(f'DROP ROLE IF EXISTS "{infra.role_prefix}_{service}_migrator"')
     finally:
         await conn.close()
