@@ -157,6 +157,7 @@ def main() -> None:
                     f"{prefix}_DATABASE_URL": infra.database_url(name),
                     f"{prefix}_PORT": str(port),
                     f"{prefix}_RATE_LIMIT_PER_MINUTE": "0",
+                    "REGISTRATION_OPT_IN_MAILS_PER_HOUR": "0",
                 },
             )
             stack.callback(_stop, service)

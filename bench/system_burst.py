@@ -1,0 +1,292 @@
+"""The whole system on one machine: the three services as their own processes, an aiosmtpd sink, local
+Postgres and RabbitMQ — as a city's IT would try it.
+
+    .venv/bin/python -m bench.system_burst [--burst 10000] [--steady-rate 200 --steady-seconds 60]
+
+burst   N registrations posted as fast as the registration service takes them (wrk, 64 connections):
+        seconds from the first POST until the N-th confirm-your-registration mail is at the sink; mails
+        missing and duplicated (counted by Message-ID); the mail rate while intake runs against the rate
+        once it has stopped; the peak RSS of every service process.
+steady  registrations at a fixed rate: POST→mail-at-sink latency, p50 and p99.
+
+Prints JSON on its last line. ``--smoke`` runs both briefly (a few seconds) with small numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+import asyncpg
+import httpx
+import psutil
+from aiosmtpd.controller import Controller
+
+from bench.registration_throughput import _provisioned, _stop, start, wait_until_up
+from shared.db import asyncpg_dsn
+from tests.support.smtp import free_port
+
+SERVICES = ("registration", "notification", "proposals")
+_MESSAGE_ID = re.compile(rb"^Message-ID:\s*(<[^>\r\n]+>)", re.MULTILINE | re.IGNORECASE)
+
+BURST_LUA = """
+local counter = 0
+local thread_id = 0
+local threads = {}
+setup = function(thread)
+  thread:set("tid", thread_id); thread_id = thread_id + 1; table.insert(threads, thread)
+end
+request = function()
+  counter = counter + 1
+  local body = string.format('{"working_group_id":"sprachfoerderung","name":"Burst Person","email":"burst-%s-%d-%d@example.org","language":"de","participant_type":"resident","privacy_consent":true}', RUN, tid, counter)
+  return wrk.format("POST", "/v1/registrations", {["Content-Type"]="application/json"}, body)
+end
+local done = 0
+response = function(status, headers, body)
+  done = done + 1
+  if done >= PER_THREAD then wrk.thread:stop() end
+end
+"""
+
+
+@dataclass
+class Sink:
+    """Counts mails by Message-ID and notes when each recipient's first mail arrived; parses nothing
+    else (the sink shares the machine with the system it measures)."""
+
+    arrivals: list[float] = field(default_factory=list)
+    message_ids: dict[bytes, int] = field(default_factory=dict)
+    first_mail_at: dict[str, float] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        now = time.monotonic()
+        found = _MESSAGE_ID.search(envelope.original_content or b"")
+        key = found.group(1) if found else b"<none>"
+        with self.lock:
+            self.arrivals.append(now)
+            self.message_ids[key] = self.message_ids.get(key, 0) + 1
+            for rcpt in envelope.rcpt_tos:
+                self.first_mail_at.setdefault(rcpt.lower(), now)
+        return "250 OK"
+
+    def count(self) -> int:
+        return len(self.arrivals)
+
+
+def run_burst(url: str, database_url: str, n: int, connections: int, threads: int = 2) -> tuple[float, float]:
+    """Post ``n`` registrations with wrk (each thread stops after its share); returns the monotonic times
+    of the first POST and of the moment all ``n`` were stored (wrk itself runs out its duration)."""
+    run = uuid.uuid4().hex[:8]
+    lua = f'RUN = "{run}"\nPER_THREAD = {n // threads}\n' + BURST_LUA
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(lua)
+    started = time.monotonic()
+    wrk = subprocess.Popen(
+        ["wrk", f"-t{threads}", f"-c{connections}", "-d600s", "-s", handle.name, url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        asyncio.run(_wait_for_rows(database_url, n - n % threads))
+        return started, time.monotonic()
+    finally:
+        wrk.terminate()
+        wrk.wait()
+
+
+async def stored_registrations(database_url: str) -> int:
+    """How many registrations the burst made (wrk may have had a few more requests in flight than n)."""
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM registration.registrations"))
+    finally:
+        await conn.close()
+
+
+async def _wait_for_rows(database_url: str, n: int, timeout: float = 600) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        deadline = time.monotonic() + timeout
+        while await conn.fetchval("SELECT count(*) FROM registration.registrations") < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the registrations never arrived")
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+
+
+async def run_steady(url: str, rate: int, seconds: int) -> dict[str, float]:
+    """POST at ``rate`` per second for ``seconds``; returns {email: monotonic time the POST was sent}."""
+    sent: dict[str, float] = {}
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+        tasks = []
+        run = uuid.uuid4().hex[:8]
+        begin = time.monotonic()
+        for i in range(rate * seconds):
+            due = begin + i / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            email = f"steady-{run}-{i}@example.org"
+            sent[email] = time.monotonic()
+            body = {
+                "working_group_id": "sprachfoerderung",
+                "name": "Steady Person",
+                "email": email,
+                "language": "de",
+                "participant_type": "resident",
+                "privacy_consent": True,
+            }
+            tasks.append(asyncio.create_task(client.post("/v1/registrations", json=body)))
+        answers = await asyncio.gather(*tasks)
+    bad = [a.status_code for a in answers if a.status_code != 202]
+    if bad:
+        raise RuntimeError(f"{len(bad)} POSTs were not accepted: {bad[:5]}")
+    return sent
+
+
+def wait_for_mails(sink: Sink, expected: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while sink.count() < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+class PeakRss:
+    """Samples the resident set size of the service processes every 0.2 s; keeps each one's peak."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.processes = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.peak_mb = dict.fromkeys(pids, 0.0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for name, process in self.processes.items():
+                try:
+                    self.peak_mb[name] = max(self.peak_mb[name], process.memory_info().rss / 2**20)
+                except psutil.Error:
+                    pass
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--burst", type=int, default=10_000)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--steady-rate", type=int, default=200)
+    parser.add_argument("--steady-seconds", type=int, default=60)
+    parser.add_argument("--timeout", type=float, default=300.0, help="how long to wait for the mails")
+    parser.add_argument("--smoke", action="store_true", help="a few seconds with small numbers")
+    args = parser.parse_args()
+    if args.smoke:
+        args.burst, args.steady_rate, args.steady_seconds, args.timeout = 200, 20, 2, 60.0
+
+    sink = Sink()
+    smtp_port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    with ExitStack() as stack:
+        stack.callback(controller.stop)
+        infra = stack.enter_context(_provisioned())
+        ports = {name: free_port() for name in SERVICES}
+        env = {
+            **os.environ,
+            "AMQP_URL": infra.amqp_url,
+            "LOG_LEVEL": "WARNING",
+            "STAFF_JWT_SECRET": "bench-secret-that-is-at-least-32-bytes",
+            "NOTIFICATION_SMTP_PORT": str(smtp_port),
+            "REGISTRATION_RATE_LIMIT_PER_MINUTE": "0",
+            "REGISTRATION_OPT_IN_MAILS_PER_HOUR": "0",
+            "PROPOSALS_RATE_LIMIT_PER_MINUTE": "0",
+        }
+        pids = {}
+        for name in SERVICES:
+            prefix = name.upper()
+            process = start(
+                [sys.executable, "-m", "shared.cli", "serve", name],
+                {
+                    **env,
+                    f"{prefix}_DATABASE_URL": infra.database_url(name),
+                    f"{prefix}_PORT": str(ports[name]),
+                },
+            )
+            stack.callback(_stop, process)
+            pids[name] = process.pid
+        for name in SERVICES:
+            wait_until_up(f"http://127.0.0.1:{ports[name]}/readyz")
+        url = f"http://127.0.0.1:{ports['registration']}"
+        results: dict = {"burst": args.burst}
+
+        with PeakRss(pids) as rss:
+            started, intake_done = run_burst(
+                url, infra.database_url("registration"), args.burst, args.connections
+            )
+            during_intake = sink.count()
+            posted = asyncio.run(stored_registrations(infra.database_url("registration")))
+            wait_for_mails(sink, posted, args.timeout)
+            last = max(sink.arrivals) if sink.arrivals else time.monotonic()
+        after = [t for t in sink.arrivals if t > intake_done]
+        drain = (max(after) - intake_done) if after else 0.0
+        intake_s = intake_done - started
+        results["burst_result"] = {
+            "intake_s": round(intake_s, 2),
+            "registrations": posted,
+            "intake_per_s": round(posted / intake_s, 1),
+            "last_mail_after_first_post_s": round(last - started, 2),
+            "mails_at_sink": sink.count(),
+            "missing": max(0, posted - len(sink.message_ids)),
+            "duplicates": sum(c - 1 for c in sink.message_ids.values() if c > 1),
+            "mail_rate_during_intake_per_s": round(during_intake / intake_s, 1),
+            "mail_rate_after_intake_per_s": round(len(after) / drain, 1) if drain else None,
+            "peak_rss_mb": {name: round(mb, 1) for name, mb in rss.peak_mb.items()},
+        }
+        during, alone = (
+            results["burst_result"]["mail_rate_during_intake_per_s"],
+            results["burst_result"]["mail_rate_after_intake_per_s"],
+        )
+        results["burst_result"]["starvation_ratio"] = round(during / alone, 2) if alone else None
+
+        time.sleep(1)
+        sent = asyncio.run(run_steady(url, args.steady_rate, args.steady_seconds))
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline and not all(e in sink.first_mail_at for e in sent):
+            time.sleep(0.05)
+        latencies = sorted(
+            (sink.first_mail_at[e] - t) * 1000 for e, t in sent.items() if e in sink.first_mail_at
+        )
+        results["steady"] = {
+            "rate_per_s": args.steady_rate,
+            "seconds": args.steady_seconds,
+            "posted": len(sent),
+            "mailed": len(latencies),
+            "p50_ms": round(statistics.median(latencies), 1) if latencies else None,
+            "p99_ms": round(latencies[max(0, int(len(latencies) * 0.99) - 1)], 1) if latencies else None,
+        }
+        print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
