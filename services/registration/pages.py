@@ -1,89 +1,19 @@
 """The small pages behind the links in mails. A GET only shows a page with a button (mail scanners open
-links); the button POSTs the form. Texts in the person's language; everything is HTML-escaped."""
+links); the button POSTs the form. Sentences come from the gettext catalogs (``shared/locale``), in
+the person's language; everything is HTML-escaped."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from jinja2 import Environment, select_autoescape
 
-TEXTS: dict[str, dict[str, str]] = {
-    "de": {
-        "confirm_title": "Anmeldung bestätigen",
-        "confirm_intro": "Bitte bestätigen Sie Ihre Anmeldung zum Arbeitskreis „{title}“.",
-        "confirm_button": "Anmeldung bestätigen",
-        "cancel_title": "Anmeldung stornieren",
-        "cancel_intro": "Möchten Sie Ihre Anmeldung zum Arbeitskreis „{title}“ stornieren? Ihr Platz geht an die nächste Person auf der Warteliste.",
-        "cancel_button": "Anmeldung stornieren",
-        "confirmed": "Ihre Anmeldung ist bestätigt. Sie erhalten eine E-Mail mit den Terminen.",
-        "waitlisted": "Alle Plätze sind vergeben. Sie stehen auf der Warteliste, Platz {position}.",
-        "cancelled": "Ihre Anmeldung ist storniert.",
-        "not_found": "Dieser Link ist unbekannt oder abgelaufen.",
-    },
-    "en": {
-        "confirm_title": "Confirm your registration",
-        "confirm_intro": "Please confirm your registration for the working group “{title}”.",
-        "confirm_button": "Confirm registration",
-        "cancel_title": "Cancel your registration",
-        "cancel_intro": "Do you want to cancel your registration for the working group “{title}”? Your seat goes to the next person on the waiting list.",
-        "cancel_button": "Cancel registration",
-        "confirmed": "Your registration is confirmed. You will receive an e-mail with the dates.",
-        "waitlisted": "All seats are taken. You are on the waiting list, position {position}.",
-        "cancelled": "Your registration has been cancelled.",
-        "not_found": "This link is unknown or has expired.",
-    },
-    "tr": {
-        "confirm_title": "Kaydınızı onaylayın",
-        "confirm_intro": "Lütfen “{title}” çalışma grubuna kaydınızı onaylayın.",
-        "confirm_button": "Kaydı onayla",
-        "cancel_title": "Kaydınızı iptal edin",
-        "cancel_intro": "“{title}” çalışma grubuna kaydınızı iptal etmek istiyor musunuz? Yeriniz bekleme listesindeki bir sonraki kişiye verilir.",
-        "cancel_button": "Kaydı iptal et",
-        "confirmed": "Kaydınız onaylandı. Tarihleri içeren bir e-posta alacaksınız.",
-        "waitlisted": "Tüm yerler dolu. Bekleme listesindesiniz, sıra {position}.",
-        "cancelled": "Kaydınız iptal edildi.",
-        "not_found": "Bu bağlantı bilinmiyor veya süresi dolmuş.",
-    },
-    "ru": {
-        "confirm_title": "Подтвердите регистрацию",
-        "confirm_intro": "Пожалуйста, подтвердите вашу регистрацию в рабочей группе «{title}».",
-        "confirm_button": "Подтвердить регистрацию",
-        "cancel_title": "Отменить регистрацию",
-        "cancel_intro": "Вы хотите отменить регистрацию в рабочей группе «{title}»? Ваше место получит следующий человек из списка ожидания.",
-        "cancel_button": "Отменить регистрацию",
-        "confirmed": "Ваша регистрация подтверждена. Вы получите письмо с датами встреч.",
-        "waitlisted": "Все места заняты. Вы в списке ожидания, место {position}.",
-        "cancelled": "Ваша регистрация отменена.",
-        "not_found": "Эта ссылка неизвестна или устарела.",
-    },
-    "ar": {
-        "confirm_title": "تأكيد التسجيل",
-        "confirm_intro": "يرجى تأكيد تسجيلك في مجموعة العمل «{title}».",
-        "confirm_button": "تأكيد التسجيل",
-        "cancel_title": "إلغاء التسجيل",
-        "cancel_intro": "هل تريد إلغاء تسجيلك في مجموعة العمل «{title}»؟ سيذهب مقعدك إلى الشخص التالي في قائمة الانتظار.",
-        "cancel_button": "إلغاء التسجيل",
-        "confirmed": "تم تأكيد تسجيلك. ستصلك رسالة بالبريد الإلكتروني تتضمن المواعيد.",
-        "waitlisted": "جميع المقاعد محجوزة. أنت في قائمة الانتظار، المركز {position}.",
-        "cancelled": "تم إلغاء تسجيلك.",
-        "not_found": "هذا الرابط غير معروف أو منتهي الصلاحية.",
-    },
-    "uk": {
-        "confirm_title": "Підтвердіть реєстрацію",
-        "confirm_intro": "Будь ласка, підтвердіть вашу реєстрацію в робочій групі «{title}».",
-        "confirm_button": "Підтвердити реєстрацію",
-        "cancel_title": "Скасувати реєстрацію",
-        "cancel_intro": "Ви хочете скасувати реєстрацію в робочій групі «{title}»? Ваше місце отримає наступна людина зі списку очікування.",
-        "cancel_button": "Скасувати реєстрацію",
-        "confirmed": "Вашу реєстрацію підтверджено. Ви отримаєте лист із датами зустрічей.",
-        "waitlisted": "Усі місця зайняті. Ви в списку очікування, місце {position}.",
-        "cancelled": "Вашу реєстрацію скасовано.",
-        "not_found": "Це посилання невідоме або застаріле.",
-    },
-}
+from shared import i18n
 
 _env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
 _PAGE = _env.from_string(
     """<!DOCTYPE html>
-<html lang="{{ lang }}" dir="{{ 'rtl' if lang == 'ar' else 'ltr' }}">
+<html lang="{{ lang }}" dir="{{ dir }}">
 <head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex"><title>{{ title }}</title></head>
 <body style="font-family: Arial, Helvetica, sans-serif; max-width: 36em; margin: 2em auto; padding: 0 1em;">
@@ -99,33 +29,50 @@ _PAGE = _env.from_string(
 )
 
 
-def texts(language: str) -> dict[str, str]:
-    return TEXTS.get(language, TEXTS["de"])
+def _page(language: str, title: str, message: str, **form: Any) -> str:
+    language = i18n.resolve(language)
+    return _PAGE.render(
+        lang=language, dir=i18n.text_direction(language), title=title, message=message, **form
+    )
 
 
 def action_page(language: str, kind: str, working_group_title: str, action: str, token: str) -> str:
-    t = texts(language)
-    return _PAGE.render(
-        lang=language if language in TEXTS else "de",
-        title=t[f"{kind}_title"],
-        message=t[f"{kind}_intro"].format(title=working_group_title),
-        button=t[f"{kind}_button"],
-        action=action,
-        token=token,
-    )
+    pgettext = i18n.translations(language).pgettext
+    if kind == "confirm":
+        title = pgettext("page", "Confirm your registration")
+        intro = pgettext("page", "Please confirm your registration for the working group “%(title)s”.")
+        button = pgettext("page", "Confirm registration")
+    else:
+        title = pgettext("page", "Cancel your registration")
+        intro = pgettext(
+            "page",
+            "Do you want to cancel your registration for the working group “%(title)s”? Your seat goes"
+            " to the next person on the waiting list.",
+        )
+        button = pgettext("page", "Cancel registration")
+    message = intro % {"title": working_group_title}
+    return _page(language, title, message, button=button, action=action, token=token)
 
 
 def result_page(language: str, state: dict) -> str:
-    t = texts(language)
-    status = state.get("status", "")
-    message = t.get(status, "").format(position=state.get("waitlist_position", ""))
-    return _PAGE.render(
-        lang=language if language in TEXTS else "de", title=t["confirm_title"], message=message
-    )
+    pgettext = i18n.translations(language).pgettext
+    messages = {
+        "confirmed": pgettext(
+            "page", "Your registration is confirmed. You will receive an e-mail with the dates."
+        ),
+        "waitlisted": pgettext(
+            "page", "All seats are taken. You are on the waiting list, position %(position)s."
+        ),
+        "cancelled": pgettext("page", "Your registration has been cancelled."),
+    }
+    message = messages.get(state.get("status", ""), "") % {"position": state.get("waitlist_position", "")}
+    return _page(language, pgettext("page", "Confirm your registration"), message)
 
 
 def not_found_page(language: str = "de") -> str:
-    t = texts(language)
-    return _PAGE.render(
-        lang=language if language in TEXTS else "de", title=t["confirm_title"], message=t["not_found"]
+    pgettext = i18n.translations(language).pgettext
+    return _page(
+        language,
+        pgettext("page", "Confirm your registration"),
+        pgettext("page", "This link is unknown or has expired."),
     )

@@ -1,0 +1,79 @@
+"""Translations: one gettext catalog per language, shared by the mails and the registration pages.
+
+``shared/locale/<language>/LC_MESSAGES/messages.po`` is what a translator edits (Poedit, Weblate);
+``shared/locale/messages.pot`` is the template extracted from the sources (``babel.cfg``). The
+catalogs are compiled in memory on first use, so neither a clone nor an install needs a ``.mo`` step;
+fuzzy entries are left out, as ``pybabel compile`` would. A language is a catalog: adding one is
+``pybabel init -l <code>`` (see the README).
+"""
+
+from __future__ import annotations
+
+import functools
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import Translations
+from jinja2 import BaseLoader, Environment, StrictUndefined, select_autoescape
+
+LOCALE_DIR = Path(__file__).resolve().parent / "locale"
+DOMAIN = "messages"
+FALLBACK_LANGUAGE = "de"
+RTL_LANGUAGES = frozenset({"ar"})
+BERLIN = ZoneInfo("Europe/Berlin")  # the city's time zone: dates in mails, pages and the catalog seed
+
+
+def catalog_path(language: str) -> Path:
+    return LOCALE_DIR / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+
+
+def languages() -> list[str]:
+    """The languages that have a catalog."""
+    return sorted(p.parent.parent.name for p in LOCALE_DIR.glob(f"*/LC_MESSAGES/{DOMAIN}.po"))
+
+
+def resolve(language: str) -> str:
+    """The language itself if it has a catalog, else the fallback (German)."""
+    return language if catalog_path(language).exists() else FALLBACK_LANGUAGE
+
+
+def text_direction(language: str) -> str:
+    return "rtl" if language in RTL_LANGUAGES else "ltr"
+
+
+@functools.cache
+def translations(language: str) -> Translations:
+    """The compiled catalog of a language (of the fallback if it has none)."""
+    with catalog_path(resolve(language)).open("rb") as po:
+        catalog = read_po(po, locale=resolve(language))
+    compiled = BytesIO()
+    write_mo(compiled, catalog, use_fuzzy=False)
+    compiled.seek(0)
+    return Translations(fp=compiled, domain=DOMAIN)
+
+
+def gettext_callables(language: str) -> dict[str, Any]:
+    """What the templates' ``{% trans %}`` blocks call, passed with each render (one environment serves
+    all languages)."""
+    t = translations(language)
+    return {"gettext": t.gettext, "ngettext": t.ngettext, "pgettext": t.pgettext, "npgettext": t.npgettext}
+
+
+def template_environment(loader: BaseLoader, *, html_suffix: str = "html.j2") -> Environment:
+    """A Jinja environment with the i18n extension; templates whose names end in ``html_suffix`` are
+    autoescaped, and every value in a translated sentence is escaped with them."""
+    env = Environment(
+        loader=loader,
+        extensions=["jinja2.ext.i18n"],
+        autoescape=select_autoescape(enabled_extensions=(html_suffix,), default=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.policies["ext.i18n.trimmed"] = True
+    return env
