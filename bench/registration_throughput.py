@@ -29,8 +29,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from services.registration.service import hash_token
 from shared.db import asyncpg_dsn
+from shared.tokens import hash_token
 from tests.support.infra import provision
 from tests.support.smtp import free_port
 

@@ -111,7 +111,8 @@ DomainErrors = dict[type[Exception], tuple[int, str]]
 
 def install_error_handlers(app: FastAPI, domain_errors: DomainErrors | None = None) -> None:
     """The one error path: every error becomes problem+json. ``domain_errors`` maps a service's domain
-    exceptions (carrying ``reason`` and, optionally, the ``field`` at fault) to a status and title."""
+    exceptions (carrying ``reason`` and, optionally, the ``field`` at fault, a list of ``errors`` or
+    ``retry_after`` seconds) to a status and title."""
     for error_type, (status, title) in (domain_errors or {}).items():
         app.add_exception_handler(error_type, _domain_handler(status, title))
 
@@ -171,12 +172,17 @@ def _domain_handler(status: int, title: str) -> Any:
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         reason = getattr(exc, "reason", str(exc))
         field = getattr(exc, "field", None)
+        errors = getattr(exc, "errors", None)
+        if errors is None and field and status == 422:
+            errors = [{"field": field, "message": reason}]
+        retry_after = getattr(exc, "retry_after", None)
         return problem_response(
             status,
             title,
             reason,
-            errors=[{"field": field, "message": reason}] if field and status == 422 else None,
+            errors=errors,
             instance=request.url.path,
+            headers={"Retry-After": str(retry_after)} if retry_after is not None else None,
         )
 
     return handle

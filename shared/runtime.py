@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -58,6 +59,9 @@ class ServiceRuntime:
     jobs: list[PeriodicJob] = field(default_factory=list)
     extra_queues: tuple[ConsumerQueue, ...] = ()
     broker_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    # A service's per-process caches, owned by its runtime: two runtimes in one process (two replicas
+    # in a test) share nothing.
+    caches: dict[str, Any] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _gate: asyncio.Semaphore | None = None
 

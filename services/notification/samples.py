@@ -5,12 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from services.notification.intents import intents_for, template_name
 from shared import events as ev
+from shared.i18n import BERLIN
 
-BERLIN = ZoneInfo("Europe/Berlin")
 _REG = uuid.UUID("00000000-0000-4000-8000-000000000001")
 _PROPOSAL = uuid.UUID("00000000-0000-4000-8000-000000000002")
 

@@ -16,21 +16,23 @@ def build(settings: RegistrationSettings | None = None) -> ServiceRuntime:
     settings = settings or RegistrationSettings()
     runtime = build_runtime(settings, outbox=outbox)
 
+    catalog = service.catalog_of(runtime)
+
     async def seed() -> None:
-        async with runtime.transaction() as session:
-            await service.seed_catalog(session, settings)
+        async with runtime.transaction() as conn:
+            await service.seed_catalog(conn, settings)
 
     async def expire() -> None:
-        async with runtime.transaction() as session:
-            await service.expire_unconfirmed(session, settings)
+        async with runtime.transaction() as conn:
+            await service.expire_unconfirmed(conn, settings, catalog)
 
     async def forget_idempotency_keys() -> None:
-        async with runtime.transaction() as session:
-            await service.forget_idempotency_keys(session, settings)
+        async with runtime.transaction() as conn:
+            await service.forget_idempotency_keys(conn, settings)
 
     async def remind() -> None:
-        async with runtime.transaction() as session:
-            await service.send_due_reminders(session, settings)
+        async with runtime.transaction() as conn:
+            await service.send_due_reminders(conn, settings)
 
     runtime.jobs.append(PeriodicJob("seed-catalog", 300.0, seed, before_serving=True))
     runtime.jobs.append(PeriodicJob("expire-unconfirmed", settings.expiry_job_interval, expire))
@@ -50,6 +52,7 @@ def create_app(
         title="Mitwirkung — registration",
         description="Working groups, meetings, registrations with double opt-in, the waitlist.",
         routers=[api.router],
+        domain_errors=api.DOMAIN_ERRORS,
         publishes=[t for t in CATALOG if t.startswith(("registration.", "meeting.", "working_group."))],
     )
     app.state.rate_limiter = ClientRateLimiter(runtime.settings.rate_limit_per_minute)

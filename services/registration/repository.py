@@ -4,16 +4,61 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, select, update
+from sqlalchemy import and_, bindparam, exists, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.registration.models import idempotency_keys, meetings, registrations, working_groups
+from services.registration.domain import ACTIVE_STATUSES, GroupCounters
+from services.registration.models import PERSONAL_DATA_COLUMNS, meetings, registrations, working_groups
 
-ACTIVE_STATUSES = ("pending_confirmation", "confirmed", "waitlisted")
+
+def group_counters(row: Any, prefix: str = "") -> GroupCounters:
+    return GroupCounters(**{f.name: getattr(row, prefix + f.name) for f in fields(GroupCounters)})
+
+
+# --- the catalog ------------------------------------------------------------------------------------------
+
+
+async def lock_catalog_seed(conn: AsyncConnection) -> None:
+    """Two replicas starting together: the second waits here, then finds the catalog."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('registration.seed_catalog'))"))
+
+
+async def insert_working_group(
+    conn: AsyncConnection, values: dict[str, Any], meeting_values: list[dict[str, Any]]
+) -> None:
+    await conn.execute(insert(working_groups).values(**values))
+    await conn.execute(insert(meetings).values(meeting_values))
+
+
+async def update_capacity(
+    conn: AsyncConnection, working_group_id: str, capacity: int, expert_reserved: int, now: Any
+) -> None:
+    await conn.execute(
+        working_groups.update()
+        .where(working_groups.c.id == working_group_id)
+        .values(capacity=capacity, expert_reserved=expert_reserved, updated_at=now)
+    )
+
+
+async def update_meeting(
+    conn: AsyncConnection, working_group_id: str, number: int, values: dict[str, Any], sequence: int, now: Any
+) -> None:
+    """Change a meeting (with its new calendar ``sequence``) and raise the group's ``catalog_version``."""
+    await conn.execute(
+        meetings.update()
+        .where(meetings.c.working_group_id == working_group_id, meetings.c.number == number)
+        .values(**values, sequence=sequence)
+    )
+    await conn.execute(
+        working_groups.update()
+        .where(working_groups.c.id == working_group_id)
+        .values(catalog_version=working_groups.c.catalog_version + 1, updated_at=now)
+    )
 
 
 async def count_working_groups(session: AsyncConnection) -> int:
@@ -100,29 +145,11 @@ async def lock_working_group(session: AsyncConnection, working_group_id: str) ->
     return (await session.execute(_WORKING_GROUP_LOCKED, {"wg_id": working_group_id})).first()
 
 
-@dataclass(frozen=True)
-class GroupCounters:
-    """A working group's seat and waitlist counters, as read under its row lock."""
-
-    id: str
-    capacity: int
-    expert_reserved: int
-    confirmed_general: int
-    confirmed_reserved: int
-    waitlist_seq: int
-    waitlisted: int
-    catalog_version: int
-
-    @classmethod
-    def of(cls, row: Any, prefix: str = "") -> GroupCounters:
-        return cls(**{f.name: getattr(row, prefix + f.name) for f in fields(cls)})
-
-
 async def registration_with_locked_group(
     session: AsyncConnection, token_hash: str
 ) -> tuple[Row[Any], GroupCounters] | None:
     row = (await session.execute(_REGISTRATION_WITH_LOCKED_GROUP, {"token_hash": token_hash})).first()
-    return None if row is None else (row, GroupCounters.of(row, _GROUP_PREFIX))
+    return None if row is None else (row, group_counters(row, _GROUP_PREFIX))
 
 
 async def store_seat_counters(session: AsyncConnection, counters: GroupCounters, now: Any) -> None:
@@ -222,10 +249,6 @@ async def registration_by_revoked_token_hash(session: AsyncConnection, token_has
 async def waitlist_position(session: AsyncConnection, working_group_id: str, waitlist_seq: int) -> int:
     ahead = await session.scalar(_WAITLIST_AHEAD, {"wg_id": working_group_id, "seq": waitlist_seq})
     return int(ahead or 0) + 1
-
-
-async def idempotent_response(session: AsyncConnection, key: str) -> Row[Any] | None:
-    return (await session.execute(select(idempotency_keys).where(idempotency_keys.c.key == key))).first()
 
 
 async def waitlist(session: AsyncConnection, working_group_id: str) -> Sequence[Row[Any]]:
@@ -345,3 +368,60 @@ async def claim_public_mail(
         .returning(registrations.c.id)
     )
     return claimed.first() is not None
+
+
+# --- a registration's states ----------------------------------------------------------------------------
+
+# Built once: the hot path passes only parameters. An address already active in the working group makes
+# the insert do nothing (the caller then tells the person their current status).
+_INSERT_REGISTRATION = (
+    pg_insert(registrations)
+    .on_conflict_do_nothing(
+        index_elements=["working_group_id", "email_key"],
+        # Literal, not bound parameters: Postgres must match it against the partial index's predicate.
+        index_where=text("status IN ('pending_confirmation', 'confirmed', 'waitlisted')"),
+    )
+    .returning(registrations.c.id)
+)
+
+
+async def insert_registration(conn: AsyncConnection, values: dict[str, Any]) -> bool:
+    """False when the address is already active in the working group (nothing was inserted)."""
+    return (await conn.execute(_INSERT_REGISTRATION, values)).first() is not None
+
+
+async def mark_cancelled(
+    conn: AsyncConnection, registration_id: uuid.UUID, now: Any, new_token_hash: str, revoked_token_hash: str
+) -> None:
+    """Cancelled; the token is rotated, so the mailed link now only says "cancelled"."""
+    await conn.execute(
+        registrations.update()
+        .where(registrations.c.id == registration_id)
+        .values(
+            status="cancelled",
+            seat=None,
+            waitlist_seq=None,
+            cancelled_at=now,
+            expires_at=None,
+            updated_at=now,
+            token_hash=new_token_hash,
+            revoked_token_hash=revoked_token_hash,
+        )
+    )
+
+
+async def mark_promoted(conn: AsyncConnection, registration_id: uuid.UUID, seat: str, now: Any) -> None:
+    await conn.execute(
+        registrations.update()
+        .where(registrations.c.id == registration_id)
+        .values(status="confirmed", seat=seat, waitlist_seq=None, updated_at=now)
+    )
+
+
+async def mark_expired(conn: AsyncConnection, registration_id: uuid.UUID, now: Any) -> None:
+    """Expired, and the personal data deleted."""
+    await conn.execute(
+        registrations.update()
+        .where(registrations.c.id == registration_id)
+        .values(status="expired", **dict.fromkeys(PERSONAL_DATA_COLUMNS), updated_at=now)
+    )

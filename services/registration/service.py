@@ -1,55 +1,38 @@
-"""Use cases of the registration service. Each runs inside the caller's unit of work and never commits."""
+"""Use cases of the registration service: load, apply the rule from ``domain``, store through
+``repository``, add the outbox event. Each runs inside the caller's unit of work and never commits;
+refusals are ``domain`` errors (``api.py`` maps them to problem+json)."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import secrets
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.registration import domain
 from services.registration import repository as repo
-from services.registration.catalog_seed import BERLIN, WORKING_GROUPS
+from services.registration.catalog_seed import WORKING_GROUPS
 from services.registration.config import RegistrationSettings
-from services.registration.models import (
-    PERSONAL_DATA_COLUMNS,
-    audit_log,
-    idempotency_keys,
-    meetings,
-    outbox,
-    registrations,
-    working_groups,
-)
+from services.registration.models import audit_log, idempotency_keys, outbox
 from services.registration.schemas import RegistrationRequest
 from shared import events as ev
 from shared.audit import record as audit_log_record
-from shared.http import Problem
+from shared.i18n import BERLIN
+from shared.idempotency import forget_keys
 from shared.outbox import add_event
+from shared.runtime import ServiceRuntime
+from shared.tokens import hash_token, token_for
 
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def token_for(settings: RegistrationSettings, registration_id: uuid.UUID) -> str:
-    """A registration's self-service token: an HMAC of its id under the service's secret.
-
-    The same for every mail, so the links in an earlier mail keep working when a later one (a promotion,
-    a meeting change, a reminder, registering again) is sent. The database keeps only its SHA-256, so a
-    copy of the tables does not hand out working links.
-    """
-    digest = hmac.new(settings.token_secret.encode(), registration_id.bytes, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+# What a link revoked by cancelling answers: that it was cancelled, nothing more.
+CANCELLED_ONLY: dict[str, Any] = {"status": "cancelled"}
+LINK_NOT_FOUND = "This link is unknown or has expired."
+NO_WORKING_GROUP = "There is no working group with this id."
 
 
 @dataclass(frozen=True)
@@ -58,7 +41,7 @@ class Links:
 
     @classmethod
     def of(cls, settings: RegistrationSettings, registration_id: uuid.UUID) -> ev.SelfServiceLinks:
-        return cls(settings.public_url).for_token(token_for(settings, registration_id))
+        return cls(settings.public_url).for_token(token_for(settings.token_secret, registration_id))
 
     def for_token(self, token: str) -> ev.SelfServiceLinks:
         return ev.SelfServiceLinks(
@@ -68,7 +51,7 @@ class Links:
         )
 
 
-# --- catalog -------------------------------------------------------------------------------------------
+# --- the catalog -------------------------------------------------------------------------------------------
 
 
 def meeting_info(row: Row[Any]) -> ev.MeetingInfo:
@@ -83,48 +66,92 @@ def meeting_info(row: Row[Any]) -> ev.MeetingInfo:
     )
 
 
-async def seed_catalog(session: AsyncConnection, settings: RegistrationSettings) -> bool:
+CatalogEntry = tuple[ev.WorkingGroupInfo, list[ev.MeetingInfo]]
+
+
+class CatalogCache:
+    """Working group titles and meetings for events, kept per process (one per runtime: ``catalog_of``).
+
+    Every registration and confirmation puts them into its event; reading them each time cost two queries
+    per request. Where the working group's row is read under its lock (confirming, cancelling, promoting)
+    the caller passes its ``catalog_version``, raised by every meeting change, and a stale entry is read
+    again: those mails always carry the current meetings. Elsewhere (the confirm-your-registration mail)
+    an entry is trusted for ``ttl`` seconds.
+    """
+
+    def __init__(self, ttl: float = 2.0) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, int, CatalogEntry]] = {}
+
+    async def get(self, conn: AsyncConnection, wg_id: str, version: int | None = None) -> CatalogEntry | None:
+        hit = self._entries.get(wg_id)
+        if hit is not None:
+            loaded_at, loaded_version, entry = hit
+            if version is None and time.monotonic() - loaded_at < self.ttl:
+                return entry
+            if version is not None and loaded_version == version:
+                return entry
+        wg = await repo.get_working_group(conn, wg_id)
+        if wg is None:
+            return None
+        rows = (await repo.meetings_of(conn, [wg_id]))[wg_id]
+        entry = (ev.WorkingGroupInfo(id=wg.id, title=wg.title), [meeting_info(m) for m in rows])
+        self._entries[wg_id] = (time.monotonic(), wg.catalog_version, entry)
+        return entry
+
+    async def entry(self, conn: AsyncConnection, wg_id: str, version: int | None = None) -> CatalogEntry:
+        found = await self.get(conn, wg_id, version)
+        assert found is not None, f"working group {wg_id} vanished"
+        return found
+
+    def invalidate(self, wg_id: str) -> None:
+        self._entries.pop(wg_id, None)
+
+
+def catalog_of(runtime: ServiceRuntime) -> CatalogCache:
+    """The runtime's catalog cache."""
+    cache: CatalogCache = runtime.caches.setdefault("registration.catalog", CatalogCache())
+    return cache
+
+
+async def seed_catalog(conn: AsyncConnection, settings: RegistrationSettings) -> bool:
     """On first start, create the working groups of the announcement and publish them. Idempotent."""
-    # Two replicas starting together: the second waits here, then finds the catalog.
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('registration.seed_catalog'))"))
-    if await repo.count_working_groups(session) > 0:
+    await repo.lock_catalog_seed(conn)
+    if await repo.count_working_groups(conn) > 0:
         return False
     for position, wg in enumerate(WORKING_GROUPS, start=1):
-        await session.execute(
-            insert(working_groups).values(
-                id=wg.id,
-                title=wg.title,
-                position=position,
-                capacity=settings.default_capacity,
-                expert_reserved=settings.default_expert_reserved,
-            )
+        await repo.insert_working_group(
+            conn,
+            {
+                "id": wg.id,
+                "title": wg.title,
+                "position": position,
+                "capacity": settings.default_capacity,
+                "expert_reserved": settings.default_expert_reserved,
+            },
+            [
+                {
+                    "working_group_id": wg.id,
+                    "number": 1,
+                    "starts_at": wg.first.starts_at,
+                    "venue": wg.first.venue,
+                    "address": wg.first.address,
+                },
+                {"working_group_id": wg.id, "number": 2, "starts_at": None, "venue": "", "address": ""},
+            ],
         )
-        await session.execute(
-            insert(meetings).values(
-                [
-                    {
-                        "working_group_id": wg.id,
-                        "number": 1,
-                        "starts_at": wg.first.starts_at,
-                        "venue": wg.first.venue,
-                        "address": wg.first.address,
-                    },
-                    {"working_group_id": wg.id, "number": 2, "starts_at": None, "venue": "", "address": ""},
-                ]
-            )
-        )
-    for wg_row in await repo.list_working_groups(session):
-        await publish_working_group(session, wg_row.id, changed=False)
+    for wg_row in await repo.list_working_groups(conn):
+        await publish_working_group(conn, wg_row.id, changed=False)
     return True
 
 
-async def publish_working_group(session: AsyncConnection, working_group_id: str, *, changed: bool) -> None:
-    wg = await repo.get_working_group(session, working_group_id)
+async def publish_working_group(conn: AsyncConnection, working_group_id: str, *, changed: bool) -> None:
+    wg = await repo.get_working_group(conn, working_group_id)
     assert wg is not None
-    rows = (await repo.meetings_of(session, [wg.id]))[wg.id]
+    rows = (await repo.meetings_of(conn, [wg.id]))[wg.id]
     cls = ev.WorkingGroupChanged if changed else ev.WorkingGroupPublished
     await add_event(
-        session,
+        conn,
         outbox,
         cls(
             id=wg.id,
@@ -139,12 +166,11 @@ def _berlin(value: datetime | None) -> datetime | None:
     return value.astimezone(BERLIN) if value is not None else None
 
 
-async def working_group_views(session: AsyncConnection, ids: list[str] | None = None) -> list[dict[str, Any]]:
-    groups = await repo.list_working_groups(session)
+async def working_group_views(conn: AsyncConnection, ids: list[str] | None = None) -> list[dict[str, Any]]:
+    groups = await repo.list_working_groups(conn)
     if ids is not None:
         groups = [g for g in groups if g.id in ids]
-    wg_ids = [g.id for g in groups]
-    all_meetings = await repo.meetings_of(session, wg_ids)
+    all_meetings = await repo.meetings_of(conn, [g.id for g in groups])
     views = []
     for g in groups:
         confirmed = g.confirmed_general + g.confirmed_reserved
@@ -174,77 +200,45 @@ async def working_group_views(session: AsyncConnection, ids: list[str] | None = 
     return views
 
 
-# --- registration ----------------------------------------------------------------------------------------
+async def working_group_view(conn: AsyncConnection, wg_id: str) -> dict[str, Any]:
+    views = await working_group_views(conn, [wg_id])
+    if not views:
+        raise domain.NotFound(NO_WORKING_GROUP)
+    return views[0]
 
 
-CatalogEntry = tuple[ev.WorkingGroupInfo, list[ev.MeetingInfo]]
-
-
-class CatalogCache:
-    """Working group titles and meetings for events, kept per process.
-
-    Every registration and confirmation puts them into its event; reading them each time cost two queries
-    per request. Where the working group's row is read under its lock (confirming, cancelling, promoting)
-    the caller passes its ``catalog_version``, raised by every meeting change, and a stale entry is read
-    again: those mails always carry the current meetings. Elsewhere (the confirm-your-registration mail)
-    an entry is trusted for ``ttl`` seconds.
-    """
-
-    def __init__(self, ttl: float = 2.0) -> None:
-        self.ttl = ttl
-        self._entries: dict[str, tuple[float, int, CatalogEntry]] = {}
-
-    async def get(
-        self, session: AsyncConnection, wg_id: str, version: int | None = None
-    ) -> CatalogEntry | None:
-        hit = self._entries.get(wg_id)
-        if hit is not None:
-            loaded_at, loaded_version, entry = hit
-            if version is None and time.monotonic() - loaded_at < self.ttl:
-                return entry
-            if version is not None and loaded_version == version:
-                return entry
-        wg = await repo.get_working_group(session, wg_id)
-        if wg is None:
-            return None
-        rows = (await repo.meetings_of(session, [wg_id]))[wg_id]
-        entry = (ev.WorkingGroupInfo(id=wg.id, title=wg.title), [meeting_info(m) for m in rows])
-        self._entries[wg_id] = (time.monotonic(), wg.catalog_version, entry)
-        return entry
-
-    def invalidate(self, wg_id: str) -> None:
-        self._entries.pop(wg_id, None)
-
-
-catalog_cache = CatalogCache()
-
-
-async def _event_context(session: AsyncConnection, wg_id: str, version: int | None = None) -> CatalogEntry:
-    entry = await catalog_cache.get(session, wg_id, version)
-    assert entry is not None, f"working group {wg_id} vanished"
-    return entry
+# --- registering ------------------------------------------------------------------------------------------
 
 
 def recipient_of(row: Row[Any]) -> ev.Recipient:
     return ev.Recipient(email=row.email or "", name=row.name or "", language=row.language)
 
 
-# Built once: the hot path passes only parameters. An address already active in the working group makes
-# the insert do nothing (see submit_registration).
-_INSERT_REGISTRATION = (
-    pg_insert(registrations)
-    .on_conflict_do_nothing(
-        index_elements=["working_group_id", "email_key"],
-        # Literal, not bound parameters: Postgres must match it against the partial index's predicate.
-        index_where=text("status IN ('pending_confirmation', 'confirmed', 'waitlisted')"),
-    )
-    .returning(registrations.c.id)
-)
+def _about(
+    registration_id: uuid.UUID,
+    recipient: ev.Recipient,
+    entry: CatalogEntry,
+    participant_type: str,
+    links: ev.SelfServiceLinks | None = None,
+) -> dict[str, Any]:
+    """The fields every registration event carries."""
+    working_group, meeting_infos = entry
+    about: dict[str, Any] = {
+        "registration_id": registration_id,
+        "recipient": recipient,
+        "working_group": working_group,
+        "meetings": meeting_infos,
+        "participant_type": participant_type,
+    }
+    if links is not None:
+        about["links"] = links
+    return about
 
 
 async def submit_registration(
-    session: AsyncConnection,
+    conn: AsyncConnection,
     settings: RegistrationSettings,
+    catalog: CatalogCache,
     request: RegistrationRequest,
     now: datetime | None = None,
 ) -> uuid.UUID:
@@ -252,22 +246,23 @@ async def submit_registration(
 
     Registering again with an address that is already active creates nothing: the person is mailed their
     current status and the answer looks like the first one, so nobody can probe who is registered.
+    A filled honeypot (``website``) is a bot: the answer looks alike and nothing is stored or sent.
     """
+    if request.website:
+        return uuid.uuid4()
     now = now or datetime.now(UTC)
-    await _check_opt_in_budget(session, settings, now)
-    context = await catalog_cache.get(session, request.working_group_id)
-    if context is None:
-        raise Problem(
-            422,
-            "Invalid request",
+    await _check_opt_in_budget(conn, settings, now)
+    entry = await catalog.get(conn, request.working_group_id)
+    if entry is None:
+        raise domain.InvalidRequest(
             "One or more fields are invalid.",
             errors=[{"field": "working_group_id", "message": "unknown working group"}],
         )
     email_key = str(request.email).lower()
     registration_id = uuid.uuid4()
-    token = token_for(settings, registration_id)
-    inserted = await session.execute(
-        _INSERT_REGISTRATION,
+    token = token_for(settings.token_secret, registration_id)
+    inserted = await repo.insert_registration(
+        conn,
         {
             "id": registration_id,
             "working_group_id": request.working_group_id,
@@ -288,141 +283,103 @@ async def submit_registration(
             "public_mail_at": now,
         },
     )
-    if inserted.first() is None:
-        await _tell_existing_status(session, settings, request.working_group_id, email_key, now)
+    if not inserted:
+        await _tell_existing_status(conn, settings, catalog, request.working_group_id, email_key, now)
         return uuid.uuid4()
-
-    wg, meeting_infos = context
+    # The name is not shown before the address is proven: anyone may type any name (and URL).
+    recipient = ev.Recipient(email=str(request.email), name="", language=request.language)
+    links = Links(settings.public_url).for_token(token)
     await add_event(
-        session,
+        conn,
         outbox,
         ev.RegistrationSubmitted(
-            registration_id=registration_id,
-            # The name is not shown before the address is proven: anyone may type any name (and URL).
-            recipient=ev.Recipient(email=str(request.email), name="", language=request.language),
-            working_group=wg,
-            meetings=meeting_infos,
-            participant_type=request.participant_type,
-            links=Links(settings.public_url).for_token(token),
+            **_about(registration_id, recipient, entry, request.participant_type, links)
         ),
     )
     return registration_id
 
 
-async def _check_opt_in_budget(
-    session: AsyncConnection, settings: RegistrationSettings, now: datetime
-) -> None:
+async def _check_opt_in_budget(conn: AsyncConnection, settings: RegistrationSettings, now: datetime) -> None:
     """All opt-in mails together stay under ``opt_in_mails_per_hour`` (approximately: concurrent requests
     may each see the last free place)."""
     if settings.opt_in_mails_per_hour <= 0:
         return
-    if await repo.public_mails_since(session, now - timedelta(hours=1)) >= settings.opt_in_mails_per_hour:
-        raise Problem(
-            429,
-            "Too many requests",
-            "Registrations are paused for a short while. Please try again later.",
-            headers={"Retry-After": "600"},
+    if await repo.public_mails_since(conn, now - timedelta(hours=1)) >= settings.opt_in_mails_per_hour:
+        raise domain.OptInMailsPaused(
+            "Registrations are paused for a short while. Please try again later.", retry_after=600
         )
 
 
 async def _tell_existing_status(
-    session: AsyncConnection, settings: RegistrationSettings, wg_id: str, email_key: str, now: datetime
+    conn: AsyncConnection,
+    settings: RegistrationSettings,
+    catalog: CatalogCache,
+    wg_id: str,
+    email_key: str,
+    now: datetime,
 ) -> None:
-    existing = await repo.active_registration_for(session, wg_id, email_key)
+    existing = await repo.active_registration_for(conn, wg_id, email_key)
     if existing is None:  # it went inactive between the insert and this read; nothing to tell
         return
     interval = timedelta(hours=settings.public_mail_interval_hours)
-    if not await repo.claim_public_mail(session, existing.id, now, interval):
+    if not await repo.claim_public_mail(conn, existing.id, now, interval):
         return  # this address was mailed for this working group recently: answer alike, send nothing
     position = None
     if existing.status == "waitlisted" and existing.waitlist_seq is not None:
-        position = await repo.waitlist_position(session, wg_id, existing.waitlist_seq)
-    wg, meeting_infos = await _event_context(session, wg_id)
+        position = await repo.waitlist_position(conn, wg_id, existing.waitlist_seq)
+    # Sent on a public POST: whoever posted typed the address, so no name is shown.
+    recipient = recipient_of(existing).model_copy(update={"name": ""})
+    about = _about(
+        existing.id,
+        recipient,
+        await catalog.entry(conn, wg_id),
+        existing.participant_type,
+        Links.of(settings, existing.id),
+    )
     await add_event(
-        session,
+        conn,
         outbox,
-        ev.RegistrationResubmitted(
-            registration_id=existing.id,
-            # Sent on a public POST: whoever posted typed the address, so no name is shown.
-            recipient=recipient_of(existing).model_copy(update={"name": ""}),
-            working_group=wg,
-            meetings=meeting_infos,
-            participant_type=existing.participant_type,
-            links=Links.of(settings, existing.id),
-            status=existing.status,
-            waitlist_position=position,
-        ),
+        ev.RegistrationResubmitted(**about, status=existing.status, waitlist_position=position),
     )
 
 
 # --- confirmation, cancellation, the waitlist ------------------------------------------------------------
 
-_TERMINAL_NOT_FOUND = ("expired",)
+
+async def _link_expired(conn: AsyncConnection, catalog: CatalogCache, wg_id: str, now: datetime) -> bool:
+    entry = await catalog.get(conn, wg_id)
+    return entry is not None and domain.links_expired(entry[1], now)
 
 
-def _seat_counts(group: repo.GroupCounters) -> domain.SeatCounts:
-    return domain.SeatCounts(
-        capacity=group.capacity,
-        expert_reserved=group.expert_reserved,
-        confirmed_general=group.confirmed_general,
-        confirmed_reserved=group.confirmed_reserved,
-    )
-
-
-def _with_seats(group: repo.GroupCounters, counts: domain.SeatCounts) -> repo.GroupCounters:
-    return replace(
-        group, confirmed_general=counts.confirmed_general, confirmed_reserved=counts.confirmed_reserved
-    )
-
-
-def _not_found() -> Problem:
-    return Problem(404, "Not found", "This link is unknown or has expired.")
-
-
-# What a link revoked by cancelling answers: that it was cancelled, nothing more.
-CANCELLED_ONLY: dict[str, Any] = {"status": "cancelled"}
-LINK_GRACE = timedelta(days=1)
-
-
-def links_expired(meeting_infos: list[ev.MeetingInfo], now: datetime) -> bool:
-    """A self-service link ends a day after its working group's last meeting (while a date is still
-    to be announced, it lives on)."""
-    if not meeting_infos or any(m.starts_at is None for m in meeting_infos):
-        return False
-    last = max((m.ends_at or m.starts_at) for m in meeting_infos if m.starts_at is not None)
-    return last + LINK_GRACE < now
-
-
-async def _link_expired(session: AsyncConnection, wg_id: str, now: datetime) -> bool:
-    entry = await catalog_cache.get(session, wg_id)
-    return entry is not None and links_expired(entry[1], now)
-
-
-async def revoked_link(session: AsyncConnection, token: str) -> bool:
+async def revoked_link(conn: AsyncConnection, token: str) -> bool:
     """Whether ``token`` is the link of a registration that was cancelled (and its token rotated)."""
-    return await repo.registration_by_revoked_token_hash(session, hash_token(token)) is not None
+    return await repo.registration_by_revoked_token_hash(conn, hash_token(token)) is not None
 
 
-async def registration_state(session: AsyncConnection, registration: Row[Any]) -> dict[str, Any]:
+async def registration_state(conn: AsyncConnection, registration: Row[Any]) -> dict[str, Any]:
     state: dict[str, Any] = {"id": registration.id, "status": registration.status}
     if registration.status == "waitlisted" and registration.waitlist_seq is not None:
         state["waitlist_position"] = await repo.waitlist_position(
-            session, registration.working_group_id, registration.waitlist_seq
+            conn, registration.working_group_id, registration.waitlist_seq
         )
     return state
 
 
-async def _current_state(session: AsyncConnection, token_hash: str) -> dict[str, Any]:
+async def _current_state(conn: AsyncConnection, token_hash: str) -> dict[str, Any]:
     """The state as it is now (after another request changed it): what an already used link answers."""
-    registration = await repo.registration_by_token_hash(session, token_hash)
-    if registration is None or registration.status in _TERMINAL_NOT_FOUND:
-        raise _not_found()
+    registration = await repo.registration_by_token_hash(conn, token_hash)
+    if registration is None or registration.status == "expired":
+        raise domain.NotFound(LINK_NOT_FOUND)
     # An already used link answers with the current status (API.md), a cancelled one included.
-    return await registration_state(session, registration)
+    return await registration_state(conn, registration)
 
 
 async def confirm_registration(
-    session: AsyncConnection, settings: RegistrationSettings, token: str, now: datetime | None = None
+    conn: AsyncConnection,
+    settings: RegistrationSettings,
+    catalog: CatalogCache,
+    token: str,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Double opt-in: a seat if one fits (first confirmed, first served), else the waitlist.
 
@@ -431,163 +388,119 @@ async def confirm_registration(
     """
     now = now or datetime.now(UTC)
     token_hash = hash_token(token)
-    found = await repo.registration_with_locked_group(session, token_hash)
+    found = await repo.registration_with_locked_group(conn, token_hash)
     if found is None:
-        if await revoked_link(session, token):
+        if await revoked_link(conn, token):
             return dict(CANCELLED_ONLY)
-        raise _not_found()
+        raise domain.NotFound(LINK_NOT_FOUND)
     registration, group = found
-    if await _link_expired(session, registration.working_group_id, now):
-        raise _not_found()
-    if registration.status != "pending_confirmation" or (
-        registration.expires_at is not None and registration.expires_at <= now
+    if await _link_expired(conn, catalog, registration.working_group_id, now):
+        raise domain.NotFound(LINK_NOT_FOUND)
+    needed = domain.confirmation_needed(registration.status, registration.expires_at, now)
+    if needed is None:
+        raise domain.NotFound(LINK_NOT_FOUND)  # expired; the expiry job will tidy up
+    if not needed:
+        return await _current_state(conn, token_hash)
+
+    decision = domain.confirm(group, registration.participant_type)
+    if not await repo.apply_decision(
+        conn, registration.id, decision.status, decision.seat, decision.waitlist_seq, decision.group, now
     ):
-        if registration.status == "pending_confirmation":
-            raise _not_found()  # expired; the expiry job will tidy up
-        return await _current_state(session, token_hash)
+        return await _current_state(conn, token_hash)  # a second click (or the expiry job) was first
 
-    seat, counts = domain.allocate(_seat_counts(group), registration.participant_type)
-    if seat is not None:
-        status, waitlist_seq, position = "confirmed", None, None
-        group = _with_seats(group, counts)
-    else:
-        status, waitlist_seq = "waitlisted", group.waitlist_seq + 1
-        # A new place is the last one: the position is the waitlist's length.
-        position = group.waitlisted + 1
-        group = replace(group, waitlist_seq=waitlist_seq, waitlisted=position)
-    if not await repo.apply_decision(session, registration.id, status, seat, waitlist_seq, group, now):
-        return await _current_state(session, token_hash)  # a second click (or the expiry job) was first
-
-    info, meeting_infos = await _event_context(session, group.id, group.catalog_version)
-    common = {
-        "registration_id": registration.id,
-        "recipient": recipient_of(registration),
-        "working_group": info,
-        "meetings": meeting_infos,
-        "participant_type": registration.participant_type,
-        "links": Links(settings.public_url).for_token(token),
-    }
-    if position is None:
-        await add_event(session, outbox, ev.RegistrationConfirmed(**common))
+    entry = await catalog.entry(conn, group.id, group.catalog_version)
+    about = _about(
+        registration.id,
+        recipient_of(registration),
+        entry,
+        registration.participant_type,
+        Links(settings.public_url).for_token(token),
+    )
+    if decision.waitlist_position is None:
+        await add_event(conn, outbox, ev.RegistrationConfirmed(**about))
         return {"id": registration.id, "status": "confirmed"}
-    await add_event(session, outbox, ev.RegistrationWaitlisted(**common, waitlist_position=position))
-    return {"id": registration.id, "status": "waitlisted", "waitlist_position": position}
+    await add_event(
+        conn, outbox, ev.RegistrationWaitlisted(**about, waitlist_position=decision.waitlist_position)
+    )
+    return {"id": registration.id, "status": "waitlisted", "waitlist_position": decision.waitlist_position}
 
 
 async def cancel_registration(
-    session: AsyncConnection, settings: RegistrationSettings, token: str, now: datetime | None = None
+    conn: AsyncConnection,
+    settings: RegistrationSettings,
+    catalog: CatalogCache,
+    token: str,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     now = now or datetime.now(UTC)
     token_hash = hash_token(token)
-    found = await repo.registration_with_locked_group(session, token_hash)
+    found = await repo.registration_with_locked_group(conn, token_hash)
     if found is None:
-        if await revoked_link(session, token):
+        if await revoked_link(conn, token):
             return dict(CANCELLED_ONLY)
-        raise _not_found()
+        raise domain.NotFound(LINK_NOT_FOUND)
     _, group = found
-    if await _link_expired(session, group.id, now):
-        raise _not_found()
+    if await _link_expired(conn, catalog, group.id, now):
+        raise domain.NotFound(LINK_NOT_FOUND)
     # Read again under the lock: the joined columns come from before the lock was granted.
-    registration = await repo.registration_by_token_hash(session, token_hash, for_update=True)
-    if registration is None or registration.status in _TERMINAL_NOT_FOUND:
-        raise _not_found()
+    registration = await repo.registration_by_token_hash(conn, token_hash, for_update=True)
+    if registration is None or registration.status == "expired":
+        raise domain.NotFound(LINK_NOT_FOUND)
     if registration.status == "cancelled":
         return dict(CANCELLED_ONLY)
-    if registration.status == "confirmed":
-        group = _with_seats(group, domain.release(_seat_counts(group), registration.seat))
-    elif registration.status == "waitlisted":
-        group = replace(group, waitlisted=max(0, group.waitlisted - 1))
-    await session.execute(
-        registrations.update()
-        .where(registrations.c.id == registration.id)
-        .values(
-            status="cancelled",
-            seat=None,
-            waitlist_seq=None,
-            cancelled_at=now,
-            expires_at=None,
-            updated_at=now,
-            # The token is rotated: the mailed link now only says "cancelled" (revoked_token_hash).
-            token_hash=hash_token(secrets.token_urlsafe(32)),
-            revoked_token_hash=token_hash,
-        )
-    )
-    await repo.store_seat_counters(session, group, now)
-    info, meeting_infos = await _event_context(session, group.id, group.catalog_version)
-    await add_event(
-        session,
-        outbox,
-        ev.RegistrationCancelled(
-            registration_id=registration.id,
-            recipient=recipient_of(registration),
-            working_group=info,
-            meetings=meeting_infos,
-            participant_type=registration.participant_type,
-            links=Links(settings.public_url).for_token(token),
-        ),
-    )
-    if registration.status == "confirmed":
-        await _promote_from_waitlist(session, settings, group, now)
+    group, seat_freed = domain.cancel(group, registration.status, registration.seat)
+    await repo.mark_cancelled(conn, registration.id, now, hash_token(secrets.token_urlsafe(32)), token_hash)
+    await repo.store_seat_counters(conn, group, now)
+    entry = await catalog.entry(conn, group.id, group.catalog_version)
+    links = Links(settings.public_url).for_token(token)
+    about = _about(registration.id, recipient_of(registration), entry, registration.participant_type, links)
+    await add_event(conn, outbox, ev.RegistrationCancelled(**about))
+    if seat_freed:
+        await _promote_from_waitlist(conn, settings, catalog, group, now)
     return {"id": registration.id, "status": "cancelled"}
 
 
 async def _promote_from_waitlist(
-    session: AsyncConnection,
+    conn: AsyncConnection,
     settings: RegistrationSettings,
-    group: repo.GroupCounters,
+    catalog: CatalogCache,
+    group: domain.GroupCounters,
     now: datetime,
 ) -> int:
     """Give free seats to the waitlist, in order. The caller holds the working group's lock."""
-    waiting_rows = await repo.waitlist(session, group.id)
-    promoted, counts = domain.promotions(
-        _seat_counts(group), [domain.Waiting(r.id, r.participant_type) for r in waiting_rows]
-    )
-    group = replace(_with_seats(group, counts), waitlisted=max(0, group.waitlisted - len(promoted)))
-    await repo.store_seat_counters(session, group, now)
+    waiting_rows = await repo.waitlist(conn, group.id)
+    promoted, group = domain.promote(group, [domain.Waiting(r.id, r.participant_type) for r in waiting_rows])
+    await repo.store_seat_counters(conn, group, now)
     if not promoted:
         return 0
     by_id = {r.id: r for r in waiting_rows}
-    info, meeting_infos = await _event_context(session, group.id, group.catalog_version)
+    entry = await catalog.entry(conn, group.id, group.catalog_version)
     for waiting, seat in promoted:
         row = by_id[waiting.registration_id]
-        await session.execute(
-            registrations.update()
-            .where(registrations.c.id == row.id)
-            .values(status="confirmed", seat=seat, waitlist_seq=None, updated_at=now)
-        )
-        await add_event(
-            session,
-            outbox,
-            ev.RegistrationPromoted(
-                registration_id=row.id,
-                recipient=recipient_of(row),
-                working_group=info,
-                meetings=meeting_infos,
-                participant_type=row.participant_type,
-                links=Links.of(settings, row.id),
-            ),
-        )
+        await repo.mark_promoted(conn, row.id, seat, now)
+        about = _about(row.id, recipient_of(row), entry, row.participant_type, Links.of(settings, row.id))
+        await add_event(conn, outbox, ev.RegistrationPromoted(**about))
     return len(promoted)
 
 
 async def registration_status(
-    session: AsyncConnection, token: str, now: datetime | None = None
+    conn: AsyncConnection, catalog: CatalogCache, token: str, now: datetime | None = None
 ) -> dict[str, Any]:
     now = now or datetime.now(UTC)
-    registration = await repo.registration_by_token_hash(session, hash_token(token))
-    if registration is None and await revoked_link(session, token):
+    registration = await repo.registration_by_token_hash(conn, hash_token(token))
+    if registration is None and await revoked_link(conn, token):
         return dict(CANCELLED_ONLY)
-    if registration is None or registration.status in _TERMINAL_NOT_FOUND:
-        raise _not_found()
+    if registration is None or registration.status == "expired":
+        raise domain.NotFound(LINK_NOT_FOUND)
     if registration.status == "cancelled":
         return dict(CANCELLED_ONLY)  # no personal data of a cancelled registration
-    if await _link_expired(session, registration.working_group_id, now):
-        raise _not_found()
-    views = await working_group_views(session, [registration.working_group_id])
-    state = await registration_state(session, registration)
+    if await _link_expired(conn, catalog, registration.working_group_id, now):
+        raise domain.NotFound(LINK_NOT_FOUND)
+    view = await working_group_view(conn, registration.working_group_id)
+    state = await registration_state(conn, registration)
     return {
         **state,
-        "working_group": {"id": views[0]["id"], "title": views[0]["title"], "meetings": views[0]["meetings"]},
+        "working_group": {"id": view["id"], "title": view["title"], "meetings": view["meetings"]},
         "name": registration.name,
         "email": registration.email,
         "language": registration.language,
@@ -597,12 +510,104 @@ async def registration_status(
     }
 
 
+@dataclass(frozen=True)
+class LinkPage:
+    """What the page behind a mailed link shows: ``state`` "action", "cancelled" or "not_found"."""
+
+    state: str
+    language: str = "de"
+    working_group_title: str = ""
+
+
+async def link_page(
+    conn: AsyncConnection, catalog: CatalogCache, token: str, now: datetime | None = None
+) -> LinkPage:
+    """For the page behind a confirm or cancel link (a GET: it changes nothing)."""
+    found = await repo.registration_by_token_hash(conn, hash_token(token))
+    if found is None:
+        return LinkPage("cancelled" if await revoked_link(conn, token) else "not_found")
+    wg = await repo.get_working_group(conn, found.working_group_id)
+    if wg is None or found.status == "expired":
+        return LinkPage("not_found")
+    if await _link_expired(conn, catalog, wg.id, now or datetime.now(UTC)):
+        return LinkPage("not_found")
+    return LinkPage("action", found.language, wg.title)
+
+
+async def language_of(conn: AsyncConnection, token: str) -> str:
+    found = await repo.registration_by_token_hash(conn, hash_token(token))
+    return found.language if found else "de"
+
+
+# --- staff: participants and planning ----------------------------------------------------------------------
+
+
+async def participant_list(
+    conn: AsyncConnection, wg_id: str, reader: str, fields: Sequence[str], format: str
+) -> list[dict[str, Any]]:
+    """Confirmed participants, then the waitlist in order (numbered); the read is audited."""
+    if await repo.get_working_group(conn, wg_id) is None:
+        raise domain.NotFound(NO_WORKING_GROUP)
+    rows = await repo.participants(conn, wg_id)
+    # Reading personal data is a staff action too: it goes into the audit log.
+    await audit(conn, reader, "participants.read", wg_id, {"format": format})
+    people = []
+    position = 0
+    for row in rows:
+        person = {field: getattr(row, field, None) for field in fields if field != "waitlist_position"}
+        if row.status == "waitlisted":
+            position += 1
+            person["waitlist_position"] = position
+        people.append(person)
+    return people
+
+
+def _tally(values: Any) -> dict[str, int]:
+    result: dict[str, int] = {}
+    for value in values:
+        result[value] = result.get(value, 0) + 1
+    return dict(sorted(result.items()))
+
+
+async def planning_figures(conn: AsyncConnection, wg_id: str, reader: str) -> dict[str, Any]:
+    """Planning figures per meeting: confirmed and waitlisted counts by type, district, language,
+    interpretation language and accessibility needs (a registration covers both meetings)."""
+    view = await working_group_view(conn, wg_id)
+    rows = await repo.participants(conn, wg_id)
+    # The figures include accessibility needs (health data, Art. 9 GDPR): the read is audited.
+    await audit(conn, reader, "planning.read", wg_id, {})
+    figures: dict[str, dict[str, dict[str, int]]] = {}
+    for status in ("confirmed", "waitlisted"):
+        group = [r for r in rows if r.status == status]
+        figures[status] = {
+            "total": {"all": len(group)},
+            "participant_type": _tally(r.participant_type for r in group),
+            "district": _tally(r.district or "unknown" for r in group),
+            "language": _tally(r.language for r in group),
+            "interpretation_language": _tally(
+                r.interpretation_language for r in group if r.interpretation_language
+            ),
+            "accessibility_needs": {"with_needs": sum(1 for r in group if r.accessibility_needs)},
+        }
+    return {
+        "working_group": {"id": view["id"], "title": view["title"], "capacity": view["capacity"]},
+        "meetings": [
+            {**meeting, "figures": figures if not meeting["cancelled"] else None}
+            for meeting in view["meetings"]
+        ],
+        "accessibility_needs": [
+            r.accessibility_needs for r in rows if r.status == "confirmed" and r.accessibility_needs
+        ],
+    }
+
+
 # --- staff: capacity and meetings --------------------------------------------------------------------------
 
 
 async def change_working_group(
-    session: AsyncConnection,
+    conn: AsyncConnection,
     settings: RegistrationSettings,
+    catalog: CatalogCache,
     wg_id: str,
     *,
     capacity: int | None,
@@ -611,29 +616,24 @@ async def change_working_group(
 ) -> int:
     """Change capacity or the expert reservation; more room promotes from the waitlist. Returns promotions."""
     now = now or datetime.now(UTC)
-    wg = await repo.lock_working_group(session, wg_id)
+    wg = await repo.lock_working_group(conn, wg_id)
     if wg is None:
-        raise Problem(404, "Not found", "There is no working group with this id.")
+        raise domain.NotFound(NO_WORKING_GROUP)
     new_capacity = wg.capacity if capacity is None else capacity
     new_reserved = wg.expert_reserved if expert_reserved is None else expert_reserved
-    errors = domain.validate_capacity(new_capacity, new_reserved)
-    if errors:
-        raise Problem(422, "Invalid request", "One or more fields are invalid.", errors=errors)
-    await session.execute(
-        working_groups.update()
-        .where(working_groups.c.id == wg_id)
-        .values(capacity=new_capacity, expert_reserved=new_reserved, updated_at=now)
-    )
-    group = replace(repo.GroupCounters.of(wg), capacity=new_capacity, expert_reserved=new_reserved)
-    promoted = await _promote_from_waitlist(session, settings, group, now)
-    await publish_working_group(session, wg_id, changed=True)
-    catalog_cache.invalidate(wg_id)
+    domain.check_capacity(new_capacity, new_reserved)
+    await repo.update_capacity(conn, wg_id, new_capacity, new_reserved, now)
+    group = replace(repo.group_counters(wg), capacity=new_capacity, expert_reserved=new_reserved)
+    promoted = await _promote_from_waitlist(conn, settings, catalog, group, now)
+    await publish_working_group(conn, wg_id, changed=True)
+    catalog.invalidate(wg_id)
     return promoted
 
 
 async def change_meeting(
-    session: AsyncConnection,
+    conn: AsyncConnection,
     settings: RegistrationSettings,
+    catalog: CatalogCache,
     wg_id: str,
     number: int,
     changes: dict[str, Any],
@@ -641,44 +641,32 @@ async def change_meeting(
 ) -> dict[str, Any]:
     """Change a meeting's date, venue or address, or cancel it; every confirmed participant is told."""
     now = now or datetime.now(UTC)
-    wg = await repo.lock_working_group(session, wg_id)
+    wg = await repo.lock_working_group(conn, wg_id)
     if wg is None:
-        raise Problem(404, "Not found", "There is no working group with this id.")
-    before = await repo.meeting(session, wg_id, number, for_update=True)
+        raise domain.NotFound(NO_WORKING_GROUP)
+    before = await repo.meeting(conn, wg_id, number, for_update=True)
     if before is None:
-        raise Problem(404, "Not found", "There is no meeting with this number.")
+        raise domain.NotFound("There is no meeting with this number.")
     values = {k: v for k, v in changes.items() if v is not None or k in ("starts_at", "ends_at")}
-    starts = values.get("starts_at", before.starts_at)
-    ends = values.get("ends_at", before.ends_at)
-    if starts is not None and ends is not None and ends <= starts:
-        raise Problem(
-            422, "Invalid request", errors=[{"field": "ends_at", "message": "must be after starts_at"}]
-        )
+    domain.check_meeting_times(
+        values.get("starts_at", before.starts_at), values.get("ends_at", before.ends_at)
+    )
     if not values:
         return {"number": before.number}
-    await session.execute(
-        meetings.update()
-        .where(meetings.c.working_group_id == wg_id, meetings.c.number == number)
-        .values(**values, sequence=before.sequence + 1)
-    )
-    await session.execute(
-        working_groups.update()
-        .where(working_groups.c.id == wg_id)
-        .values(catalog_version=working_groups.c.catalog_version + 1, updated_at=now)
-    )
-    after = await repo.meeting(session, wg_id, number)
+    await repo.update_meeting(conn, wg_id, number, values, before.sequence + 1, now)
+    after = await repo.meeting(conn, wg_id, number)
     assert after is not None
-    participants = await _confirmed_participants(session, settings, wg_id)
+    participants = await _confirmed_participants(conn, settings, wg_id)
     info = ev.WorkingGroupInfo(id=wg.id, title=wg.title)
     if after.cancelled and not before.cancelled:
         await add_event(
-            session,
+            conn,
             outbox,
             ev.MeetingCancelled(working_group=info, meeting=meeting_info(after), participants=participants),
         )
     elif not after.cancelled:
         await add_event(
-            session,
+            conn,
             outbox,
             ev.MeetingRescheduled(
                 working_group=info,
@@ -687,18 +675,18 @@ async def change_meeting(
                 participants=participants,
             ),
         )
-    await publish_working_group(session, wg_id, changed=True)
-    catalog_cache.invalidate(wg_id)
+    await publish_working_group(conn, wg_id, changed=True)
+    catalog.invalidate(wg_id)
     return {"number": after.number}
 
 
 async def _confirmed_participants(
-    session: AsyncConnection, settings: RegistrationSettings, wg_id: str
+    conn: AsyncConnection, settings: RegistrationSettings, wg_id: str
 ) -> list[ev.Participant]:
     """Confirmed participants, each with their self-service links."""
     return [
         ev.Participant(registration_id=row.id, recipient=recipient_of(row), links=Links.of(settings, row.id))
-        for row in await repo.confirmed_registrations(session, wg_id)
+        for row in await repo.confirmed_registrations(conn, wg_id)
     ]
 
 
@@ -706,38 +694,29 @@ async def _confirmed_participants(
 
 
 async def expire_unconfirmed(
-    session: AsyncConnection, settings: RegistrationSettings, now: datetime | None = None, batch: int = 200
+    conn: AsyncConnection,
+    settings: RegistrationSettings,
+    catalog: CatalogCache,
+    now: datetime | None = None,
+    batch: int = 200,
 ) -> int:
     """Expire registrations not confirmed in time, tell the person, and delete their personal data."""
     now = now or datetime.now(UTC)
-    rows = await repo.claim_expired(session, now, batch)
+    rows = await repo.claim_expired(conn, now, batch)
     for row in rows:
-        info, meeting_infos = await _event_context(session, row.working_group_id)
+        domain.transition(row.status, "expire")
+        entry = await catalog.entry(conn, row.working_group_id)
         await add_event(
-            session,
+            conn,
             outbox,
-            ev.RegistrationExpired(
-                registration_id=row.id,
-                recipient=recipient_of(row),
-                working_group=info,
-                meetings=meeting_infos,
-                participant_type=row.participant_type,
-            ),
+            ev.RegistrationExpired(**_about(row.id, recipient_of(row), entry, row.participant_type)),
         )
-        await session.execute(
-            registrations.update()
-            .where(registrations.c.id == row.id)
-            .values(
-                status="expired",
-                **dict.fromkeys(PERSONAL_DATA_COLUMNS),
-                updated_at=now,
-            )
-        )
+        await repo.mark_expired(conn, row.id, now)
     return len(rows)
 
 
 async def send_due_reminders(
-    session: AsyncConnection, settings: RegistrationSettings, now: datetime | None = None
+    conn: AsyncConnection, settings: RegistrationSettings, now: datetime | None = None
 ) -> int:
     """Emit ``meeting.reminder_due`` once per meeting date, however many replicas run this job.
 
@@ -750,18 +729,16 @@ async def send_due_reminders(
     now = now or datetime.now(UTC)
     lead = timedelta(hours=settings.reminder_lead_hours)
     sent = 0
-    for candidate in await repo.meetings_due_for_reminder(session, now, lead):
-        wg = await repo.lock_working_group(session, candidate.working_group_id)
-        meeting_row = await repo.claim_reminder(
-            session, candidate.working_group_id, candidate.number, now, lead
-        )
+    for candidate in await repo.meetings_due_for_reminder(conn, now, lead):
+        wg = await repo.lock_working_group(conn, candidate.working_group_id)
+        meeting_row = await repo.claim_reminder(conn, candidate.working_group_id, candidate.number, now, lead)
         if wg is None or meeting_row is None:
             continue
         sent += 1
-        participants = await _confirmed_participants(session, settings, wg.id)
+        participants = await _confirmed_participants(conn, settings, wg.id)
         if participants:
             await add_event(
-                session,
+                conn,
                 outbox,
                 ev.MeetingReminderDue(
                     working_group=ev.WorkingGroupInfo(id=wg.id, title=wg.title),
@@ -773,12 +750,11 @@ async def send_due_reminders(
 
 
 async def audit(
-    session: AsyncConnection, subject: str, action: str, target: str, details: dict[str, Any]
+    conn: AsyncConnection, subject: str, action: str, target: str, details: dict[str, Any]
 ) -> None:
-    await audit_log_record(session, audit_log, subject, action, target, details)
+    await audit_log_record(conn, audit_log, subject, action, target, details)
 
 
-async def forget_idempotency_keys(session: AsyncConnection, settings: RegistrationSettings) -> None:
+async def forget_idempotency_keys(conn: AsyncConnection, settings: RegistrationSettings) -> None:
     """Idempotency keys count for ``idempotency_ttl_hours`` (24 h): the same key later is a new request."""
-    cutoff = datetime.now(UTC) - timedelta(hours=settings.idempotency_ttl_hours)
-    await session.execute(idempotency_keys.delete().where(idempotency_keys.c.created_at < cutoff))
+    await forget_keys(conn, idempotency_keys, settings.idempotency_ttl_hours)

@@ -144,7 +144,9 @@ async def test_unknown_and_expired_links_answer_404(api, make_working_group, reg
     request = RegistrationRequest(**registration_body(working_group_id=wg))
     long_ago = datetime.now(UTC) - timedelta(days=3)
     async with api.runtime.transaction() as session:
-        reg_id = await service.submit_registration(session, registration_settings, request, now=long_ago)
+        reg_id = await service.submit_registration(
+            session, registration_settings, service.catalog_of(api.runtime), request, now=long_ago
+        )
     token = await latest_token(api.runtime, reg_id)
     response = await api.post("/v1/registrations/confirm", json={"token": token})
     assert response.status_code == 404
@@ -283,7 +285,9 @@ async def _pending(
             **registration_body(working_group_id=wg, participant_type=participant_type)
         )
         async with api.runtime.transaction() as session:
-            reg_id = await service.submit_registration(session, registration_settings, request)
+            reg_id = await service.submit_registration(
+                session, registration_settings, service.catalog_of(api.runtime), request
+            )
         tokens.append(await latest_token(api.runtime, reg_id))
     return tokens
 
@@ -495,10 +499,17 @@ async def test_unconfirmed_registrations_expire_and_their_personal_data_is_delet
     )
     async with api.runtime.transaction() as session:
         reg_id = await service.submit_registration(
-            session, registration_settings, request, now=datetime.now(UTC) - timedelta(hours=49)
+            session,
+            registration_settings,
+            service.catalog_of(api.runtime),
+            request,
+            now=datetime.now(UTC) - timedelta(hours=49),
         )
     async with api.runtime.transaction() as session:
-        assert await service.expire_unconfirmed(session, registration_settings) >= 1
+        assert (
+            await service.expire_unconfirmed(session, registration_settings, service.catalog_of(api.runtime))
+            >= 1
+        )
     async with api.runtime.transaction() as session:
         row = (await session.execute(select(registrations).where(registrations.c.id == reg_id))).one()
     assert row.status == "expired"
@@ -605,12 +616,10 @@ async def test_a_confirmation_right_after_a_meeting_change_on_another_replica_ca
         tokens = await _pending(api, registration_settings, wg, 2)
         # The replica caches the catalog entry while confirming the first person.
         await replica.post("/v1/registrations/confirm", json={"token": tokens[0]})
-        replicas_cache_entry = service.catalog_cache._entries[wg]
         admin = auth(registration_settings, "admin")
         moved = "2019-05-02T17:00:00+02:00"
+        # Changed through the other replica: this one's cache still holds the old entry.
         await api.patch(f"/v1/working-groups/{wg}/meetings/2", json={"starts_at": moved}, headers=admin)
-        # Both apps share this process's cache; another process would still hold its old entry.
-        service.catalog_cache._entries[wg] = replicas_cache_entry
         answer = await replica.post("/v1/registrations/confirm", json={"token": tokens[1]})
         assert answer.json()["status"] == "confirmed"
         [event] = await events_of(api.runtime, "registration.confirmed", registration_id=answer.json()["id"])
