@@ -61,6 +61,7 @@ from shared.observability import (
     get_logger,
     reraise_if_cancelled,
 )
+from shared.retry import exponential_delay
 from shared.topology import EVENTS_EXCHANGE
 
 log = get_logger(__name__)
@@ -196,26 +197,27 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self) -> None:
-        backoff = self.poll_interval
+        failures = 0
         while True:
             await self._ensure_listener()
             await self._notify_other_replicas()
             try:
                 published = await self.relay_once()
-                backoff = self.poll_interval
+                failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # database down: wait and try again, never die
                 reraise_if_cancelled(exc)
                 log.warning("outbox relay iteration failed", error=str(exc), service=self.service)
                 published = 0
-                backoff = min(backoff * 2, 30.0)
+                failures += 1
             if published >= self.batch_size:
                 continue  # more waiting; do not sleep
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races with
             # the event being set, and the relay would never stop.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(backoff):
+                # The poll interval, growing while the database is away.
+                async with asyncio.timeout(exponential_delay(failures + 1, self.poll_interval, 30.0)):
                     await self._wake.wait()
             self._wake.clear()
             # Let a burst of commits gather into one batch.
@@ -362,7 +364,7 @@ def _is_ack(confirmation: Any) -> bool:
 
 def retry_delay(attempts: int) -> timedelta:
     """1 s, 2 s, 4 s … after each failed publish of a row, at most five minutes."""
-    return timedelta(seconds=min(2 ** max(attempts - 1, 0), 300))
+    return timedelta(seconds=exponential_delay(attempts, 1.0, 300.0))
 
 
 def _describe(error: BaseException) -> str:

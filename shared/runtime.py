@@ -23,6 +23,7 @@ from faststream.rabbit import Channel, RabbitBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Table, delete, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from tenacity import AsyncRetrying
 
 from shared.asyncapi import asyncapi_document
 from shared.auth import TokenVerifier
@@ -31,6 +32,7 @@ from shared.http import DomainErrors, RequestContextMiddleware, install_error_ha
 from shared.inbox import EventConsumer
 from shared.observability import configure_logging, get_logger, reraise_if_cancelled
 from shared.outbox import OutboxRelay, wake_relay_after_commit
+from shared.retry import log_before_retry, wait_exponential_capped
 from shared.settings import ServiceSettings
 from shared.topology import QUEUES, ConsumerQueue, QueuePolicy, declare_topology
 
@@ -104,28 +106,24 @@ class ServiceRuntime:
         await asyncio.sleep(0.05)
 
     async def _connect_broker(self) -> None:
-        delay = 0.5
         policy = QueuePolicy.from_settings(self.settings)
-        while True:
-            try:
-                await declare_topology(self.settings.amqp_url, policy, QUEUES + self.extra_queues)
-                await self.broker.start()
-                self.broker_ready.set()
-                log.info("broker connected", service=self.settings.service_name)
-                if self.relay:
-                    # Started only now: until the broker answers, events wait safely in the outbox.
-                    await self.relay.start()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning(
-                    "broker connection or topology declaration failed", error=str(exc), retry_in=delay
-                )
-                with contextlib.suppress(Exception):
-                    await self.broker.stop()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 15.0)
+        async for attempt in AsyncRetrying(
+            wait=wait_exponential_capped(0.5, 15.0),
+            before_sleep=log_before_retry(log, "broker connection or topology declaration failed"),
+        ):
+            with attempt:
+                try:
+                    await declare_topology(self.settings.amqp_url, policy, QUEUES + self.extra_queues)
+                    await self.broker.start()
+                except Exception:
+                    with contextlib.suppress(Exception):
+                        await self.broker.stop()
+                    raise
+        self.broker_ready.set()
+        log.info("broker connected", service=self.settings.service_name)
+        if self.relay:
+            # Started only now: until the broker answers, events wait safely in the outbox.
+            await self.relay.start()
 
     async def housekeeping(self) -> None:
         """Delete published outbox rows and old inbox rows (the dedup window is the inbox retention)."""

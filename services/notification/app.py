@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 from fastapi import FastAPI
-from sqlalchemy import delete
 
-from services.notification import api
+from services.notification import api, service
 from services.notification.config import NotificationSettings
 from services.notification.dispatcher import Dispatcher
 from services.notification.handlers import mail_handlers
 from services.notification.mail import parse_mailbox
-from services.notification.models import deliveries, inbox, outbox
+from services.notification.models import inbox, outbox
 from services.notification.rendering import TemplateRenderer
 from services.notification.smtp import SmtpPool
 from shared.inbox import EventConsumer
@@ -24,11 +21,11 @@ def build(settings: NotificationSettings | None = None) -> tuple[ServiceRuntime,
     settings = settings or NotificationSettings()
     runtime = build_runtime(settings, outbox=outbox)
     dispatcher = Dispatcher(settings, runtime.session_factory, TemplateRenderer(), SmtpPool(settings))
-    domain = settings.message_id_domain or parse_mailbox(settings.mail_from).domain
+    message_id_domain = settings.message_id_domain or parse_mailbox(settings.mail_from).domain
     runtime.consumers.append(
         EventConsumer(
             queue=NOTIFICATION_MAIL,
-            handlers=mail_handlers(domain),
+            handlers=mail_handlers(message_id_domain),
             inbox=inbox,
             session_factory=runtime.session_factory,
             max_attempts=settings.consumer_max_attempts,
@@ -38,9 +35,8 @@ def build(settings: NotificationSettings | None = None) -> tuple[ServiceRuntime,
     )
 
     async def purge_old_deliveries() -> None:
-        cutoff = datetime.now(UTC) - timedelta(days=settings.purge_after_days)
-        async with runtime.transaction() as session:
-            await session.execute(delete(deliveries).where(deliveries.c.created_at < cutoff))
+        async with runtime.transaction() as conn:
+            await service.purge_old_deliveries(conn, settings)
 
     runtime.jobs.append(PeriodicJob("purge-deliveries", settings.purge_job_interval, purge_old_deliveries))
     runtime.jobs.append(PeriodicJob("mail-dispatcher", 0.0, dispatcher.run))
@@ -55,6 +51,7 @@ def create_app(settings: NotificationSettings | None = None) -> FastAPI:
         description="Turns events into mail to residents, in their language, exactly once.",
         routers=[api.router],
         consumes=[NOTIFICATION_MAIL],
+        domain_errors=api.DOMAIN_ERRORS,
     )
     app.state.dispatcher = dispatcher
     return app

@@ -19,7 +19,7 @@ class NotificationSettings(ServiceSettings):
     message_id_domain: str = ""
     # 0 = no limit. An Exchange relay may allow only 30 per minute.
     rate_limit_per_minute: int = 0
-    # Retry on 4xx / connection errors with exponential backoff and jitter, up to this age.
+    # Retry on 4xx / connection errors with exponential backoff (equal jitter), up to this age.
     retry_base_seconds: float = 30.0
     retry_max_seconds: float = 3600.0
     max_age_hours: float = 48.0

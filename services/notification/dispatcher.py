@@ -18,28 +18,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, Text, bindparam, func, or_, select, update
 from sqlalchemy.engine import Row
+from tenacity import AsyncRetrying, stop_after_attempt, wait_fixed
 
+from services.notification import repository as repo
 from services.notification.calendar import calendar_for
 from services.notification.config import NotificationSettings
-from services.notification.mail import build_message, mailbox, one_line, parse_mailbox
-from services.notification.models import deliveries
+from services.notification.domain import Mark, RetryPolicy, mark_for
+from services.notification.mail import build_message, mailbox, parse_mailbox
 from services.notification.rendering import TemplateRenderer
 from services.notification.smtp import SendResult, SmtpPool
 from shared.db import SessionFactory
 from shared.observability import get_logger, reraise_if_cancelled
+from shared.retry import log_before_retry
 
 log = get_logger(__name__)
 
-DUE_STATUSES = ("pending", "retrying", "unknown")
 MARK_WRITE_ATTEMPTS = 3
 MARK_WRITE_RETRY_DELAY = 0.5
 
@@ -49,45 +48,6 @@ class ComposedMail:
     data: bytes
     subject: str
     recipient: str  # the envelope recipient: the checked address of the To header
-
-
-@dataclass(frozen=True)
-class Mark:
-    """What became of one attempt, as written to its row."""
-
-    id: uuid.UUID
-    attempt: int
-    status: str
-    last_error: str | None
-    subject: str | None
-    next_attempt_at: datetime | None
-    sent_at: datetime | None
-    at: datetime
-
-
-# One statement for any number of marks (executemany), fenced by the attempt: it lands while the row is
-# still 'sending' under this claim, or 'unknown' because the lease ran out and nobody claimed it since
-# (the late answer is then still the truth, and spares the recipient a copy).
-_MARK = (
-    update(deliveries)
-    .where(
-        deliveries.c.id == bindparam("m_id"),
-        deliveries.c.attempts == bindparam("m_attempt"),
-        # Not in_(): an expanding parameter cannot be used with executemany.
-        or_(deliveries.c.status == "sending", deliveries.c.status == "unknown"),
-    )
-    .values(
-        status=bindparam("m_status", type_=Text),
-        last_error=bindparam("m_error", type_=Text),
-        subject=func.coalesce(bindparam("m_subject", type_=Text), deliveries.c.subject),
-        next_attempt_at=func.coalesce(
-            bindparam("m_next", type_=DateTime(timezone=True)), deliveries.c.next_attempt_at
-        ),
-        sent_at=bindparam("m_sent", type_=DateTime(timezone=True)),
-        lease_until=None,
-        updated_at=bindparam("m_at", type_=DateTime(timezone=True)),
-    )
-)
 
 
 class MarkWriter:
@@ -113,18 +73,18 @@ class MarkWriter:
         while self._pending:
             batch, self._pending = self._pending, []
             error: Exception | None = None
-            for attempt in range(1, MARK_WRITE_ATTEMPTS + 1):
-                try:
-                    await self._write([mark for mark, _ in batch])
-                    error = None
-                    break
-                except Exception as exc:
-                    error = exc
-                    log.warning(
-                        "writing mail marks failed", attempt=attempt, count=len(batch), error=repr(exc)
-                    )
-                    if attempt < MARK_WRITE_ATTEMPTS:
-                        await asyncio.sleep(MARK_WRITE_RETRY_DELAY)
+            try:
+                async for attempt in AsyncRetrying(
+                    stop=stop_after_attempt(MARK_WRITE_ATTEMPTS),
+                    wait=wait_fixed(MARK_WRITE_RETRY_DELAY),
+                    before_sleep=log_before_retry(log, "writing mail marks failed", count=len(batch)),
+                    reraise=True,
+                ):
+                    with attempt:
+                        await self._write([mark for mark, _ in batch])
+            except Exception as exc:
+                log.warning("writing mail marks failed for good", count=len(batch), error=repr(exc))
+                error = exc
             for _, future in batch:
                 if not future.done():
                     future.set_result(error)
@@ -154,7 +114,9 @@ class Dispatcher:
         self.reply_to = parse_mailbox(settings.mail_reply_to) if settings.mail_reply_to else None
         self.marks = MarkWriter(self._write_marks)
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.retry_policy = RetryPolicy(
+            settings.retry_base_seconds, settings.retry_max_seconds, settings.max_age_hours
+        )
 
     def footer(self) -> dict[str, str]:
         s = self.settings
@@ -184,16 +146,6 @@ class Dispatcher:
 
     def wake(self) -> None:
         self._wake.set()
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self.run(), name="mail-dispatcher")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.pool.close()
 
     async def run(self) -> None:
         try:
@@ -228,29 +180,8 @@ class Dispatcher:
     async def _claim(self) -> list[Row[Any]]:
         now = self.clock()
         lease = now + timedelta(seconds=self.settings.sending_lease_seconds)
-        async with self.session_factory() as session, session.begin():
-            # A lease that ran out means a sender died mid-send: whether the relay took the mail is unknown.
-            await session.execute(
-                update(deliveries)
-                .where(deliveries.c.status == "sending", deliveries.c.lease_until < now)
-                .values(status="unknown", last_error="sender stopped while sending", updated_at=now)
-            )
-            due = (
-                select(deliveries.c.id)
-                .where(deliveries.c.status.in_(DUE_STATUSES), deliveries.c.next_attempt_at <= now)
-                .order_by(deliveries.c.next_attempt_at)
-                .limit(self.claim_limit)
-                .with_for_update(skip_locked=True)
-            )
-            claimed = await session.execute(
-                update(deliveries)
-                .where(deliveries.c.id.in_(due.scalar_subquery()))
-                .values(
-                    status="sending", lease_until=lease, attempts=deliveries.c.attempts + 1, updated_at=now
-                )
-                .returning(deliveries)
-            )
-            return list(claimed.all())
+        async with self.session_factory() as conn, conn.begin():
+            return await repo.claim_due(conn, now, lease, self.claim_limit)
 
     async def _deliver(self, row: Row[Any]) -> None:
         try:
@@ -277,34 +208,10 @@ class Dispatcher:
             calendar=calendar.data if calendar else None,
             calendar_method=calendar.method if calendar else "PUBLISH",
         )
-        return ComposedMail(
-            data=message.as_bytes(), subject=one_line(rendered.subject), recipient=recipient.addr_spec
-        )
-
-    def mark_for(self, row: Row[Any], result: SendResult, subject: str | None) -> Mark:
-        now = self.clock()
-        status, error, next_attempt_at, sent_at = "failed", result.detail or None, None, None
-        if result.outcome == "sent":
-            status, error, sent_at = "sent", None, now
-        elif result.outcome in ("retry", "unknown"):
-            if now - row.created_at > timedelta(hours=self.settings.max_age_hours):
-                error = f"gave up after {self.settings.max_age_hours} h: {result.detail}"
-            else:
-                status = "unknown" if result.outcome == "unknown" else "retrying"
-                next_attempt_at = now + timedelta(seconds=self.backoff(row.attempts))
-        return Mark(
-            id=row.id,
-            attempt=row.attempts,
-            status=status,
-            last_error=error,
-            subject=subject,
-            next_attempt_at=next_attempt_at,
-            sent_at=sent_at,
-            at=now,
-        )
+        return ComposedMail(data=message.as_bytes(), subject=rendered.subject, recipient=recipient.addr_spec)
 
     async def _record(self, row: Row[Any], result: SendResult, subject: str | None) -> None:
-        mark = self.mark_for(row, result, subject)
+        mark = mark_for(row, result.outcome, result.detail, subject, self.clock(), self.retry_policy)
         try:
             await self.marks.write(mark)
         except Exception as exc:
@@ -326,25 +233,5 @@ class Dispatcher:
         )
 
     async def _write_marks(self, marks: list[Mark]) -> None:
-        params = [
-            {
-                "m_id": m.id,
-                "m_attempt": m.attempt,
-                "m_status": m.status,
-                "m_error": m.last_error,
-                "m_subject": m.subject,
-                "m_next": m.next_attempt_at,
-                "m_sent": m.sent_at,
-                "m_at": m.at,
-            }
-            for m in marks
-        ]
-        async with self.session_factory() as session, session.begin():
-            await session.execute(_MARK, params)
-
-    def backoff(self, attempts: int) -> float:
-        """Exponential backoff with full jitter."""
-        ceiling = min(
-            self.settings.retry_max_seconds, self.settings.retry_base_seconds * 2 ** max(attempts - 1, 0)
-        )
-        return random.uniform(ceiling / 2, ceiling)
+        async with self.session_factory() as conn, conn.begin():
+            await repo.write_marks(conn, marks)

@@ -30,8 +30,11 @@ from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr, parseaddr
+from typing import TYPE_CHECKING
 
-from services.notification.rendering import RenderedMail
+if TYPE_CHECKING:
+    from services.notification.rendering import RenderedMail
+
 
 _LINE_BREAKS = {"\r", "\n", "\x00", "\u2028", "\u2029", "\x85", "\x0b", "\x0c"}
 # RFC 5322 atext, as dot-separated atoms; deliberately no quoted local parts.

@@ -13,8 +13,6 @@ metadata = service_metadata(SCHEMA)
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
 
-DELIVERY_STATUSES = ("pending", "sending", "sent", "retrying", "failed", "unknown")
-
 deliveries = Table(
     "deliveries",
     metadata,

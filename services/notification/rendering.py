@@ -17,6 +17,7 @@ from typing import Any
 from babel.dates import format_date, format_time
 from jinja2 import FileSystemLoader, TemplateNotFound
 
+from services.notification.mail import one_line
 from shared import i18n
 from shared.observability import get_logger
 
@@ -45,17 +46,12 @@ def _format_datetime(value: Any, language: str = "de") -> str:
     return f"{format_date(local, format='full', locale=language)}, {format_time(local, format='short', locale=language)}"
 
 
-def one_line(value: Any) -> str:
-    """For subjects: whatever a person typed must not break the header line."""
-    return " ".join(str(value).split())
-
-
 class TemplateRenderer:
     def __init__(self, directory: Path = TEMPLATES_DIR) -> None:
         self.directory = directory
         self.env = i18n.template_environment(FileSystemLoader(str(directory)))
         self.env.filters["datetime"] = _format_datetime
-        self.env.filters["one_line"] = one_line
+        self.env.filters["one_line"] = lambda value: one_line(str(value))
 
     def languages(self) -> list[str]:
         return i18n.languages()

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from services.notification.intents import intents_for, template_name
+from services.notification.domain import intents_for, template_name
 from shared import events as ev
 from shared.i18n import BERLIN
 

@@ -23,11 +23,11 @@ from typing import Literal
 import aiosmtplib
 
 from services.notification.config import NotificationSettings
+from services.notification.domain import Outcome
 from shared.observability import get_logger
 
 log = get_logger(__name__)
 
-Outcome = Literal["sent", "retry", "failed", "unknown"]
 Stage = Literal["connect", "transaction", "data"]
 
 # After 421 the relay closes the connection (RFC 5321 3.8): no RSET, reconnect next time.

@@ -17,7 +17,7 @@ from icalendar import Calendar
 from markupsafe import escape
 
 from services.notification.calendar import CALENDAR_TEMPLATES, calendar_for, event_uid
-from services.notification.intents import template_name
+from services.notification.domain import template_name
 from services.notification.rendering import FALLBACK_LANGUAGE, RenderedMail, TemplateRenderer
 from services.notification.samples import sample_context, templates
 from shared.events import LANGUAGES

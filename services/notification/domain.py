@@ -1,0 +1,134 @@
+"""The notification rules as plain Python, no I/O: which mails an event owes (to whom, with which
+template), the states of a delivery and what one attempt's outcome makes of it, and the backoff.
+
+    pending ──claim──▶ sending ──relay took it──────────────▶ sent
+       ▲                  ├──4xx / connection error──────────▶ retrying ──(due)──▶ claimed again
+       │                  ├──5xx, or it cannot be composed───▶ failed
+       │                  └──connection lost after DATA,──────▶ unknown ──(due)──▶ sent again, same Message-ID
+       │                     or the lease ran out
+       └── retrying / unknown past ``max_age_hours`` ─────────▶ failed ("gave up")
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from shared import events as ev
+from shared.retry import equal_jitter, exponential_delay
+
+DELIVERY_STATUSES = ("pending", "sending", "sent", "retrying", "failed", "unknown")
+# Rows a sender may claim once their next_attempt_at has come.
+DUE_STATUSES = ("pending", "retrying", "unknown")
+# What the SMTP layer reports for one attempt.
+Outcome = Literal["sent", "retry", "failed", "unknown"]
+
+
+class DomainError(Exception):
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.field = field
+
+
+class NotFound(DomainError):
+    """No such template."""
+
+
+class InvalidRequest(DomainError):
+    """An input the rules refuse (a language without mails)."""
+
+
+@dataclass(frozen=True)
+class MailIntent:
+    template: str
+    recipient: ev.Recipient
+    context: dict[str, Any]
+
+
+def template_name(event_type: str) -> str:
+    return event_type.replace(".", "_")
+
+
+def intents_for(event: ev.IntegrationEvent) -> list[MailIntent]:
+    template = template_name(event.event_type)
+    payload = event.model_dump(mode="json")
+    if isinstance(event, ev._RegistrationEvent):
+        return [MailIntent(template, event.recipient, payload)]
+    if isinstance(event, ev._MeetingEvent):
+        base = {k: v for k, v in payload.items() if k != "participants"}
+        return [
+            MailIntent(
+                template,
+                participant.recipient,
+                {
+                    **base,
+                    "recipient": participant.recipient.model_dump(mode="json"),
+                    "registration_id": str(participant.registration_id),
+                    "links": participant.links.model_dump(mode="json"),
+                },
+            )
+            for participant in event.participants
+        ]
+    if isinstance(event, ev._ProposalEvent):
+        if event.author is None or not event.author.email:
+            return []
+        return [MailIntent(template, event.author, {**payload, "recipient": payload["author"]})]
+    return []
+
+
+def dedup_key(event_id: str, template: str, email: str) -> str:
+    """The delivery's unique key: one mail per event, template and recipient, however often it arrives."""
+    return f"{event_id}:{template}:{email.strip().lower()}"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base_seconds: float
+    max_seconds: float
+    max_age_hours: float
+
+    def backoff(self, attempts: int) -> float:
+        """Exponential backoff with equal jitter: between half the ceiling and the ceiling."""
+        return equal_jitter(exponential_delay(attempts, self.base_seconds, self.max_seconds))
+
+
+@dataclass(frozen=True)
+class Mark:
+    """What became of one attempt, as written to its row."""
+
+    id: uuid.UUID
+    attempt: int
+    status: str
+    last_error: str | None
+    subject: str | None
+    next_attempt_at: datetime | None
+    sent_at: datetime | None
+    at: datetime
+
+
+def mark_for(
+    delivery: Any, outcome: Outcome, detail: str, subject: str | None, now: datetime, policy: RetryPolicy
+) -> Mark:
+    """The delivery's state after an attempt (``delivery`` has ``id``, ``attempts``, ``created_at``)."""
+    status, error, next_attempt_at, sent_at = "failed", detail or None, None, None
+    if outcome == "sent":
+        status, error, sent_at = "sent", None, now
+    elif outcome in ("retry", "unknown"):
+        if now - delivery.created_at > timedelta(hours=policy.max_age_hours):
+            error = f"gave up after {policy.max_age_hours} h: {detail}"
+        else:
+            status = "unknown" if outcome == "unknown" else "retrying"
+            next_attempt_at = now + timedelta(seconds=policy.backoff(delivery.attempts))
+    return Mark(
+        id=delivery.id,
+        attempt=delivery.attempts,
+        status=status,
+        last_error=error,
+        subject=subject,
+        next_attempt_at=next_attempt_at,
+        sent_at=sent_at,
+        at=now,
+    )

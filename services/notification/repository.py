@@ -1,0 +1,110 @@
+"""All queries of the notification service: the delivery log, which is also the queue of mails to send."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Text, bindparam, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.notification.domain import DUE_STATUSES, Mark
+from services.notification.models import deliveries
+
+
+async def insert_delivery(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    """Record an intended mail; one already recorded under the same ``dedup_key`` stays as it is."""
+    await conn.execute(
+        insert(deliveries).values(**values).on_conflict_do_nothing(index_elements=["dedup_key"])
+    )
+
+
+async def claim_due(
+    conn: AsyncConnection, now: datetime, lease_until: datetime, limit: int
+) -> list[Row[Any]]:
+    """Claim up to ``limit`` due rows for sending (``FOR UPDATE SKIP LOCKED``: replicas share the work),
+    counting the attempt; first, rows whose lease ran out become ``unknown``."""
+    # A lease that ran out means a sender died mid-send: whether the relay took the mail is unknown.
+    await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.status == "sending", deliveries.c.lease_until < now)
+        .values(status="unknown", last_error="sender stopped while sending", updated_at=now)
+    )
+    due = (
+        select(deliveries.c.id)
+        .where(deliveries.c.status.in_(DUE_STATUSES), deliveries.c.next_attempt_at <= now)
+        .order_by(deliveries.c.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claimed = await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id.in_(due.scalar_subquery()))
+        .values(status="sending", lease_until=lease_until, attempts=deliveries.c.attempts + 1, updated_at=now)
+        .returning(deliveries)
+    )
+    return list(claimed.all())
+
+
+# One statement for any number of marks (executemany), fenced by the attempt: it lands while the row is
+# still 'sending' under this claim, or 'unknown' because the lease ran out and nobody claimed it since
+# (the late answer is then still the truth, and spares the recipient a copy).
+_MARK = (
+    update(deliveries)
+    .where(
+        deliveries.c.id == bindparam("m_id"),
+        deliveries.c.attempts == bindparam("m_attempt"),
+        # Not in_(): an expanding parameter cannot be used with executemany.
+        or_(deliveries.c.status == "sending", deliveries.c.status == "unknown"),
+    )
+    .values(
+        status=bindparam("m_status", type_=Text),
+        last_error=bindparam("m_error", type_=Text),
+        subject=func.coalesce(bindparam("m_subject", type_=Text), deliveries.c.subject),
+        next_attempt_at=func.coalesce(
+            bindparam("m_next", type_=DateTime(timezone=True)), deliveries.c.next_attempt_at
+        ),
+        sent_at=bindparam("m_sent", type_=DateTime(timezone=True)),
+        lease_until=None,
+        updated_at=bindparam("m_at", type_=DateTime(timezone=True)),
+    )
+)
+
+
+async def write_marks(conn: AsyncConnection, marks: Sequence[Mark]) -> None:
+    await conn.execute(
+        _MARK,
+        [
+            {
+                "m_id": m.id,
+                "m_attempt": m.attempt,
+                "m_status": m.status,
+                "m_error": m.last_error,
+                "m_subject": m.subject,
+                "m_next": m.next_attempt_at,
+                "m_sent": m.sent_at,
+                "m_at": m.at,
+            }
+            for m in marks
+        ],
+    )
+
+
+async def purge_created_before(conn: AsyncConnection, cutoff: datetime) -> None:
+    await conn.execute(delete(deliveries).where(deliveries.c.created_at < cutoff))
+
+
+async def list_deliveries(
+    conn: AsyncConnection, *, recipient: str | None, event_id: str | None, status: str | None, limit: int
+) -> Sequence[Row[Any]]:
+    query = select(deliveries).order_by(deliveries.c.created_at.desc()).limit(limit)
+    if recipient:
+        query = query.where(deliveries.c.recipient_email.ilike(recipient.strip()))
+    if event_id:
+        query = query.where(deliveries.c.event_id == event_id)
+    if status:
+        query = query.where(deliveries.c.status == status)
+    return (await conn.execute(query)).all()
