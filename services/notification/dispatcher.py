@@ -114,6 +114,9 @@ class Dispatcher:
         self.reply_to = parse_mailbox(settings.mail_reply_to) if settings.mail_reply_to else None
         self.marks = MarkWriter(self._write_marks)
         self._wake = asyncio.Event()
+        # Completed claim-and-send passes: a pass that began after a row became final proves that
+        # nothing more is sent for it (the tests wait for this instead of sleeping).
+        self.passes = 0
         self.retry_policy = RetryPolicy(
             settings.retry_base_seconds, settings.retry_max_seconds, settings.max_age_hours
         )
@@ -158,6 +161,7 @@ class Dispatcher:
                     reraise_if_cancelled(exc)
                     log.warning("mail dispatch failed", error=repr(exc))
                     handled = 0
+                self.passes += 1
                 if handled >= self.claim_limit:
                     continue
                 with contextlib.suppress(TimeoutError):

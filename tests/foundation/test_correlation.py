@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import aio_pika
@@ -10,6 +9,7 @@ import aio_pika
 from services.registration.app import create_app
 from shared.topology import EVENTS_EXCHANGE, QueuePolicy, declare_topology
 from tests.conftest import registration_body, running
+from tests.support.wait import eventually
 
 
 async def test_correlation_id_travels_from_request_to_event(registration_settings):
@@ -31,14 +31,13 @@ async def test_correlation_id_travels_from_request_to_event(registration_setting
             unsafe = await client.get("/healthz", headers={"X-Correlation-ID": "bad\x01id"})
             assert unsafe.headers["X-Correlation-ID"] != "bad\x01id"
 
-            async with asyncio.timeout(20):
-                while True:
-                    message = await queue.get(no_ack=True, fail=False)
-                    if message is None:
-                        await asyncio.sleep(0.05)
-                        continue
-                    if json.loads(message.body)["recipient"]["email"] == body["email"]:
-                        break
+            async def our_event():
+                message = await queue.get(no_ack=True, fail=False)
+                if message and json.loads(message.body)["recipient"]["email"] == body["email"]:
+                    return message
+                return None
+
+            message = await eventually(our_event, "the registration's event on the queue", timeout=20)
         assert message.correlation_id == "web-form-4711"
         assert message.type == "registration.submitted"
         assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT

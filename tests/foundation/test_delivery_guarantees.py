@@ -7,7 +7,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
 import uuid
 from typing import ClassVar
 from urllib.parse import urlparse
@@ -33,7 +32,9 @@ from shared.runtime import build_runtime
 from shared.topology import ConsumerQueue
 from tests.conftest import registration_body, running
 from tests.support.events import publish_event
+from tests.support.mail import processing_ended
 from tests.support.tcpproxy import TcpProxy
+from tests.support.wait import eventually
 
 
 async def _count(session, table, *where) -> int:
@@ -121,7 +122,7 @@ async def test_relay_dying_between_publish_and_mark_leads_to_one_mail(
 ):
     reg = registration_app(registration_settings.model_copy(update={"outbox_poll_interval": 3600}))
     runtime = reg.state.runtime
-    async with running(reg) as client, running(notification_app(notification_settings)):
+    async with running(reg) as client, running(notification := notification_app(notification_settings)):
         relay = runtime.relay
         await relay.stop()  # drive the relay by hand
         duplicates = MESSAGES_CONSUMED.labels("notification.mail", "duplicate")
@@ -148,9 +149,14 @@ async def test_relay_dying_between_publish_and_mark_leads_to_one_mail(
         assert still_unpublished == 1  # the mark rolled back: the relay will publish it again
         await smtp.wait_for(body["email"])
         assert await relay.relay_once() >= 1  # the second publish of the same event id
-        await asyncio.sleep(2.0)
-        assert len(smtp.handler.to(body["email"])) == 1
+
+        async def redelivery_recognised() -> bool:
+            return duplicates._value.get() >= duplicates_before + 1
+
         # The inbox recognised the redelivery (the delivery log's unique key is a second guard behind it).
+        await eventually(redelivery_recognised, "the inbox to recognise the redelivery")
+        await processing_ended(notification)
+        assert len(smtp.handler.to(body["email"])) == 1
         assert duplicates._value.get() == duplicates_before + 1
     # One delivery row, one mail: the redelivery was recognised by the inbox.
     conn = await asyncpg.connect(asyncpg_dsn(notification_settings.database_url))
@@ -216,11 +222,10 @@ async def test_a_failing_message_is_dead_lettered_others_flow_and_replay_brings_
         for i in range(5):
             await publish_event(amqp, _proposal(f"good-{i}"))
 
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and (
-            await _queue_depth(amqp, POISON_QUEUE.dead_letter_queue) < 1 or len(handled) < 5
-        ):
-            await asyncio.sleep(0.2)
+        async def poison_parked_others_handled() -> bool:
+            return await _queue_depth(amqp, POISON_QUEUE.dead_letter_queue) >= 1 and len(handled) >= 5
+
+        await eventually(poison_parked_others_handled, "the poison message parked, the others handled", 30)
         assert sorted(handled) == [f"good-{i}" for i in range(5)]  # the others kept flowing
         assert attempts["POISON"] == 3  # the configured number of attempts, with delays between
         assert await _queue_depth(amqp, POISON_QUEUE.dead_letter_queue) == 1
@@ -245,10 +250,11 @@ async def test_a_failing_message_is_dead_lettered_others_flow_and_replay_brings_
         )
         assert replay.returncode == 0, replay.stderr
         assert "replayed 1 message" in replay.stdout
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and "POISON" not in handled:
-            await asyncio.sleep(0.1)
-        assert "POISON" in handled
+
+        async def replayed() -> bool:
+            return "POISON" in handled
+
+        await eventually(replayed, "the replayed message to be handled", 20)
         assert await _queue_depth(amqp, POISON_QUEUE.dead_letter_queue) == 0
     finally:
         await runtime.stop()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from services.notification.app import create_app as notification_app
 from services.proposals.app import create_app as proposals_app
 from services.registration.app import create_app as registration_app
 from tests.conftest import registration_body, running
+from tests.support.mail import processing_ended
 
 
 async def test_registration_becomes_exactly_one_german_mail(
@@ -15,7 +14,7 @@ async def test_registration_becomes_exactly_one_german_mail(
 ):
     async with (
         running(registration_app(registration_settings)) as registration,
-        running(notification_app(notification_settings)),
+        running(notification := notification_app(notification_settings)),
         running(proposals_app(proposals_settings)) as proposals,
     ):
         body = registration_body(name="Jürgen Müller")
@@ -24,7 +23,7 @@ async def test_registration_becomes_exactly_one_german_mail(
         assert response.json()["status"] == "pending_confirmation"
 
         mails = await smtp.wait_for(body["email"])
-        await asyncio.sleep(1.5)  # would a second one follow?
+        await processing_ended(notification)  # would a second one follow?
         assert len(smtp.handler.to(body["email"])) == 1
         mail = mails[0].message
         assert "Bitte bestätigen Sie Ihre Anmeldung" in str(mail["Subject"])

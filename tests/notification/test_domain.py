@@ -52,7 +52,9 @@ def test_every_sample_event_owes_one_mail_to_its_person_and_the_key_ignores_case
         [intent] = domain.intents_for(event)
         assert intent.template == domain.template_name(event.event_type)
         assert intent.recipient.email == "ayse.yilmaz@example.org"
-    assert domain.dedup_key("e1", "t", " Ayse@Example.org ") == domain.dedup_key("e1", "t", "ayse@example.org")
+    assert domain.dedup_key("e1", "t", " Ayse@Example.org ") == domain.dedup_key(
+        "e1", "t", "ayse@example.org"
+    )
 
 
 def test_an_anonymous_proposal_owes_no_mail():

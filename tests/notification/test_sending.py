@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -36,11 +35,11 @@ from shared.inbox import EventMeta
 from shared.observability import MESSAGES_CONSUMED
 from tests.conftest import running, unique_email
 from tests.support.events import publish_event as publish
-from tests.support.mail import HEADERS_WE_WRITE
+from tests.support.mail import HEADERS_WE_WRITE, processing_ended
 from tests.support.smtp import RecordingHandler, SmtpServer, free_port
+from tests.support.wait import eventually
 
 BERLIN = ZoneInfo("Europe/Berlin")
-SETTLE = 0.8  # long enough for any stray retry (retry_max_seconds=1.0 is the slowest) to have started
 
 
 def submitted(email: str, name: str = "Ayşe Yılmaz", title: str = "Sprachförderung") -> RegistrationSubmitted:
@@ -69,18 +68,6 @@ async def deliveries_to(settings: NotificationSettings, email: str) -> list[asyn
         )
     finally:
         await conn.close()
-
-
-async def eventually(check: Callable[[], Awaitable[object]], what: str, timeout: float = 15.0) -> object:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for: {what}")
-        await asyncio.sleep(0.05)
 
 
 async def final_delivery(settings: NotificationSettings, email: str, status: str) -> asyncpg.Record:
@@ -158,10 +145,10 @@ async def test_temporary_refusals_are_retried_until_the_relay_accepts(notificati
     email = unique_email("retry")
     relay.handler.target = email
     relay.handler.script.extend(["421", "451"])
-    async with running(notification_app(settings)):
+    async with running(app := notification_app(settings)):
         await publish(settings.amqp_url, submitted(email))
         row = await final_delivery(settings, email, "sent")
-        await asyncio.sleep(SETTLE)
+        await processing_ended(app)
     assert row["attempts"] == 3
     assert row["last_error"] is None and row["sent_at"] is not None
     assert relay.handler.data_attempts == 3
@@ -176,10 +163,10 @@ async def test_a_permanent_refusal_fails_the_delivery_without_further_attempts(n
     email = unique_email("refused")
     relay.handler.target = email
     relay.handler.script.append("550")
-    async with running(notification_app(settings)):
+    async with running(app := notification_app(settings)):
         await publish(settings.amqp_url, submitted(email))
         row = await final_delivery(settings, email, "failed")
-        await asyncio.sleep(settings.retry_max_seconds + SETTLE)
+        await processing_ended(app)
         later = (await deliveries_to(settings, email))[0]
     assert "550" in row["last_error"]
     assert row["attempts"] == 1 and later["attempts"] == 1 and later["status"] == "failed"
@@ -211,7 +198,7 @@ async def test_a_connection_lost_after_data_is_unknown_and_resent_with_the_same_
     email = unique_email("unknown")
     relay.handler.target = email
     relay.handler.script.append("drop")
-    async with running(notification_app(settings)):
+    async with running(app := notification_app(settings)):
         await publish(settings.amqp_url, submitted(email))
 
         async def is_unknown() -> asyncpg.Record | None:
@@ -222,7 +209,7 @@ async def test_a_connection_lost_after_data_is_unknown_and_resent_with_the_same_
         assert unknown["attempts"] == 1
         assert "Disconnected" in unknown["last_error"] or "Connection" in unknown["last_error"]
         row = await final_delivery(settings, email, "sent")
-        await asyncio.sleep(SETTLE)
+        await processing_ended(app)
     assert row["attempts"] == 2
     mails = relay.handler.to(email)
     assert len(mails) == 2
@@ -234,7 +221,7 @@ async def test_mail_waits_while_the_relay_is_down_and_arrives_once_when_it_is_ba
     first = Relay(port=port)
     first.start()
     settings = notification_settings.model_copy(update={"smtp_port": port})
-    async with running(notification_app(settings)):
+    async with running(app := notification_app(settings)):
         warm = unique_email("before-outage")
         await publish(settings.amqp_url, submitted(warm))
         await first.wait_for(warm)  # the pool now holds an open connection to the relay
@@ -263,7 +250,7 @@ async def test_mail_waits_while_the_relay_is_down_and_arrives_once_when_it_is_ba
         try:
             for email in emails:
                 await final_delivery(settings, email, "sent")
-            await asyncio.sleep(SETTLE)
+            await processing_ended(app)
             for email in emails:
                 assert len(second.handler.to(email)) == 1
                 assert first.handler.to(email) == []
@@ -277,7 +264,7 @@ async def test_the_same_event_delivered_twice_sends_one_mail(notification_settin
     before = duplicates._value.get()
     email = unique_email("twice")
     event = submitted(email)
-    async with running(notification_app(notification_settings)):
+    async with running(app := notification_app(notification_settings)):
         message_id = await publish(notification_settings.amqp_url, event)
         await publish(notification_settings.amqp_url, event, message_id=message_id)
         await smtp.wait_for(email)
@@ -287,7 +274,7 @@ async def test_the_same_event_delivered_twice_sends_one_mail(notification_settin
 
         await eventually(second_seen, "the redelivery to be recognised")
         await final_delivery(notification_settings, email, "sent")
-        await asyncio.sleep(SETTLE)
+        await processing_ended(app)
     assert len(smtp.handler.to(email)) == 1
     rows = await deliveries_to(notification_settings, email)
     assert len(rows) == 1 and rows[0]["event_id"] == message_id
@@ -416,10 +403,10 @@ async def test_a_line_break_in_a_name_cannot_add_a_recipient(notification_settin
     email = unique_email("injection")
     # The working group's title ends up in the subject: the same attack through a staff member's input.
     event = submitted(email, name=name, title=name)
-    async with running(notification_app(notification_settings)):
+    async with running(app := notification_app(notification_settings)):
         await publish(notification_settings.amqp_url, event)
         await smtp.wait_for(email)
-        await asyncio.sleep(SETTLE)
+        await processing_ended(app)
     (mail,) = smtp.handler.to(email)
     assert mail.envelope_to == [email]
     assert smtp.handler.to("victim@example.org") == []

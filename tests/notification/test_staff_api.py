@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 from services.notification.app import create_app
@@ -10,6 +9,7 @@ from shared.auth import mint_token
 from shared.events import Recipient, RegistrationSubmitted, SelfServiceLinks, WorkingGroupInfo
 from tests.conftest import running, unique_email
 from tests.support.events import publish_event as publish
+from tests.support.wait import eventually
 
 
 def auth(settings, *roles: str) -> dict[str, str]:
@@ -29,12 +29,12 @@ async def test_the_delivery_log_answers_did_this_person_get_our_mail(notificatio
         event_id = await publish(notification_settings.amqp_url, event)
         await smtp.wait_for(email)
         staff = auth(notification_settings, "staff")
-        rows = []
-        for _ in range(50):
+
+        async def sent_rows() -> list:
             rows = (await client.get("/v1/deliveries", params={"recipient": email}, headers=staff)).json()
-            if rows and rows[0]["status"] == "sent":
-                break
-            await asyncio.sleep(0.1)
+            return rows if rows and rows[0]["status"] == "sent" else []
+
+        rows = await eventually(sent_rows, "the delivery log to show the mail as sent")
         assert len(rows) == 1
         row = rows[0]
         assert row["status"] == "sent" and row["event_id"] == event_id and row["language"] == "ru"

@@ -8,7 +8,6 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from tests.conftest import registration_body
-from tests.registration.test_registration_api import api  # noqa: F401
 
 DEEP = b"[" * 100_000 + b"]" * 100_000
 
@@ -16,7 +15,7 @@ DEEP = b"[" * 100_000 + b"]" * 100_000
 @pytest.mark.parametrize(
     "path", ["/v1/registrations/confirm", "/v1/registrations/cancel", "/v1/registrations"]
 )
-async def test_deeply_nested_json_is_refused_not_a_500(api, path):  # noqa: F811
+async def test_deeply_nested_json_is_refused_not_a_500(api, path):
     response = await api.post(path, content=DEEP, headers={"Content-Type": "application/json"})
     assert 400 <= response.status_code < 500, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
@@ -26,7 +25,7 @@ async def test_deeply_nested_json_is_refused_not_a_500(api, path):  # noqa: F811
 
 
 @pytest.mark.parametrize("consent", ["yes", 1, "on", "true", None, False])
-async def test_privacy_consent_is_only_json_true(api, consent):  # noqa: F811
+async def test_privacy_consent_is_only_json_true(api, consent):
     response = await api.post("/v1/registrations", json=registration_body(privacy_consent=consent))
     assert response.status_code == 422
     assert [e["field"] for e in response.json()["errors"]] == ["privacy_consent"]
@@ -34,7 +33,7 @@ async def test_privacy_consent_is_only_json_true(api, consent):  # noqa: F811
 
 @pytest.mark.parametrize("char", ["\u202e", "\u202d", "\u2066", "\u2067", "\u2068", "\u2069", "\u202a"])
 @pytest.mark.parametrize("field", ["name", "accessibility_needs", "organization"])
-async def test_bidi_overrides_are_refused_in_free_text(api, char, field):  # noqa: F811
+async def test_bidi_overrides_are_refused_in_free_text(api, char, field):
     response = await api.post(
         "/v1/registrations", json=registration_body(**{field: f"Rollstuhl {char}gnitset"})
     )
@@ -42,7 +41,7 @@ async def test_bidi_overrides_are_refused_in_free_text(api, char, field):  # noq
     assert [e["field"] for e in response.json()["errors"]] == [field]
 
 
-async def test_arabic_and_joiners_stay_allowed(api, make_working_group):  # noqa: F811
+async def test_arabic_and_joiners_stay_allowed(api, make_working_group):
     wg = await make_working_group(api.runtime)
     body = registration_body(
         working_group_id=wg, name="فاطمة الزهراء", accessibility_needs="كرسي متحرك\nسطر ثانٍ"
@@ -51,13 +50,13 @@ async def test_arabic_and_joiners_stay_allowed(api, make_working_group):  # noqa
 
 
 @pytest.mark.parametrize("email", ["jürgen@example.org", "мария@example.org", "عمر@example.org"])
-async def test_addresses_the_mailer_cannot_send_to_are_refused(api, email):  # noqa: F811
+async def test_addresses_the_mailer_cannot_send_to_are_refused(api, email):
     response = await api.post("/v1/registrations", json=registration_body(email=email))
     assert response.status_code == 422
     assert [e["field"] for e in response.json()["errors"]] == ["email"]
 
 
-async def test_pages_and_answers_carry_security_headers(api):  # noqa: F811
+async def test_pages_and_answers_carry_security_headers(api):
     page = await api.get("/v1/registrations/confirm", params={"token": "x" * 43})
     for response in (page, await api.get("/v1/working-groups"), await api.get("/healthz")):
         assert response.headers["x-content-type-options"] == "nosniff"
@@ -67,7 +66,7 @@ async def test_pages_and_answers_carry_security_headers(api):  # noqa: F811
     assert docs.status_code == 200 and docs.headers["content-security-policy"] == "frame-ancestors 'none'"
 
 
-async def test_database_errors_never_carry_bound_parameters(api):  # noqa: F811
+async def test_database_errors_never_carry_bound_parameters(api):
     secret = "Ayşe Geheim, Rollstuhl"
     with pytest.raises(DBAPIError) as failed:
         async with api.runtime.transaction() as session:

@@ -3,7 +3,6 @@ old link says "cancelled" and nothing more); the delivery log keeps no working l
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -16,11 +15,12 @@ from services.registration.models import meetings, registrations
 from shared.events import Recipient, RegistrationSubmitted, SelfServiceLinks, WorkingGroupInfo
 from shared.tokens import hash_token
 from tests.conftest import running, unique_email
-from tests.registration.test_registration_api import api, latest_token, register  # noqa: F401
+from tests.registration.support import latest_token, register
 from tests.support.events import publish_event
+from tests.support.wait import eventually
 
 
-async def test_cancelling_rotates_the_token_and_the_old_link_says_only_cancelled(api, make_working_group):  # noqa: F811
+async def test_cancelling_rotates_the_token_and_the_old_link_says_only_cancelled(api, make_working_group):
     wg = await make_working_group(api.runtime)
     registration_id, email = await register(api, wg, accessibility_needs="Rollstuhl")
     token = await latest_token(api.runtime, registration_id)
@@ -49,7 +49,7 @@ async def test_cancelling_rotates_the_token_and_the_old_link_says_only_cancelled
     assert row.token_hash != hash_token(token) and row.revoked_token_hash == hash_token(token)
 
 
-async def test_a_link_ends_after_the_working_groups_last_meeting(api, make_working_group):  # noqa: F811
+async def test_a_link_ends_after_the_working_groups_last_meeting(api, make_working_group):
     wg = await make_working_group(api.runtime, starts_at=datetime.now(UTC) + timedelta(days=10))
     registration_id, _ = await register(api, wg)
     token = await latest_token(api.runtime, registration_id)
@@ -82,14 +82,13 @@ async def test_the_delivery_log_keeps_no_link_once_the_mail_is_sent(notification
         await publish_event(notification_settings.amqp_url, event)
         await smtp.wait_for(email)
         assert "secret-token-123" in str(smtp.handler.to(email)[0].message)  # the mail had it
-        row = None
-        for _ in range(100):
-            async with app.state.runtime.transaction() as session:
+
+        async def sent_row():
+            async with app.state.runtime.transaction() as conn:
                 row = (
-                    await session.execute(select(deliveries).where(deliveries.c.recipient_email == email))
+                    await conn.execute(select(deliveries).where(deliveries.c.recipient_email == email))
                 ).one()
-            if row.status == "sent":
-                break
-            await asyncio.sleep(0.1)
-        assert row is not None and row.status == "sent"
+            return row if row.status == "sent" else None
+
+        row = await eventually(sent_row, "the delivery to be sent")
         assert "links" not in row.context and "secret-token-123" not in str(row._mapping)

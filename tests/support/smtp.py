@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import time
 from collections import deque
@@ -12,6 +11,8 @@ from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session
+
+from tests.support.wait import eventually
 
 
 def free_port() -> int:
@@ -80,10 +81,8 @@ class SmtpServer:
         self.controller.stop()
 
     async def wait_for(self, address: str, count: int = 1, timeout: float = 20.0) -> list[ReceivedMail]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        async def arrived() -> list[ReceivedMail]:
             mails = self.handler.to(address)
-            if len(mails) >= count:
-                return mails
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"expected {count} mail(s) to {address}, got {len(self.handler.to(address))}")
+            return mails if len(mails) >= count else []
+
+        return await eventually(arrived, f"{count} mail(s) to {address}", timeout)
