@@ -3,9 +3,7 @@ the edit through the link, publication, the outcome — every transition a mail,
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 import uuid
 
 from sqlalchemy import select
@@ -16,6 +14,7 @@ from services.notification.models import inbox as notification_inbox
 from services.proposals.models import outbox
 from tests.conftest import running, unique_email
 from tests.proposals.conftest import proposal_body, staff_headers
+from tests.support.wait import eventually
 
 
 def text_of(mail) -> str:
@@ -141,9 +140,9 @@ async def test_an_anonymous_proposal_mails_nobody(
                     select(outbox.c.id).where(outbox.c.payload["proposal_id"].astext == proposal_id)
                 )
             ).scalar_one()
-        # Wait until the notification service has consumed the event: then it has decided on its mails.
-        deadline = time.monotonic() + 15
-        while True:
+
+        # Once the notification service has consumed the event, it has decided on its mails.
+        async def consumed() -> list | None:
             async with notification.state.runtime.transaction() as session:
                 seen = (
                     await session.execute(
@@ -157,10 +156,9 @@ async def test_an_anonymous_proposal_mails_nobody(
                         select(deliveries.c.id).where(deliveries.c.event_id == str(event_id))
                     )
                 ).all()
-            if seen:
-                break
-            assert time.monotonic() < deadline, "the notification service never consumed the event"
-            await asyncio.sleep(0.05)
+            return [mails] if seen else None
+
+        [mails] = await eventually(consumed, "the notification service to consume the event")
         assert mails == []
 
 

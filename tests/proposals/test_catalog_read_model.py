@@ -3,8 +3,6 @@ keeps the newest state by catalog version, whatever order the events arrive in."
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 
 from sqlalchemy import select
@@ -13,6 +11,7 @@ from services.proposals.models import inbox, working_groups
 from shared import events as ev
 from tests.proposals.conftest import proposal_body
 from tests.support.events import publish_event
+from tests.support.wait import eventually
 
 
 async def _read_model(app, wg_id: str):
@@ -20,17 +19,15 @@ async def _read_model(app, wg_id: str):
         return (await session.execute(select(working_groups).where(working_groups.c.id == wg_id))).first()
 
 
-async def _applied(app, message_ids: list[str], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+async def _applied(app, message_ids: list[str]) -> None:
+    async def all_in_inbox() -> bool:
         async with app.state.runtime.transaction() as session:
             found = (
                 await session.execute(select(inbox.c.message_id).where(inbox.c.message_id.in_(message_ids)))
             ).all()
-        if len(found) == len(message_ids):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the catalog events were not applied")
+        return len(found) == len(message_ids)
+
+    await eventually(all_in_inbox, "the catalog events to be applied")
 
 
 async def test_the_highest_catalog_version_wins_even_when_it_arrives_first(proposals_api, infra):
