@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from fastapi import FastAPI
 from sqlalchemy import delete
 
-from services.notification import api
+from services.notification import api, privacy
 from services.notification.config import NotificationSettings
 from services.notification.dispatcher import Dispatcher
 from services.notification.handlers import mail_handlers
@@ -16,8 +16,9 @@ from services.notification.models import deliveries, inbox, outbox
 from services.notification.rendering import TemplateRenderer
 from services.notification.smtp import SmtpPool
 from shared.inbox import EventConsumer
+from shared.retention import record_counts
 from shared.runtime import PeriodicJob, ServiceRuntime, build_runtime, create_service_app
-from shared.topology import NOTIFICATION_MAIL
+from shared.topology import NOTIFICATION_MAIL, privacy_queue
 
 
 def build(settings: NotificationSettings | None = None) -> tuple[ServiceRuntime, Dispatcher]:
@@ -28,7 +29,10 @@ def build(settings: NotificationSettings | None = None) -> tuple[ServiceRuntime,
     runtime.consumers.append(
         EventConsumer(
             queue=NOTIFICATION_MAIL,
-            handlers=mail_handlers(domain),
+            handlers={
+                **mail_handlers(domain),
+                "privacy.erasure_finished": privacy.release_final_mail,
+            },
             inbox=inbox,
             session_factory=runtime.session_factory,
             max_attempts=settings.consumer_max_attempts,
@@ -42,6 +46,23 @@ def build(settings: NotificationSettings | None = None) -> tuple[ServiceRuntime,
         async with runtime.transaction() as session:
             await session.execute(delete(deliveries).where(deliveries.c.created_at < cutoff))
 
+    runtime.consumers.append(
+        EventConsumer(
+            queue=privacy_queue("notification"),
+            handlers={"privacy.erasure_requested": privacy.erasure_handler(domain)},
+            inbox=inbox,
+            session_factory=runtime.session_factory,
+            max_attempts=settings.consumer_max_attempts,
+            prefetch=settings.consumer_prefetch,
+        )
+    )
+
+    async def forget_recipients() -> None:
+        async with runtime.transaction() as session:
+            count = await privacy.forget_recipients(session, settings.recipient_retention_days)
+        record_counts("notification", "forget-recipients", deliveries=count)
+
+    runtime.jobs.append(PeriodicJob("forget-recipients", settings.retention_job_interval, forget_recipients))
     runtime.jobs.append(PeriodicJob("purge-deliveries", settings.purge_job_interval, purge_old_deliveries))
     runtime.jobs.append(PeriodicJob("mail-dispatcher", 0.0, dispatcher.run))
     return runtime, dispatcher
@@ -54,7 +75,8 @@ def create_app(settings: NotificationSettings | None = None) -> FastAPI:
         title="Mitwirkung — notification",
         description="Turns events into mail to residents, in their language, exactly once.",
         routers=[api.router],
-        consumes=[NOTIFICATION_MAIL],
+        consumes=[NOTIFICATION_MAIL, privacy_queue("notification")],
+        publishes=["privacy.erasure_completed"],
     )
     app.state.dispatcher = dispatcher
     return app

@@ -39,6 +39,9 @@ def intents_for(event: ev.IntegrationEvent) -> list[MailIntent]:
             )
             for participant in event.participants
         ]
+    if isinstance(event, ev.PrivacyErasureRequestSubmitted):
+        return [MailIntent(template, event.recipient, payload)]
+    # privacy.erasure_finished owes a mail too, but it was recorded (held) with the erasure: see privacy.py.
     if isinstance(event, ev._ProposalEvent):
         if event.author is None or not event.author.email:
             return []

@@ -129,3 +129,62 @@ def not_found_page(language: str = "de") -> str:
     return _PAGE.render(
         lang=language if language in TEXTS else "de", title=t["confirm_title"], message=t["not_found"]
     )
+
+
+# --- erasure on request (Art. 17) -----------------------------------------------------------------------
+
+ERASURE_TEXTS: dict[str, dict[str, str]] = {
+    "de": {
+        "title": "Ihre Daten löschen",
+        "intro": "Möchten Sie, dass wir alle Daten zu Ihrer E-Mail-Adresse löschen? Anmeldungen zu Arbeitskreisen werden dann storniert; Ihre Vorschläge bleiben ohne Ihren Namen erhalten.",
+        "button": "Daten jetzt löschen",
+        "started": "Wir löschen Ihre Daten. Sobald alles gelöscht ist, erhalten Sie eine letzte E-Mail.",
+    },
+    "en": {
+        "title": "Delete your data",
+        "intro": "Do you want us to delete all data about your e-mail address? Registrations for working groups will be cancelled; your proposals stay, without your name.",
+        "button": "Delete my data now",
+        "started": "We are deleting your data. When everything is deleted, you will receive one last e-mail.",
+    },
+    "tr": {
+        "title": "Verilerinizi silin",
+        "intro": "E-posta adresinizle ilgili tüm verileri silmemizi istiyor musunuz? Çalışma gruplarına kayıtlarınız iptal edilir; önerileriniz adınız olmadan kalır.",
+        "button": "Verilerimi şimdi sil",
+        "started": "Verilerinizi siliyoruz. Her şey silindiğinde son bir e-posta alacaksınız.",
+    },
+    "ru": {
+        "title": "Удалить ваши данные",
+        "intro": "Вы хотите, чтобы мы удалили все данные, связанные с вашим адресом электронной почты? Регистрации в рабочих группах будут отменены; ваши предложения останутся без вашего имени.",
+        "button": "Удалить мои данные",
+        "started": "Мы удаляем ваши данные. Когда всё будет удалено, вы получите последнее письмо.",
+    },
+    "ar": {
+        "title": "حذف بياناتك",
+        "intro": "هل تريد منا حذف جميع البيانات المتعلقة بعنوان بريدك الإلكتروني؟ سيتم إلغاء تسجيلاتك في مجموعات العمل، وتبقى مقترحاتك بدون اسمك.",
+        "button": "احذف بياناتي الآن",
+        "started": "نحن نحذف بياناتك. عند حذف كل شيء ستصلك رسالة أخيرة بالبريد الإلكتروني.",
+    },
+    "uk": {
+        "title": "Видалити ваші дані",
+        "intro": "Ви хочете, щоб ми видалили всі дані, пов’язані з вашою адресою електронної пошти? Реєстрації в робочих групах буде скасовано; ваші пропозиції залишаться без вашого імені.",
+        "button": "Видалити мої дані",
+        "started": "Ми видаляємо ваші дані. Коли все буде видалено, ви отримаєте останній лист.",
+    },
+}
+
+
+def _erasure_texts(language: str) -> tuple[str, dict[str, str]]:
+    lang = language if language in ERASURE_TEXTS else "de"
+    return lang, ERASURE_TEXTS[lang]
+
+
+def erasure_page(language: str, action: str, token: str) -> str:
+    lang, t = _erasure_texts(language)
+    return _PAGE.render(
+        lang=lang, title=t["title"], message=t["intro"], button=t["button"], action=action, token=token
+    )
+
+
+def erasure_started_page(language: str) -> str:
+    lang, t = _erasure_texts(language)
+    return _PAGE.render(lang=lang, title=t["title"], message=t["started"])
