@@ -76,3 +76,33 @@ def not_found_page(language: str = "de") -> str:
         pgettext("page", "Confirm your registration"),
         pgettext("page", "This link is unknown or has expired."),
     )
+
+
+# --- erasure on request (Art. 17) -----------------------------------------------------------------------
+
+
+def erasure_page(language: str, action: str, token: str) -> str:
+    pgettext = i18n.translations(language).pgettext
+    return _page(
+        language,
+        pgettext("page", "Delete your data"),
+        pgettext(
+            "page",
+            "Do you want us to delete all data about your e-mail address? Registrations for working groups"
+            " will be cancelled; your proposals stay, without your name.",
+        ),
+        button=pgettext("page", "Delete my data now"),
+        action=action,
+        token=token,
+    )
+
+
+def erasure_started_page(language: str) -> str:
+    pgettext = i18n.translations(language).pgettext
+    return _page(
+        language,
+        pgettext("page", "Delete your data"),
+        pgettext(
+            "page", "We are deleting your data. When everything is deleted, you will receive one last e-mail."
+        ),
+    )

@@ -40,3 +40,21 @@ def test_pages_speak_the_language_and_escape_the_title(lang: str) -> None:
 def test_unknown_language_gets_the_german_page() -> None:
     assert pages.not_found_page("fr") == pages.not_found_page("de")
     assert "Dieser Link ist unbekannt oder abgelaufen." in pages.not_found_page("fr")
+
+
+ERASURE_BUTTON = {"de": "Daten jetzt löschen", "en": "Delete my data now", "uk": "Видалити мої дані"}
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_erasure_pages_speak_the_language(lang: str) -> None:
+    page = pages.erasure_page(lang, "/v1/privacy/erasure-requests/confirm", "T")
+    started = pages.erasure_started_page(lang)
+    direction = "rtl" if lang == "ar" else "ltr"
+    for html in (page, started):
+        assert f'<html lang="{lang}" dir="{direction}">' in html
+    assert 'name="token" value="T"' in page and "<form" not in started
+    if lang != "de":
+        assert page != pages.erasure_page("de", "/v1/privacy/erasure-requests/confirm", "T")
+        assert started != pages.erasure_started_page("de")
+    if lang in ERASURE_BUTTON:
+        assert ERASURE_BUTTON[lang] in page
