@@ -10,10 +10,13 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.http import Problem
+
+T = TypeVar("T")
 
 
 def encode_cursor(*key: Any) -> str:
@@ -49,3 +52,11 @@ def decode_timestamp_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | 
         return at, uuid.UUID(values[1])
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         raise _invalid() from None
+
+
+def keyset_page(
+    rows: Sequence[T], limit: int, sort_key: Callable[[T], tuple[Any, ...]]
+) -> tuple[list[T], str | None]:
+    """Split ``limit + 1`` fetched rows into the page and the cursor of the next one (None: last page)."""
+    page = list(rows[:limit])
+    return page, encode_cursor(*sort_key(page[-1])) if len(rows) > limit else None

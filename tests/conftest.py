@@ -30,6 +30,9 @@ def _common(infra: TestInfra, service: str) -> dict:
     return {
         "database_url": infra.database_url(service),
         "amqp_url": infra.amqp_url,
+        # Small pools: a test runs up to three services (and replicas) at once against one Postgres whose
+        # connections are limited (100 by default).
+        "database_pool_size": 10,
         "outbox_poll_interval": 0.5,
         "consumer_retry_delay_ms": 300,
         "consumer_max_attempts": 3,

@@ -22,7 +22,7 @@ from shared import idempotency
 from shared.inbox import EventMeta
 from shared.observability import get_logger
 from shared.outbox import add_event
-from shared.pagination import encode_cursor
+from shared.pagination import keyset_page
 from shared.tokens import hash_token, token_for
 
 log = get_logger(__name__)
@@ -323,7 +323,7 @@ async def moderation_queue(
         after=after,
         limit=limit + 1,
     )
-    page, more = rows[:limit], len(rows) > limit
+    page, next_cursor = keyset_page(rows, limit, lambda r: (r.submitted_at, r.id))
     return {
         "items": [
             {
@@ -338,7 +338,7 @@ async def moderation_queue(
             }
             for r in page
         ],
-        "next_cursor": encode_cursor(page[-1].submitted_at, page[-1].id) if more else None,
+        "next_cursor": next_cursor,
     }
 
 
@@ -407,11 +407,8 @@ async def published_page(
         after=after,
         limit=limit + 1,
     )
-    page, more = rows[:limit], len(rows) > limit
-    return {
-        "items": [public_view(r) for r in page],
-        "next_cursor": encode_cursor(page[-1].published_at, page[-1].id) if more else None,
-    }
+    page, next_cursor = keyset_page(rows, limit, lambda r: (r.published_at, r.id))
+    return {"items": [public_view(r) for r in page], "next_cursor": next_cursor}
 
 
 async def published_proposal(session: AsyncConnection, proposal_id: uuid.UUID) -> dict[str, Any]:

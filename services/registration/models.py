@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from shared.audit import audit_log_table
 from shared.db import service_metadata
+from shared.idempotency import idempotency_table
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 
@@ -118,15 +119,7 @@ PERSONAL_DATA_COLUMNS = (
     "interpretation_language",
 )
 
-idempotency_keys = Table(
-    "idempotency_keys",
-    metadata,
-    Column("key", Text, primary_key=True),
-    Column("request_hash", Text, nullable=False),
-    Column("status_code", Integer, nullable=False),
-    Column("response", JSONB, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-)
+idempotency_keys = idempotency_table(metadata)
 
 # Append-only record of every staff action and every staff read of personal data (shared.audit).
 audit_log = audit_log_table(metadata)
