@@ -29,9 +29,3 @@ class NotificationSettings(ServiceSettings):
     sender_poll_interval: float = 1.0
     purge_after_days: int = 180
     purge_job_interval: float = 3600.0
-
-    office_name: str = "Integrationsbeauftragter der Stadt Kaiserslautern"
-    office_address: str = "Willy-Brandt-Platz 1, 67657 Kaiserslautern"
-    office_phone: str = "0631 365-1121"
-    office_email: str = "europa@kaiserslautern.de"
-    privacy_url: str = "https://www.kaiserslautern.de/datenschutz"
