@@ -58,6 +58,7 @@ CSS = (
     "h2{font-size:1.2rem;margin:1.5rem 0 .5rem}"
     ".notice{border-inline-start:6px solid #0b4f9c;background:#eef4fb;padding:.75rem 1rem;margin:1rem 0}"
     ".problem{border-inline-start:6px solid #a4161a;background:#fdf0f0;padding:.75rem 1rem;margin:1rem 0}"
+    ".problem a{display:inline-flex;align-items:center;min-height:44px}"
     ".meetings{list-style:none;padding:0;margin:0}"
     ".meetings li{border:1px solid #767676;border-radius:6px;padding:.75rem 1rem;margin:.5rem 0}"
     ".meetings strong{display:block}"
