@@ -264,19 +264,52 @@ class ProposalOutcomeDecided(_ProposalEvent):
     public_statement: str
 
 
-# --- privacy -----------------------------------------------------------------------------------------
+# --- privacy ---------------------------------------------------------------------------------------
+
+
+@_register
+class PrivacyErasureRequestSubmitted(IntegrationEvent):
+    """Someone asked for the erasure of an address (Art. 17): the mail with the verification link.
+    Sent on a public POST, so it names nobody."""
+
+    event_type: ClassVar[str] = "privacy.erasure_request_submitted"
+    recipient: Recipient
+    confirm_url: str
+    # How long the link works (REGISTRATION_ERASURE_LINK_HOURS), for the mail to say so.
+    valid_hours: int = 24
 
 
 @_register
 class PrivacyErasureRequested(IntegrationEvent):
+    """The address was proven (or an admin started the erasure for a request by letter): every service
+    erases or anonymises what it holds about ``email`` (any letter case) and answers
+    ``privacy.erasure_completed``."""
+
     event_type: ClassVar[str] = "privacy.erasure_requested"
     request_id: UUID
     email: str
+    # The requester's language, for the last mail (the notification service keeps it until then).
+    language: Language = "de"
 
 
 @_register
 class PrivacyErasureCompleted(IntegrationEvent):
+    """One service's answer: it holds nothing more about the address (``records_erased`` rows)."""
+
     event_type: ClassVar[str] = "privacy.erasure_completed"
     request_id: UUID
     service: str
     records_erased: int
+
+
+@_register
+class PrivacyErasureFinished(IntegrationEvent):
+    """All services answered: the requester gets a last mail. It carries no address; the notification
+    service kept the mail ready (held) since ``privacy.erasure_requested``."""
+
+    event_type: ClassVar[str] = "privacy.erasure_finished"
+    request_id: UUID
+
+
+# The services that take part in an erasure; the request is complete when each has answered.
+ERASURE_SERVICES: tuple[str, ...] = ("registration", "notification", "proposals")

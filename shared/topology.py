@@ -62,15 +62,31 @@ NOTIFICATION_MAIL = ConsumerQueue(
         "proposal.marked_duplicate",
         "proposal.outcome_decided",
         "proposal.withdrawn",
+        "privacy.erasure_request_submitted",
+        "privacy.erasure_finished",
     ),
 )
 PROPOSALS_CATALOG = ConsumerQueue("proposals.catalog", ("working_group.published", "working_group.changed"))
-PRIVACY_QUEUES = tuple(
+PRIVACY_QUEUES: tuple[ConsumerQueue, ...] = tuple(
     ConsumerQueue(f"{service}.privacy", ("privacy.erasure_requested",))
     for service in ("registration", "notification", "proposals")
 )
 
-QUEUES: tuple[ConsumerQueue, ...] = (NOTIFICATION_MAIL, PROPOSALS_CATALOG, *PRIVACY_QUEUES)
+
+def privacy_queue(service: str) -> ConsumerQueue:
+    """``<service>.privacy``: where a service hears ``privacy.erasure_requested``."""
+    return next(q for q in PRIVACY_QUEUES if q.name == f"{service}.privacy")
+
+
+# The registration service follows each erasure request until every service has answered.
+REGISTRATION_ERASURE_PROGRESS = ConsumerQueue("registration.erasure_progress", ("privacy.erasure_completed",))
+
+QUEUES: tuple[ConsumerQueue, ...] = (
+    NOTIFICATION_MAIL,
+    PROPOSALS_CATALOG,
+    *PRIVACY_QUEUES,
+    REGISTRATION_ERASURE_PROGRESS,
+)
 
 
 @dataclass(frozen=True)

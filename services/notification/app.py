@@ -7,14 +7,15 @@ from fastapi import FastAPI
 from services.notification import api, service
 from services.notification.config import NotificationSettings
 from services.notification.dispatcher import Dispatcher
-from services.notification.handlers import mail_handlers
+from services.notification.handlers import erasure_handlers, mail_handlers
 from services.notification.mail import parse_mailbox
 from services.notification.models import inbox, outbox
 from services.notification.rendering import TemplateRenderer
 from services.notification.smtp import SmtpPool
 from shared.inbox import EventConsumer
+from shared.retention import record_counts
 from shared.runtime import PeriodicJob, ServiceRuntime, build_runtime, create_service_app
-from shared.topology import NOTIFICATION_MAIL
+from shared.topology import NOTIFICATION_MAIL, privacy_queue
 
 
 def build(settings: NotificationSettings | None = None) -> tuple[ServiceRuntime, Dispatcher]:
@@ -38,6 +39,23 @@ def build(settings: NotificationSettings | None = None) -> tuple[ServiceRuntime,
         async with runtime.transaction() as conn:
             await service.purge_old_deliveries(conn, settings)
 
+    runtime.consumers.append(
+        EventConsumer(
+            queue=privacy_queue("notification"),
+            handlers=erasure_handlers(message_id_domain),
+            inbox=inbox,
+            session_factory=runtime.session_factory,
+            max_attempts=settings.consumer_max_attempts,
+            prefetch=settings.consumer_prefetch,
+        )
+    )
+
+    async def forget_recipients() -> None:
+        async with runtime.transaction() as conn:
+            count = await service.forget_recipients(conn, settings)
+        record_counts("notification", "forget-recipients", deliveries=count)
+
+    runtime.jobs.append(PeriodicJob("forget-recipients", settings.retention_job_interval, forget_recipients))
     runtime.jobs.append(PeriodicJob("purge-deliveries", settings.purge_job_interval, purge_old_deliveries))
     runtime.jobs.append(PeriodicJob("mail-dispatcher", 0.0, dispatcher.run))
     return runtime, dispatcher
@@ -50,7 +68,8 @@ def create_app(settings: NotificationSettings | None = None) -> FastAPI:
         title="Mitwirkung — notification",
         description="Turns events into mail to residents, in their language, exactly once.",
         routers=[api.router],
-        consumes=[NOTIFICATION_MAIL],
+        consumes=[NOTIFICATION_MAIL, privacy_queue("notification")],
+        publishes=["privacy.erasure_completed"],
         domain_errors=api.DOMAIN_ERRORS,
     )
     app.state.dispatcher = dispatcher

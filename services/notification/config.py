@@ -28,4 +28,7 @@ class NotificationSettings(ServiceSettings):
     sender_batch_size: int = 50
     sender_poll_interval: float = 1.0
     purge_after_days: int = 180
+    # Retention: a sent (or failed) mail's row loses its recipient, links and personal context after this.
+    recipient_retention_days: float = 60.0
+    retention_job_interval: float = 3600.0
     purge_job_interval: float = 3600.0

@@ -7,6 +7,8 @@ template), the states of a delivery and what one attempt's outcome makes of it, 
        │                  └──connection lost after DATA,──────▶ unknown ──(due)──▶ sent again, same Message-ID
        │                     or the lease ran out
        └── retrying / unknown past ``max_age_hours`` ─────────▶ failed ("gave up")
+
+    held ──privacy.erasure_finished──▶ pending      (only the last mail of an erasure on request)
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, Literal
 from shared import events as ev
 from shared.retry import equal_jitter, exponential_delay
 
-DELIVERY_STATUSES = ("pending", "sending", "sent", "retrying", "failed", "unknown")
+DELIVERY_STATUSES = ("held", "pending", "sending", "sent", "retrying", "failed", "unknown")
 # Rows a sender may claim once their next_attempt_at has come.
 DUE_STATUSES = ("pending", "retrying", "unknown")
 # What the SMTP layer reports for one attempt.
@@ -72,11 +74,38 @@ def intents_for(event: ev.IntegrationEvent) -> list[MailIntent]:
             )
             for participant in event.participants
         ]
+    if isinstance(event, ev.PrivacyErasureRequestSubmitted):
+        return [MailIntent(template, event.recipient, payload)]
+    # privacy.erasure_finished owes a mail too, but it was recorded (held) with the erasure: see
+    # held_final_mail below and service.erase_address.
     if isinstance(event, ev._ProposalEvent):
         if event.author is None or not event.author.email:
             return []
         return [MailIntent(template, event.author, {**payload, "recipient": payload["author"]})]
     return []
+
+
+# --- erasure on request (Art. 17) and retention ------------------------------------------------------------
+
+FINAL_MAIL_TEMPLATE = template_name(ev.PrivacyErasureFinished.event_type)
+# Rows that will not be sent (again): their recipients can go after the retention period.
+SETTLED_STATUSES = ("sent", "failed")
+# What a delivery's context may hold about a person or their links (event-carried state).
+PERSONAL_CONTEXT_KEYS = ["links", "edit_url", "status_url", "recipient", "author"]
+
+
+def final_mail_key(request_id: uuid.UUID | str) -> str:
+    """The last mail's deduplication key: one per request, and without the address."""
+    return f"{request_id}:{FINAL_MAIL_TEMPLATE}"
+
+
+def final_mail_context(request_id: uuid.UUID | str, language: str) -> dict[str, Any]:
+    """What the last mail of an erasure may show: no name, no address."""
+    return {"request_id": str(request_id), "recipient": {"name": "", "email": "", "language": language}}
+
+
+def normalised_address(email: str) -> str:
+    return email.strip().lower()
 
 
 def dedup_key(event_id: str, template: str, email: str) -> str:

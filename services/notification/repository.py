@@ -6,13 +6,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Text, bindparam, delete, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import DateTime, Text, bindparam, delete, func, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.notification.domain import DUE_STATUSES, Mark
-from services.notification.models import deliveries
+from services.notification.domain import DUE_STATUSES, PERSONAL_CONTEXT_KEYS, SETTLED_STATUSES, Mark
+from services.notification.models import deliveries, outbox
 
 
 async def insert_delivery(conn: AsyncConnection, values: dict[str, Any]) -> None:
@@ -108,3 +108,66 @@ async def list_deliveries(
     if status:
         query = query.where(deliveries.c.status == status)
     return (await conn.execute(query)).all()
+
+
+# --- erasure on request and retention ----------------------------------------------------------------------
+
+
+def _mentions(column: Any, address: str) -> Any:
+    return func.lower(column.cast(Text)).contains(address, autoescape=True)
+
+
+async def delete_mentioning(conn: AsyncConnection, address: str) -> int:
+    """Delete every delivery-log row that holds ``address`` (lower case; in the recipient, the
+    deduplication key, the context or a relay answer) and every published event carrying it."""
+    removed = await conn.execute(
+        deliveries.delete()
+        .where(
+            or_(
+                func.lower(deliveries.c.recipient_email) == address,
+                _mentions(deliveries.c.dedup_key, address),
+                _mentions(deliveries.c.context, address),
+                _mentions(deliveries.c.last_error, address),
+            )
+        )
+        .returning(deliveries.c.id)
+    )
+    events = await conn.execute(
+        outbox.delete()
+        .where(outbox.c.published_at.is_not(None))
+        .where(_mentions(outbox.c.payload, address))
+        .returning(outbox.c.id)
+    )
+    return len(removed.all()) + len(events.all())
+
+
+async def release_held(conn: AsyncConnection, dedup_key: str) -> None:
+    """A held mail becomes due now."""
+    await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.dedup_key == dedup_key)
+        .where(deliveries.c.status == "held")
+        .values(status="pending", next_attempt_at=func.now(), updated_at=func.now())
+    )
+
+
+async def forget_recipients_before(conn: AsyncConnection, cutoff: datetime, now: datetime) -> int:
+    """Settled rows recorded before ``cutoff`` lose their recipient, links and the event's personal data;
+    the deduplication key (which holds the address) becomes the row's id. One conditional UPDATE, so
+    replicas running it together do the work once."""
+    result = await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.created_at < cutoff)
+        .where(deliveries.c.status.in_(SETTLED_STATUSES))
+        .where(deliveries.c.recipient_email.is_not(None))
+        .values(
+            recipient_email=None,
+            recipient_name=None,
+            last_error=None,
+            dedup_key=literal("forgotten:") + deliveries.c.id.cast(Text),
+            context=deliveries.c.context.op("-")(literal(PERSONAL_CONTEXT_KEYS, type_=ARRAY(Text))),
+            updated_at=now,
+        )
+        .returning(deliveries.c.id)
+    )
+    return len(result.all())

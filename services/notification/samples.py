@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from services.notification.domain import intents_for, template_name
+from services.notification.domain import FINAL_MAIL_TEMPLATE, final_mail_context, intents_for, template_name
 from shared import events as ev
 from shared.i18n import BERLIN
 
@@ -91,10 +91,19 @@ SAMPLE_EVENTS: list[ev.IntegrationEvent] = [
     ),
     ev.ProposalOutcomeDecided(**_proposal, outcome="partially_adopted", public_statement=_statement),
     ev.ProposalWithdrawn(**{**_proposal, "public_url": None}),
+    ev.PrivacyErasureRequestSubmitted(
+        recipient=_recipient.model_copy(update={"name": ""}),
+        confirm_url="http://localhost:8001/v1/privacy/erasure-requests/confirm?token=SAMPLE",
+    ),
 ]
+_REQUEST = uuid.UUID("00000000-0000-4000-8000-000000000004")
+# Mails recorded by a use case rather than derived from their event (the last mail of an erasure).
+HELD_SAMPLES: dict[str, dict[str, Any]] = {FINAL_MAIL_TEMPLATE: final_mail_context(_REQUEST, "de")}
 
 
 def sample_context(template: str) -> dict[str, Any] | None:
+    if template in HELD_SAMPLES:
+        return HELD_SAMPLES[template]
     for event in SAMPLE_EVENTS:
         if template_name(event.event_type) == template:
             return intents_for(event)[0].context
@@ -102,4 +111,4 @@ def sample_context(template: str) -> dict[str, Any] | None:
 
 
 def templates() -> list[str]:
-    return [template_name(e.event_type) for e in SAMPLE_EVENTS]
+    return [template_name(e.event_type) for e in SAMPLE_EVENTS] + list(HELD_SAMPLES)

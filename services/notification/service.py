@@ -1,5 +1,5 @@
 """Use cases of the notification service: record the mails an event owes, read the delivery log,
-preview a template, purge old rows. Each runs inside the caller's unit of work and never commits;
+preview a template, purge old rows, its part in erasure on request and the retention of recipients. Each runs inside the caller's unit of work and never commits;
 sending itself is the dispatcher's (``dispatcher.py``)."""
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ from services.notification import domain
 from services.notification import repository as repo
 from services.notification.config import NotificationSettings
 from services.notification.mail import message_id_for
-from services.notification.models import audit_log
+from services.notification.models import audit_log, outbox
 from services.notification.rendering import RenderedMail, TemplateRenderer
 from services.notification.samples import sample_context
 from shared import audit
+from shared import events as ev
 from shared.events import LANGUAGES, IntegrationEvent
 from shared.inbox import EventMeta
+from shared.outbox import add_event
 
 
 async def record_mails(
@@ -81,3 +83,56 @@ def preview(renderer: TemplateRenderer, name: str, language: str, footer: dict[s
 
 async def purge_old_deliveries(conn: AsyncConnection, settings: NotificationSettings) -> None:
     await repo.purge_created_before(conn, datetime.now(UTC) - timedelta(days=settings.purge_after_days))
+
+
+# --- erasure on request (Art. 17) and retention ------------------------------------------------------------
+#
+# On ``privacy.erasure_requested`` the delivery log's rows of the address go (in any letter case, wherever
+# it appears: recipient, deduplication key, context), and the requester's last mail is recorded *held*: it
+# is released by ``privacy.erasure_finished`` once every service has answered, and its row loses the
+# address as soon as it is sent (migration 0004). Both happen in the consumer's transaction, with its
+# inbox row, and the answer ``privacy.erasure_completed`` goes out through the outbox.
+
+
+async def erase_address(
+    conn: AsyncConnection, event: ev.PrivacyErasureRequested, message_id_domain: str
+) -> None:
+    erased = await repo.delete_mentioning(conn, domain.normalised_address(event.email))
+    key = domain.final_mail_key(event.request_id)
+    await repo.insert_delivery(
+        conn,
+        {
+            "id": uuid.uuid4(),
+            "dedup_key": key,
+            "event_id": str(event.request_id),
+            "event_type": ev.PrivacyErasureFinished.event_type,
+            "template": domain.FINAL_MAIL_TEMPLATE,
+            "language": event.language,
+            "recipient_email": event.email,
+            "recipient_name": "",
+            "message_id": message_id_for(key, message_id_domain),
+            "context": domain.final_mail_context(event.request_id, event.language),
+            "status": "held",
+        },
+    )
+    await add_event(
+        conn,
+        outbox,
+        ev.PrivacyErasureCompleted(request_id=event.request_id, service="notification", records_erased=erased),
+    )
+
+
+async def release_final_mail(conn: AsyncConnection, event: ev.PrivacyErasureFinished) -> None:
+    """Every service has answered: the held last mail may go."""
+    await repo.release_held(conn, domain.final_mail_key(event.request_id))
+
+
+async def forget_recipients(
+    conn: AsyncConnection, settings: NotificationSettings, now: datetime | None = None
+) -> int:
+    """Retention: ``recipient_retention_days`` after a mail was recorded, its row keeps no recipient, no
+    links and no copy of the event's personal data. Returns how many rows it changed."""
+    now = now or datetime.now(UTC)
+    return await repo.forget_recipients_before(
+        conn, now - timedelta(days=settings.recipient_retention_days), now
+    )

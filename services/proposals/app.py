@@ -10,8 +10,9 @@ from services.proposals.models import inbox, outbox
 from shared.events import CATALOG
 from shared.inbox import EventConsumer
 from shared.ratelimit import ClientRateLimiter
+from shared.retention import record_counts
 from shared.runtime import PeriodicJob, ServiceRuntime, build_runtime, create_service_app
-from shared.topology import PROPOSALS_CATALOG
+from shared.topology import PROPOSALS_CATALOG, privacy_queue
 
 
 def build(settings: ProposalsSettings | None = None) -> ServiceRuntime:
@@ -21,6 +22,17 @@ def build(settings: ProposalsSettings | None = None) -> ServiceRuntime:
         EventConsumer(
             queue=PROPOSALS_CATALOG,
             handlers=handlers.catalog_handlers(),
+            inbox=inbox,
+            session_factory=runtime.session_factory,
+            max_attempts=settings.consumer_max_attempts,
+            prefetch=settings.consumer_prefetch,
+        )
+    )
+
+    runtime.consumers.append(
+        EventConsumer(
+            queue=privacy_queue("proposals"),
+            handlers=handlers.erasure_handlers(),
             inbox=inbox,
             session_factory=runtime.session_factory,
             max_attempts=settings.consumer_max_attempts,
@@ -38,7 +50,8 @@ def build(settings: ProposalsSettings | None = None) -> ServiceRuntime:
 
     async def forget_authors() -> None:
         async with runtime.transaction() as session:
-            await service.forget_authors_after_retention(session, settings)
+            forgotten = await service.forget_authors_after_retention(session, settings)
+        record_counts("proposals", "author-retention", proposals=forgotten)
 
     runtime.jobs.append(PeriodicJob("seed-districts", 300.0, seed, before_serving=True))
     runtime.jobs.append(PeriodicJob("author-retention", settings.retention_job_interval, forget_authors))
@@ -55,8 +68,8 @@ def create_app(settings: ProposalsSettings | None = None) -> FastAPI:
         title="Mitwirkung — proposals",
         description="Proposals per working group and district, staff moderation, the council report.",
         routers=[api.router],
-        publishes=[t for t in CATALOG if t.startswith("proposal.")],
-        consumes=[PROPOSALS_CATALOG],
+        publishes=[*(t for t in CATALOG if t.startswith("proposal.")), "privacy.erasure_completed"],
+        consumes=[PROPOSALS_CATALOG, privacy_queue("proposals")],
         domain_errors=api.DOMAIN_ERRORS,
     )
     app.state.rate_limiter = ClientRateLimiter(runtime.settings.rate_limit_per_minute)

@@ -225,3 +225,11 @@ class DistrictChange(StrictModel):
     kind: single_line(50) | None = None  # type: ignore[valid-type]
     # false retires the district: it keeps its proposals and is hidden from new ones.
     active: StrictBool | None = None
+
+    @field_validator("name", "active")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Leave a field out to keep it; null would blank a required column (found by the fuzz run).
+        if value is None:
+            raise ValueError("may be left out, but not null")
+        return value

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.registration import api, service
+from services.registration import api, privacy, privacy_api, service
 from services.registration.config import RegistrationSettings
-from services.registration.models import outbox
+from services.registration.models import inbox, outbox
 from shared.events import CATALOG
+from shared.inbox import EventConsumer
 from shared.ratelimit import ClientRateLimiter
+from shared.retention import record_counts
 from shared.runtime import PeriodicJob, ServiceRuntime, build_runtime, create_service_app
+from shared.topology import REGISTRATION_ERASURE_PROGRESS, privacy_queue
 
 
 def build(settings: RegistrationSettings | None = None) -> ServiceRuntime:
@@ -24,7 +27,8 @@ def build(settings: RegistrationSettings | None = None) -> ServiceRuntime:
 
     async def expire() -> None:
         async with runtime.transaction() as conn:
-            await service.expire_unconfirmed(conn, settings, catalog)
+            expired = await service.expire_unconfirmed(conn, settings, catalog)
+        record_counts("registration", "expire-unconfirmed", registrations=expired)
 
     async def forget_idempotency_keys() -> None:
         async with runtime.transaction() as conn:
@@ -40,7 +44,51 @@ def build(settings: RegistrationSettings | None = None) -> ServiceRuntime:
     runtime.jobs.append(
         PeriodicJob("idempotency-keys", settings.housekeeping_interval, forget_idempotency_keys)
     )
+    _add_privacy(runtime, settings)
     return runtime
+
+
+def _add_privacy(runtime: ServiceRuntime, settings: RegistrationSettings) -> None:
+    """Erasure on request (its consumers) and the retention jobs."""
+    for queue, handlers in (
+        (
+            privacy_queue("registration"),
+            {"privacy.erasure_requested": privacy.erasure_handler(settings, service.catalog_of(runtime))},
+        ),
+        (REGISTRATION_ERASURE_PROGRESS, {"privacy.erasure_completed": privacy.record_answer}),
+    ):
+        runtime.consumers.append(
+            EventConsumer(
+                queue=queue,
+                handlers=handlers,
+                inbox=inbox,
+                session_factory=runtime.session_factory,
+                max_attempts=settings.consumer_max_attempts,
+                prefetch=settings.consumer_prefetch,
+            )
+        )
+
+    async def after_last_meeting() -> None:
+        async with runtime.transaction() as conn:
+            count = await privacy.anonymise_after_last_meeting(conn, settings)
+        record_counts("registration", "anonymise-after-last-meeting", registrations=count)
+
+    async def cancelled() -> None:
+        async with runtime.transaction() as conn:
+            count = await privacy.forget_cancelled(conn, settings)
+        record_counts("registration", "forget-cancelled", registrations=count)
+
+    async def unconfirmed_erasure_requests() -> None:
+        async with runtime.transaction() as conn:
+            count = await privacy.forget_unconfirmed_erasure_requests(conn)
+        record_counts("registration", "forget-unconfirmed-erasure-requests", erasure_requests=count)
+
+    interval = settings.retention_job_interval
+    runtime.jobs.append(PeriodicJob("anonymise-after-last-meeting", interval, after_last_meeting))
+    runtime.jobs.append(PeriodicJob("forget-cancelled", interval, cancelled))
+    runtime.jobs.append(
+        PeriodicJob("forget-unconfirmed-erasure-requests", interval, unconfirmed_erasure_requests)
+    )
 
 
 def create_app(
@@ -51,9 +99,12 @@ def create_app(
         runtime,
         title="Mitwirkung — registration",
         description="Working groups, meetings, registrations with double opt-in, the waitlist.",
-        routers=[api.router],
+        routers=[api.router, privacy_api.router],
         domain_errors=api.DOMAIN_ERRORS,
-        publishes=[t for t in CATALOG if t.startswith(("registration.", "meeting.", "working_group."))],
+        publishes=[
+            t for t in CATALOG if t.startswith(("registration.", "meeting.", "working_group.", "privacy."))
+        ],
+        consumes=[privacy_queue("registration"), REGISTRATION_ERASURE_PROGRESS],
     )
     app.state.rate_limiter = ClientRateLimiter(runtime.settings.rate_limit_per_minute)
     return app

@@ -25,6 +25,16 @@ class RegistrationSettings(ServiceSettings):
     public_mail_interval_hours: float = 24.0
     opt_in_mails_per_hour: int = 1000
     expiry_job_interval: float = 60.0
+    # Privacy. An erasure link lives this long; unconfirmed requests (with their address) go then. All
+    # erasure verification mails together stay under this hourly cap (0 = no cap); one address gets at
+    # most one per public_mail_interval_hours.
+    erasure_link_hours: float = 24.0
+    erasure_mails_per_hour: int = 200
+    # Retention: registrations are anonymised this long after their working group's last meeting;
+    # cancelled registrations lose their personal data this long after cancelling.
+    retention_after_last_meeting_days: float = 180.0
+    cancelled_retention_days: float = 30.0
+    retention_job_interval: float = 3600.0
     reminder_job_interval: float = 60.0
 
     def model_post_init(self, __context: object) -> None:

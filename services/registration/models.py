@@ -130,3 +130,25 @@ idempotency_keys = Table(
 
 # Append-only record of every staff action and every staff read of personal data (shared.audit).
 audit_log = audit_log_table(metadata)
+
+# Requests for erasure (Art. 17, migration 0008). The address stays only while the request needs it
+# (until the link is confirmed or expires, and until every service has answered); then only its hash.
+erasure_requests = Table(
+    "erasure_requests",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("email", Text, nullable=True),
+    Column("email_hash", Text, nullable=False),
+    Column("language", Text, nullable=False),
+    Column("origin", Text, nullable=False),  # 'self' (the mailed link) | 'admin' (a request by letter)
+    Column("status", Text, nullable=False),  # pending_verification | erasing | completed
+    Column("token_hash", Text, nullable=True, unique=True),
+    # Each service's answer: {"registration": 3, "notification": 5, ...} (records erased).
+    Column("answers", JSONB, nullable=False, server_default=text("'{}'")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("verified_at", DateTime(timezone=True), nullable=True),
+    Column("completed_at", DateTime(timezone=True), nullable=True),
+    Index("ix_erasure_requests_email_hash", "email_hash", "created_at"),
+    Index("ix_erasure_requests_created", "created_at"),
+)

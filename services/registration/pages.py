@@ -22,6 +22,8 @@ _CONFIRM = _env.get_template("confirm.html.j2")
 _STATUS = _env.get_template("status.html.j2")
 _CANCEL = _env.get_template("cancel.html.j2")
 _MESSAGE = _env.get_template("message.html.j2")
+_ERASURE = _env.get_template("erasure.html.j2")
+_ERASURE_STATUS = _env.get_template("erasure_status.html.j2")
 
 
 def _meetings(frame: Frame, view: PageView) -> list[dict[str, Any]]:
@@ -122,4 +124,38 @@ def not_found_page(frame: Frame) -> str:
             frame.pgettext("page", "This link is unknown or has expired."),
             frame.pgettext("page", "If you have questions, please contact the office named below."),
         ],
+    )
+
+
+# --- erasure on request (Art. 17) -----------------------------------------------------------------------
+
+ERASURE_CONFIRM = "/v1/privacy/erasure-requests/confirm"
+
+
+def erasure_status_link(request_id: object, token: str, language: str) -> str:
+    return page_link(f"/v1/privacy/erasure-requests/{request_id}", token=token, lang=language)
+
+
+def erasure_page(frame: Frame, token: str) -> str:
+    """Behind the mailed link: what deleting means, and the button that starts it."""
+    return frame.render(
+        frame.pgettext("page", "Delete your data"),
+        _ERASURE,
+        token=token,
+        action=ERASURE_CONFIRM,
+    )
+
+
+def erasure_status_page(frame: Frame, status: str, status_link: str = "") -> str:
+    """What became of the request (after the button, and behind the status link)."""
+    if status == "completed":
+        line = frame.pgettext("page", "All your data has been deleted.")
+    elif status == "erasing":
+        line = frame.pgettext(
+            "page", "We are deleting your data. When everything is deleted, you will receive one last e-mail."
+        )
+    else:
+        line = frame.pgettext("page", "Not confirmed yet.")
+    return frame.render(
+        frame.pgettext("page", "Delete your data"), _ERASURE_STATUS, line=line, status_link=status_link
     )

@@ -16,21 +16,22 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from services.proposals.app import create_app as proposals_app
 from services.proposals.models import working_groups as proposal_working_groups
 from services.registration.app import create_app as registration_app
-from services.registration.models import meetings, working_groups
+from services.registration.models import meetings, outbox, working_groups
 from shared import i18n
 from shared.events import LANGUAGES
 from shared.pages import Frame, Identity
 from shared.tokens import token_for
 from tests.browser.conftest import PHONE, SCREENSHOTS, Served, served
-from tests.conftest import registration_body
+from tests.conftest import registration_body, unique_email
 from tests.proposals.conftest import proposal_body, staff_headers
 from tests.registration.support import latest_token
 
@@ -81,15 +82,16 @@ class Browser:
         from selenium.webdriver.common.by import By
 
         def click() -> None:
-            from selenium.webdriver.support import expected_conditions
+            from selenium.common.exceptions import WebDriverException
             from selenium.webdriver.support.wait import WebDriverWait
 
-            page = self.driver.find_element(By.TAG_NAME, "html")
-            self.driver.find_element(By.CSS_SELECTOR, css).click()
-            # a link or a form post: wait until the next page has replaced this one
-            WebDriverWait(self.driver, 30).until(expected_conditions.staleness_of(page))
-            WebDriverWait(self.driver, 30).until(
-                lambda d: d.execute_script("return document.readyState") == "complete"
+            d = self.driver
+            d.execute_script("window.mitwirkungOldPage = true")  # gone once the next page is loaded
+            d.find_element(By.CSS_SELECTOR, css).click()
+            WebDriverWait(d, 30, ignored_exceptions=(WebDriverException,)).until(
+                lambda d: d.execute_script(
+                    "return window.mitwirkungOldPage === undefined && document.readyState === 'complete'"
+                )
             )
 
         await asyncio.to_thread(click)
@@ -354,3 +356,36 @@ async def test_the_proposal_authors_page_and_the_public_page(
     )
     await web.open(f"{site.base_url}/v1/proposals/mine?token=unknown-link-0000000&lang={lang}")
     await web.check("author-not-found", lang, [p(lang, "This link is unknown or has expired.")])
+
+
+async def erasure_token(site: Served, email: str) -> str:
+    async with site.app.state.runtime.transaction() as session:
+        rows = (
+            await session.execute(
+                select(outbox.c.payload).where(outbox.c.event_type == "privacy.erasure_request_submitted")
+            )
+        ).scalars()
+        urls = [p["confirm_url"] for p in rows if p["recipient"]["email"] == email]
+    assert len(urls) == 1
+    return parse_qs(urlparse(urls[0]).query)["token"][0]
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+async def test_an_erasure_request_from_the_mail_link(registration_site, browser, lang) -> None:
+    site, web = registration_site, Browser(browser)
+    email = unique_email("erase")
+    async with httpx.AsyncClient(base_url=site.base_url) as client:
+        asked = await client.post("/v1/privacy/erasure-requests", json={"email": email, "language": lang})
+        assert asked.status_code == 202
+    token = await erasure_token(site, email)
+
+    await web.open(f"{site.base_url}/v1/privacy/erasure-requests/confirm?token={token}")
+    await web.check("erasure-confirm", lang, [p(lang, "Delete your data"), p(lang, "Delete my data now")])
+    await web.click("main form button[type=submit]")
+    started = p(
+        lang, "We are deleting your data. When everything is deleted, you will receive one last e-mail."
+    )
+    await web.check("erasure-started", lang, [started, p(lang, "Follow the deletion")])
+    await web.click("main a.button")
+    assert "/v1/privacy/erasure-requests/" in browser.current_url
+    await web.check("erasure-status", lang, [p(lang, "Delete your data")])

@@ -101,3 +101,24 @@ def test_unknown_language_gets_the_german_page() -> None:
     assert "Dieser Link ist unbekannt oder abgelaufen." in pages.not_found_page(
         frame(chosen_language(None, "fr"))
     )
+
+
+ERASURE_BUTTON = {"de": "Daten jetzt löschen", "en": "Delete my data now", "uk": "Видалити мої дані"}
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_erasure_pages_speak_the_language(lang: str) -> None:
+    f = frame(lang)
+    page = pages.erasure_page(f, "T0123456789")
+    started = pages.erasure_status_page(f, "erasing", "/v1/privacy/erasure-requests/x?token=T0123456789")
+    done = pages.erasure_status_page(f, "completed")
+    direction = "rtl" if lang == "ar" else "ltr"
+    for html in (page, started, done):
+        assert f'<html lang="{lang}" dir="{direction}">' in html
+        assert f'href="{IDENTITY.privacy_url}"' in html
+    assert 'name="token" value="T0123456789"' in page and "<form" not in started
+    assert "/v1/privacy/erasure-requests/x?token=T0123456789" in started and started != done
+    if lang != "de":
+        assert page != pages.erasure_page(frame("de"), "T0123456789")
+    if lang in ERASURE_BUTTON:
+        assert ERASURE_BUTTON[lang] in page

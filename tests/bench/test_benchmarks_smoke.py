@@ -1,0 +1,60 @@
+"""Every benchmark still runs: each is started as the README says, with tiny numbers, and must print its
+JSON with the figures it promises. No timing is asserted here (figures come from full runs by hand)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SMOKE_RUNS = {
+    "registration_throughput": (
+        [
+            "--seconds",
+            "1",
+            "--rounds",
+            "1",
+            "--pending",
+            "200",
+            "--confirm-seconds",
+            "1",
+            "--connections",
+            "8",
+        ],
+        ["baseline", "registration", "ratio", "confirmations"],
+    ),
+    "notification_throughput": (
+        ["--n", "40", "--connections", "2"],
+        ["bare_mails_per_s", "pipeline_mails_per_s", "ratio"],
+    ),
+    "notification_rate_limit": (["--per-minute", "600", "--mails", "12"], ["arrived", "max_in_any_60s"]),
+    "proposals_bench": (
+        ["--proposals", "3000", "--requests", "5", "--seconds", "1", "--rounds", "1", "--connections", "8"],
+        ["reads", "search", "intake"],
+    ),
+    "system_burst": (["--smoke"], ["burst_result", "steady"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMOKE_RUNS))
+def test_benchmark_runs_and_prints_its_figures(name: str) -> None:
+    assert shutil.which("wrk"), "wrk is missing: scripts/bootstrap-venv installs it"
+    args, keys = SMOKE_RUNS[name]
+    done = subprocess.run(
+        [sys.executable, "-m", f"bench.{name}", *args], cwd=ROOT, capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    for key in keys:
+        assert key in figures, f"{name} printed no {key!r}: {figures}"
+    if name == "system_burst":
+        assert figures["burst_result"]["missing"] == 0 and figures["burst_result"]["duplicates"] == 0
+        assert figures["steady"]["mailed"] == figures["steady"]["posted"]
+    if name == "registration_throughput":
+        assert figures["registration"]["non_2xx"] == 0 and not figures["confirmations"]["overbooked"]
