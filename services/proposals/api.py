@@ -192,12 +192,13 @@ async def author_view(request: Request, token: TokenQuery) -> Response:
     return _page(pages.author_page(frame, view, token, await _districts(request)))
 
 
-def _form_body(schema: str) -> dict:
+def _form_body(model: type[BaseModel]) -> dict:
+    schema = model.model_json_schema()
     return {
         "requestBody": {
             "required": True,
             "content": {
-                media: {"schema": {"$ref": f"#/components/schemas/{schema}"}}
+                media: {"schema": schema}
                 for media in ("application/json", "application/x-www-form-urlencoded")
             },
         }
@@ -306,7 +307,7 @@ def _token_ok(token: str) -> bool:
     response_model=AuthorView,
     dependencies=[Depends(rate_limited)],
     tags=["author"],
-    openapi_extra=_form_body("AuthorEdit"),
+    openapi_extra=_form_body(AuthorEdit),
 )
 async def author_edit(request: Request) -> Response:
     """After a moderator asked for changes: the edited text goes back into the moderation queue."""
@@ -323,7 +324,7 @@ async def author_edit(request: Request) -> Response:
     response_model=AuthorView,
     dependencies=[Depends(rate_limited)],
     tags=["author"],
-    openapi_extra=_form_body("TokenRequest"),
+    openapi_extra=_form_body(TokenRequest),
 )
 async def author_withdraw(request: Request) -> Response:
     runtime = _runtime(request)

@@ -127,8 +127,8 @@ _TOKEN_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/TokenRequest"}},
-            "application/x-www-form-urlencoded": {"schema": {"$ref": "#/components/schemas/TokenRequest"}},
+            "application/json": {"schema": TokenRequest.model_json_schema()},
+            "application/x-www-form-urlencoded": {"schema": TokenRequest.model_json_schema()},
         },
     }
 }
