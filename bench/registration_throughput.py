@@ -28,6 +28,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import psutil
 
 from shared.db import asyncpg_dsn
 from shared.tokens import hash_token
@@ -79,9 +80,14 @@ def wait_until_up(url: str, timeout: float = 30) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def run_wrk(url: str, lua: str, seconds: int, connections: int, threads: int = 2) -> dict:
+def run_wrk(
+    url: str, lua: str, seconds: int, connections: int, threads: int = 2, server_pid: int | None = None
+) -> dict:
+    """One wrk run. With ``server_pid``, also the server process's CPU time per request (user + system),
+    a figure that other load on the machine disturbs far less than requests per second."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(lua)
+    cpu_before = _cpu_seconds(server_pid)
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", handle.name, url],
         capture_output=True,
@@ -93,13 +99,25 @@ def run_wrk(url: str, lua: str, seconds: int, connections: int, threads: int = 2
     p50 = _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1))
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    cpu = {}
+    if server_pid is not None and requests:
+        cpu["cpu_ms_per_request"] = round((_cpu_seconds(server_pid) - cpu_before) * 1000 / requests, 3)
     return {
+        **cpu,
         "rps": rps,
         "p50_ms": p50,
         "p99_ms": p99,
         "non_2xx": int(bad.group(1)) if bad else 0,
         "socket_errors": errors.group(1) if errors else "",
     }
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def _ms(value: str) -> float:
@@ -218,10 +236,20 @@ def main() -> None:
         runs: dict[str, list[dict]] = {"baseline": [], "registration": []}
         for _ in range(args.rounds):
             # Alternating, so that both see the same machine (and the same growing tables).
-            runs["baseline"].append(run_wrk(base_url, register_lua(), args.seconds, args.connections))
-            runs["registration"].append(run_wrk(service_url, register_lua(), args.seconds, args.connections))
+            runs["baseline"].append(
+                run_wrk(base_url, register_lua(), args.seconds, args.connections, server_pid=baseline.pid)
+            )
+            runs["registration"].append(
+                run_wrk(service_url, register_lua(), args.seconds, args.connections, server_pid=service.pid)
+            )
         results: dict = {name: _median_run(r) for name, r in runs.items()}
         results["ratio"] = round(results["registration"]["rps"] / results["baseline"]["rps"], 3)
+        # The same comparison by CPU time per request (yardstick / service): robust to other load.
+        results["cpu_ratio"] = round(
+            _median([r["cpu_ms_per_request"] for r in runs["baseline"]])
+            / _median([r["cpu_ms_per_request"] for r in runs["registration"]]),
+            3,
+        )
         results["ratios_per_round"] = [
             round(r["rps"] / b["rps"], 3) for b, r in zip(runs["baseline"], runs["registration"], strict=True)
         ]
@@ -243,6 +271,10 @@ def main() -> None:
         results["confirmations"] = confirm
         results.update(connections=args.connections, seconds=args.seconds, rounds=args.rounds)
         print(json.dumps(results))
+
+
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
 
 
 def _median_run(runs: list[dict]) -> dict:
