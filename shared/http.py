@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared import pages
 from shared.observability import HTTP_LATENCY, HTTP_REQUESTS, correlation_id_var, get_logger
 
 log = get_logger(__name__)
@@ -25,11 +26,9 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
 ]
-# The pages (confirm, cancel) need nothing but their own inline style and to post their own form.
-PAGE_CSP = (
-    b"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-    b"frame-ancestors 'none'; base-uri 'none'"
-)
+# The resident pages need nothing but their one inline stylesheet (allowed by its hash) and to post
+# their own forms; JSON answers get the same policy.
+PAGE_CSP = pages.PAGE_CSP.encode()
 # The interactive API docs load Swagger UI from its CDN; they still must not be framed.
 DOCS_CSP = b"frame-ancestors 'none'"
 DOCS_PATHS = ("/docs", "/redoc")

@@ -10,11 +10,13 @@ fuzzy entries are left out, as ``pybabel compile`` would. A language is a catalo
 from __future__ import annotations
 
 import functools
+from datetime import datetime
 from io import BytesIO
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_date, format_time
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
@@ -54,6 +56,26 @@ def translations(language: str) -> Translations:
     write_mo(compiled, catalog, use_fuzzy=False)
     compiled.seek(0)
     return Translations(fp=compiled, domain=DOMAIN)
+
+
+def format_datetime(value: Any, language: str = FALLBACK_LANGUAGE) -> str:
+    """The full date and a short time in Berlin time ("Mittwoch, 6. März 2019, 18:00"), as mails and
+    pages show a meeting."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    local = value.astimezone(BERLIN)
+    language = resolve(language)
+    return f"{format_date(local, format='full', locale=language)}, {format_time(local, format='short', locale=language)}"
+
+
+def format_time_of_day(value: Any, language: str = FALLBACK_LANGUAGE) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return format_time(value.astimezone(BERLIN), format="short", locale=resolve(language))
 
 
 def gettext_callables(language: str) -> dict[str, Any]:

@@ -27,6 +27,11 @@ SHARED_VARIABLES = (
     "registration_public_url",
     "proposals_public_url",
     "environment",
+    "office_name",
+    "office_address",
+    "office_phone",
+    "office_email",
+    "privacy_url",
 )
 
 # Values that appear in this repository (compose file, `mitwirkung dev`, defaults): public, so never keys.
@@ -111,6 +116,14 @@ class ServiceSettings(BaseSettings):
 
     registration_public_url: str = "http://localhost:8001"
     proposals_public_url: str = "http://localhost:8003"
+
+    # The city's identity: the footer of every mail and of every resident page (OFFICE_NAME … or with the
+    # service prefix; one unprefixed value serves all services, so mails and pages say the same).
+    office_name: str = "Integrationsbeauftragter der Stadt Kaiserslautern"
+    office_address: str = "Willy-Brandt-Platz 1, 67657 Kaiserslautern"
+    office_phone: str = "0631 365-1121"
+    office_email: str = "europa@kaiserslautern.de"
+    privacy_url: str = "https://www.kaiserslautern.de/datenschutz"
 
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = 64 * 1024

@@ -32,9 +32,3 @@ class NotificationSettings(ServiceSettings):
     recipient_retention_days: float = 60.0
     retention_job_interval: float = 3600.0
     purge_job_interval: float = 3600.0
-
-    office_name: str = "Integrationsbeauftragter der Stadt Kaiserslautern"
-    office_address: str = "Willy-Brandt-Platz 1, 67657 Kaiserslautern"
-    office_phone: str = "0631 365-1121"
-    office_email: str = "europa@kaiserslautern.de"
-    privacy_url: str = "https://www.kaiserslautern.de/datenschutz"

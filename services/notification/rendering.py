@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from babel.dates import format_date, format_time
 from jinja2 import FileSystemLoader, TemplateNotFound
 
 from services.notification.mail import one_line
@@ -37,13 +35,7 @@ class RenderedMail:
 
 
 def _format_datetime(value: Any, language: str = "de") -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    # The full date and a short time ("Mittwoch, 6. März 2019, 18:00"), in Berlin time.
-    local = value.astimezone(i18n.BERLIN)
-    return f"{format_date(local, format='full', locale=language)}, {format_time(local, format='short', locale=language)}"
+    return i18n.format_datetime(value, language)
 
 
 class TemplateRenderer:

@@ -118,7 +118,9 @@ async def erase_address(
     await add_event(
         conn,
         outbox,
-        ev.PrivacyErasureCompleted(request_id=event.request_id, service="notification", records_erased=erased),
+        ev.PrivacyErasureCompleted(
+            request_id=event.request_id, service="notification", records_erased=erased
+        ),
     )
 
 

@@ -4,12 +4,16 @@ problem+json through ``DOMAIN_ERRORS`` (registered with the app), never here."""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.proposals import domain, report, service
+from services.proposals import domain, pages, report, service
 from services.proposals.models import idempotency_keys
 from services.proposals.schemas import (
     AuthorEdit,
@@ -29,9 +33,20 @@ from services.proposals.schemas import (
     QueuePage,
     TokenRequest,
 )
+from shared import i18n
 from shared.auth import authorize, require_role
-from shared.http import DomainErrors
+from shared.http import DomainErrors, Problem, validation_errors_from
 from shared.idempotency import checked_key, idempotent
+from shared.pages import (
+    LANGUAGE_NAMES,
+    PAGE_HEADERS,
+    FormError,
+    Frame,
+    Identity,
+    chosen_language,
+    read_body,
+    wants_html,
+)
 from shared.pagination import decode_timestamp_cursor
 from shared.ratelimit import rate_limited
 from shared.runtime import ServiceRuntime
@@ -140,22 +155,168 @@ async def list_published(
         )
 
 
-@router.get("/proposals/mine", response_model=AuthorView, tags=["author"])
-async def author_view(request: Request, token: TokenQuery) -> dict:
-    """The author's private page: status, public statements, whether it can be edited or withdrawn."""
+def _frame(request: Request, language: str | None, path: str | None, query: dict[str, str]) -> Frame:
+    return Frame(chosen_language(request, language), Identity.of(_runtime(request).settings), path, query)
+
+
+def _page(html: str, status_code: int = 200) -> HTMLResponse:
+    return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
+
+
+async def _districts(request: Request) -> list[dict]:
+    async with _runtime(request).transaction() as session:
+        return await service.list_districts(session)
+
+
+@router.get(
+    "/proposals/mine",
+    response_model=AuthorView,
+    tags=["author"],
+    responses={200: {"content": {"text/html": {}}, "description": "JSON, or the page for a browser"}},
+)
+async def author_view(request: Request, token: TokenQuery) -> Response:
+    """The author's private page: status, public statements, whether it can be edited or withdrawn.
+    A browser (``Accept: text/html``) gets the page with the edit form and the withdraw button."""
     runtime = _runtime(request)
-    async with runtime.transaction() as session:
-        return await service.author_view(session, runtime.settings, token)
+    html = wants_html(request)
+    try:
+        async with runtime.transaction() as session:
+            view = await service.author_view(session, runtime.settings, token)
+    except domain.NotFound:
+        if not html:
+            raise
+        return _page(pages.not_found_page(_frame(request, None, pages.MINE, {"token": token})), 404)
+    if not html:
+        return JSONResponse(jsonable_encoder(AuthorView(**view)))
+    frame = _frame(request, view["language"], pages.MINE, {"token": token})
+    return _page(pages.author_page(frame, view, token, await _districts(request)))
+
+
+def _form_body(model: type[BaseModel]) -> dict:
+    schema = model.model_json_schema()
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                media: {"schema": schema}
+                for media in ("application/json", "application/x-www-form-urlencoded")
+            },
+        }
+    }
+
+
+AuthorAction = Callable[[AsyncConnection, Any], Awaitable[dict]]
+
+
+async def _author_action(request: Request, model: type[BaseModel], action: AuthorAction) -> Response:
+    """Edit or withdraw: JSON in, JSON out (errors as problem+json); or the page's form in, the page
+    out (with the fields' errors, or why the step is no longer possible)."""
+    try:
+        data, from_form = await read_body(request)
+    except FormError as exc:
+        if exc.status == 415:
+            raise Problem(415, "Unsupported media type", str(exc)) from None
+        raise Problem(422, "Invalid request", errors=[{"field": "body", "message": str(exc)}]) from None
+    if not from_form:
+        try:
+            body = model.model_validate(data)
+        except ValidationError as exc:
+            raise Problem(
+                422, "Invalid request", "One or more fields are invalid.", errors=validation_errors_from(exc)
+            ) from None
+        runtime = _runtime(request)
+        async with runtime.transaction() as session:
+            return JSONResponse(jsonable_encoder(AuthorView(**await action(session, body))))
+    return await _author_form(request, model, action, data)
+
+
+async def _author_form(
+    request: Request, model: type[BaseModel], action: AuthorAction, data: dict[str, str]
+) -> Response:
+    runtime = _runtime(request)
+    form_language = data.pop("lang", None)
+    token = data.get("token", "")
+    if model is AuthorEdit and not data.get("district_id"):
+        data.pop("district_id", None)
+    language = form_language if form_language in LANGUAGE_NAMES else None
+
+    def frame(own: str | None) -> Frame:
+        chosen = language or i18n.resolve(own or i18n.FALLBACK_LANGUAGE)
+        return Frame(chosen, Identity.of(runtime.settings), pages.MINE, {"token": token})
+
+    async def current() -> dict | None:
+        try:
+            async with runtime.transaction() as session:
+                return await service.author_view(session, runtime.settings, token)
+        except domain.NotFound:
+            return None
+
+    try:
+        body = model.model_validate(data)
+    except ValidationError as exc:
+        view = await current() if _token_ok(token) else None
+        if view is None:
+            return _page(pages.not_found_page(frame(None)), 404)
+        f = frame(view["language"])
+        fields = {str(e["loc"][0]) for e in exc.errors() if e.get("loc")}
+        errors = {
+            name: pages.field_error(f, name) for name in ("title", "district_id", "body") if name in fields
+        }
+        html = pages.author_page(
+            f, view, token, await _districts(request), problem=pages.invalid_form(f), errors=errors, form=data
+        )
+        return _page(html, 422)
+    try:
+        async with runtime.transaction() as session:
+            view = await action(session, body)
+    except domain.NotFound:
+        return _page(pages.not_found_page(frame(None)), 404)
+    except domain.InvalidReference:
+        view = await current()
+        if view is None:
+            return _page(pages.not_found_page(frame(None)), 404)
+        f = frame(view["language"])
+        html = pages.author_page(
+            f, view, token, await _districts(request), problem=pages.invalid_form(f),
+            errors={"district_id": pages.field_error(f, "district_id")}, form=data,
+        )  # fmt: skip
+        return _page(html, 422)
+    except domain.DomainError:
+        view = await current()
+        if view is None:
+            return _page(pages.not_found_page(frame(None)), 404)
+        f = frame(view["language"])
+        return _page(
+            pages.author_page(f, view, token, await _districts(request), problem=pages.not_possible(f)), 409
+        )
+    f = frame(view["language"])
+    notice = pages.edited_notice(f) if model is AuthorEdit else pages.withdrawn_notice(f)
+    return _page(pages.author_page(f, view, token, await _districts(request), notice=notice))
+
+
+def _token_ok(token: str) -> bool:
+    try:
+        TokenRequest.model_validate({"token": token})
+    except ValidationError:
+        return False
+    return True
 
 
 @router.post(
-    "/proposals/mine/edit", response_model=AuthorView, dependencies=[Depends(rate_limited)], tags=["author"]
+    "/proposals/mine/edit",
+    response_model=AuthorView,
+    dependencies=[Depends(rate_limited)],
+    tags=["author"],
+    openapi_extra=_form_body(AuthorEdit),
 )
-async def author_edit(body: AuthorEdit, request: Request) -> dict:
+async def author_edit(request: Request) -> Response:
     """After a moderator asked for changes: the edited text goes back into the moderation queue."""
     runtime = _runtime(request)
-    async with runtime.transaction() as session:
+
+    async def edit(session: AsyncConnection, body: Any) -> dict:
         return await service.author_edit(session, runtime.settings, body)
+
+    return await _author_action(request, AuthorEdit, edit)
 
 
 @router.post(
@@ -163,17 +324,37 @@ async def author_edit(body: AuthorEdit, request: Request) -> dict:
     response_model=AuthorView,
     dependencies=[Depends(rate_limited)],
     tags=["author"],
+    openapi_extra=_form_body(TokenRequest),
 )
-async def author_withdraw(body: TokenRequest, request: Request) -> dict:
+async def author_withdraw(request: Request) -> Response:
     runtime = _runtime(request)
-    async with runtime.transaction() as session:
+
+    async def withdraw(session: AsyncConnection, body: Any) -> dict:
         return await service.author_withdraw(session, runtime.settings, body.token)
 
+    return await _author_action(request, TokenRequest, withdraw)
 
-@router.get("/proposals/{proposal_id}", response_model=ProposalPublic, tags=["proposals"])
-async def get_published(proposal_id: uuid.UUID, request: Request) -> dict:
-    async with _runtime(request).transaction() as session:
-        return await service.published_proposal(session, proposal_id)
+
+@router.get(
+    "/proposals/{proposal_id}",
+    response_model=ProposalPublic,
+    tags=["proposals"],
+    responses={200: {"content": {"text/html": {}}, "description": "JSON, or the page for a browser"}},
+)
+async def get_published(proposal_id: uuid.UUID, request: Request) -> Response:
+    """A published proposal; a browser (``Accept: text/html``) gets its page (mails link here)."""
+    html = wants_html(request)
+    path = f"/v1/proposals/{proposal_id}"
+    try:
+        async with _runtime(request).transaction() as session:
+            view = await service.published_proposal(session, proposal_id)
+    except domain.NotFound:
+        if not html:
+            raise
+        return _page(pages.not_found_page(_frame(request, None, path, {})), 404)
+    if not html:
+        return JSONResponse(jsonable_encoder(ProposalPublic(**view)))
+    return _page(pages.public_page(_frame(request, view["language"], path, {}), view))
 
 
 # --- moderation ----------------------------------------------------------------------------------------

@@ -9,9 +9,9 @@ import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -28,9 +28,20 @@ from services.registration.schemas import (
     WorkingGroupChange,
     WorkingGroupOut,
 )
+from shared import i18n
 from shared.auth import require_role
 from shared.http import DomainErrors, Problem, validation_errors_from
 from shared.idempotency import checked_key, idempotent
+from shared.pages import (
+    LANGUAGE_NAMES,
+    PAGE_HEADERS,
+    FormError,
+    Frame,
+    Identity,
+    chosen_language,
+    read_body,
+    wants_html,
+)
 from shared.ratelimit import rate_limited
 from shared.runtime import ServiceRuntime
 
@@ -94,31 +105,18 @@ async def register(
     return await idempotent(runtime.transaction, idempotency_keys, checked_key(idempotency_key), body, submit)
 
 
-async def _token_body(request: Request) -> tuple[str, bool]:
-    """The token from a JSON body ({"token": …}) or from the page's form. Returns (token, from_form)."""
-    raw = await request.body()
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "application/x-www-form-urlencoded":
-        try:
-            values = parse_qs(raw.decode("utf-8", errors="replace"), max_num_fields=5)
-        except ValueError:
-            raise Problem(
-                422, "Invalid request", errors=[{"field": "body", "message": "too many form fields"}]
-            ) from None
-        data: Any = {k: v[0] for k, v in values.items()}
-        from_form = True
-    elif content_type in ("application/json", ""):
-        try:
-            data = json.loads(raw or b"null")
-        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
-            raise Problem(
-                422, "Invalid request", errors=[{"field": "body", "message": "the body is not valid JSON"}]
-            ) from None
-        from_form = False
-    else:
-        raise Problem(415, "Unsupported media type", "Send application/json.")
+async def _token_body(request: Request) -> tuple[str, bool, str | None]:
+    """The token from a JSON body ({"token": …}) or from a page's form (with the page's ``lang``).
+    Returns (token, from_form, language of the form)."""
     try:
-        return TokenRequest.model_validate(data).token, from_form
+        data, from_form = await read_body(request, max_fields=5)
+    except FormError as exc:
+        if exc.status == 415:
+            raise Problem(415, "Unsupported media type", str(exc)) from None
+        raise Problem(422, "Invalid request", errors=[{"field": "body", "message": str(exc)}]) from None
+    form_language = data.pop("lang", None) if from_form else None
+    try:
+        return TokenRequest.model_validate(data).token, from_form, form_language
     except ValidationError as exc:
         raise Problem(
             422, "Invalid request", "One or more fields are invalid.", errors=validation_errors_from(exc)
@@ -128,36 +126,71 @@ async def _token_body(request: Request) -> tuple[str, bool]:
 _TOKEN_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TokenRequest"}}},
+        "content": {
+            "application/json": {"schema": TokenRequest.model_json_schema()},
+            "application/x-www-form-urlencoded": {"schema": TokenRequest.model_json_schema()},
+        },
     }
 }
 
 
+def _frame(request: Request, language: str | None, path: str | None = None, token: str = "") -> Frame:
+    """The page frame: the person's language (or the one chosen with ``?lang=``), the city's identity,
+    the language switch pointing at ``path`` with the token."""
+    return Frame(
+        chosen_language(request, language),
+        Identity.of(_runtime(request).settings),
+        path,
+        {"token": token} if token else {},
+    )
+
+
+def _form_frame(request: Request, form_language: str | None, own: str, token: str) -> Frame:
+    """The frame of a page answering a form: in the language the form was shown in."""
+    language = form_language if form_language in LANGUAGE_NAMES else own
+    return Frame(
+        i18n.resolve(language), Identity.of(_runtime(request).settings), pages.STATUS, {"token": token}
+    )
+
+
+async def _view(request: Request, token: str) -> service.PageView:
+    async with _runtime(request).transaction() as conn:
+        return await service.page_view(conn, _catalog(request), token)
+
+
+def _page(html: str, status_code: int = 200) -> HTMLResponse:
+    return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
+
+
+def _other_page(frame: Frame, view: service.PageView) -> HTMLResponse | None:
+    """The page for a link that was cancelled or is unknown, else None."""
+    if view.state == "cancelled":
+        return _page(pages.cancelled_page(frame))
+    if view.state == "not_found":
+        return _page(pages.not_found_page(frame), 404)
+    return None
+
+
 @router.get("/registrations/confirm", response_class=HTMLResponse)
 async def confirm_page(request: Request, token: TokenQuery) -> HTMLResponse:
-    """Shows a page with a confirm button and changes nothing (mail scanners open links)."""
-    return await _action_page(request, token, "confirm")
+    """A page with a confirm button; changes nothing (mail scanners open links). An already confirmed
+    registration shows its status."""
+    view = await _view(request, token)
+    frame = _frame(request, view.language, pages.CONFIRM, token)
+    other = _other_page(frame, view)
+    if other is not None:
+        return other
+    if view.status != "pending_confirmation":
+        return _page(pages.status_page(frame, view, token))
+    hours = _runtime(request).settings.confirmation_window_hours
+    return _page(pages.confirm_page(frame, view, token, hours))
 
 
 @router.get("/registrations/cancel", response_class=HTMLResponse)
 async def cancel_page(request: Request, token: TokenQuery) -> HTMLResponse:
-    return await _action_page(request, token, "cancel")
-
-
-async def _action_page(request: Request, token: str, kind: str) -> HTMLResponse:
-    async with _runtime(request).transaction() as conn:
-        page = await service.link_page(conn, _catalog(request), token)
-    if page.state == "cancelled":
-        return HTMLResponse(pages.result_page("de", dict(service.CANCELLED_ONLY)), headers=NO_STORE)
-    if page.state == "not_found":
-        return HTMLResponse(pages.not_found_page(), status_code=404)
-    html = pages.action_page(
-        page.language, kind, page.working_group_title, f"/v1/registrations/{kind}", token
-    )
-    return HTMLResponse(html, headers=NO_STORE)
-
-
-NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    view = await _view(request, token)
+    frame = _frame(request, view.language, pages.CANCEL, token)
+    return _other_page(frame, view) or _page(pages.cancel_page(frame, view, token))
 
 
 @router.post(
@@ -184,28 +217,53 @@ TokenUseCase = Callable[[AsyncConnection, RegistrationSettings, service.CatalogC
 
 
 async def _token_action(request: Request, action: TokenUseCase) -> Response:
-    """Confirm or cancel: JSON in, JSON out; or the link page's form in, a page out."""
-    token, from_form = await _token_body(request)
+    """Confirm or cancel: JSON in, JSON out; or a page's form in, a page out."""
+    token, from_form, form_language = await _token_body(request)
     runtime = _runtime(request)
     try:
         async with runtime.transaction() as conn:
             state = await action(conn, runtime.settings, _catalog(request), token)
     except domain.NotFound:
         if from_form:
-            return HTMLResponse(pages.not_found_page(), status_code=404)
+            return _page(pages.not_found_page(_form_frame(request, form_language, "de", token)), 404)
         raise
     body = RegistrationState(**state).model_dump(mode="json", exclude_none=True)
-    if from_form:
-        async with runtime.transaction() as conn:
-            language = await service.language_of(conn, token)
-        return HTMLResponse(pages.result_page(language, body))
-    return JSONResponse(body)
+    if not from_form:
+        return JSONResponse(body)
+    view = await _view(request, token)
+    frame = _form_frame(request, form_language, view.language, token)
+    other = _other_page(frame, view)
+    if other is not None:
+        return other
+    return _page(pages.status_page(frame, view, token, notice=pages.confirmed_notice(frame, view)))
 
 
-@router.get("/registrations/me")
-async def me(request: Request, token: TokenQuery) -> dict:
+@router.get(
+    "/registrations/me",
+    responses={200: {"content": {"text/html": {}}, "description": "JSON, or the page for a browser"}},
+)
+async def me(request: Request, token: TokenQuery) -> Response:
+    """The registration behind the link: JSON for an API client; for a browser (``Accept: text/html``)
+    the page "your registration" (working group, meetings, status, calendar, cancel)."""
+    if wants_html(request):
+        view = await _view(request, token)
+        frame = _frame(request, view.language, pages.STATUS, token)
+        return _other_page(frame, view) or _page(pages.status_page(frame, view, token))
     async with _runtime(request).transaction() as conn:
-        return await service.registration_status(conn, _catalog(request), token)
+        status = await service.registration_status(conn, _catalog(request), token)
+    return JSONResponse(jsonable_encoder(status))
+
+
+@router.get("/registrations/me/calendar.ics", responses={200: {"content": {"text/calendar": {}}}})
+async def my_calendar(request: Request, token: TokenQuery) -> Response:
+    """The meetings of a confirmed registration as a calendar file (the entries its mails carry)."""
+    async with _runtime(request).transaction() as conn:
+        data = await service.calendar_of(conn, _catalog(request), token)
+    return Response(
+        data,
+        media_type="text/calendar; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="mitwirkung.ics"', **PAGE_HEADERS},
+    )
 
 
 # --- staff ----------------------------------------------------------------------------------------------------

@@ -51,7 +51,10 @@ def build(settings: RegistrationSettings | None = None) -> ServiceRuntime:
 def _add_privacy(runtime: ServiceRuntime, settings: RegistrationSettings) -> None:
     """Erasure on request (its consumers) and the retention jobs."""
     for queue, handlers in (
-        (privacy_queue("registration"), {"privacy.erasure_requested": privacy.erasure_handler(settings, service.catalog_of(runtime))}),
+        (
+            privacy_queue("registration"),
+            {"privacy.erasure_requested": privacy.erasure_handler(settings, service.catalog_of(runtime))},
+        ),
         (REGISTRATION_ERASURE_PROGRESS, {"privacy.erasure_completed": privacy.record_answer}),
     ):
         runtime.consumers.append(
@@ -83,7 +86,9 @@ def _add_privacy(runtime: ServiceRuntime, settings: RegistrationSettings) -> Non
     interval = settings.retention_job_interval
     runtime.jobs.append(PeriodicJob("anonymise-after-last-meeting", interval, after_last_meeting))
     runtime.jobs.append(PeriodicJob("forget-cancelled", interval, cancelled))
-    runtime.jobs.append(PeriodicJob("forget-unconfirmed-erasure-requests", interval, unconfirmed_erasure_requests))
+    runtime.jobs.append(
+        PeriodicJob("forget-unconfirmed-erasure-requests", interval, unconfirmed_erasure_requests)
+    )
 
 
 def create_app(

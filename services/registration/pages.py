@@ -1,108 +1,161 @@
-"""The small pages behind the links in mails. A GET only shows a page with a button (mail scanners open
-links); the button POSTs the form. Sentences come from the gettext catalogs (``shared/locale``), in
-the person's language; everything is HTML-escaped."""
+"""The registration's pages behind the links in mails: confirm, "your registration" (status), cancel,
+and what a form post answers. A GET only shows a page (mail scanners open links); every change is a
+POST from a button. Sentences come from the gettext catalogs (``pgettext("page", …)``), in the person's
+language; the frame (identity, language switch, privacy link, stylesheet) is ``shared.pages``."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, select_autoescape
-
+from services.registration.service import PageView
 from shared import i18n
+from shared.pages import Frame, environment, page_link
 
-_env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
-_PAGE = _env.from_string(
-    """<!DOCTYPE html>
-<html lang="{{ lang }}" dir="{{ dir }}">
-<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex"><title>{{ title }}</title></head>
-<body style="font-family: Arial, Helvetica, sans-serif; max-width: 36em; margin: 2em auto; padding: 0 1em;">
-<h1>{{ title }}</h1>
-<p>{{ message }}</p>
-{% if action %}
-<form method="post" action="{{ action }}">
-<input type="hidden" name="token" value="{{ token }}">
-<button type="submit" style="font-size: 1.1em; padding: 0.6em 1.2em;">{{ button }}</button>
-</form>
-{% endif %}
-</body></html>"""
-)
+CONFIRM = "/v1/registrations/confirm"
+CANCEL = "/v1/registrations/cancel"
+STATUS = "/v1/registrations/me"
+CALENDAR = "/v1/registrations/me/calendar.ics"
+
+_env = environment(Path(__file__).resolve().parent / "templates")
+_CONFIRM = _env.get_template("confirm.html.j2")
+_STATUS = _env.get_template("status.html.j2")
+_CANCEL = _env.get_template("cancel.html.j2")
+_MESSAGE = _env.get_template("message.html.j2")
+_ERASURE = _env.get_template("erasure.html.j2")
+_ERASURE_STATUS = _env.get_template("erasure_status.html.j2")
 
 
-def _page(language: str, title: str, message: str, **form: Any) -> str:
-    language = i18n.resolve(language)
-    return _PAGE.render(
-        lang=language, dir=i18n.text_direction(language), title=title, message=message, **form
+def _meetings(frame: Frame, view: PageView) -> list[dict[str, Any]]:
+    items = []
+    for m in view.meetings:
+        when = ""
+        if m.starts_at is not None:
+            when = i18n.format_datetime(m.starts_at, frame.language)
+            if m.ends_at is not None:
+                when += "–" + i18n.format_time_of_day(m.ends_at, frame.language)
+        items.append(
+            {
+                "label": frame.pgettext("page", "Meeting %(number)s", number=m.number),
+                "when": when,
+                "iso": m.starts_at.astimezone(i18n.BERLIN).isoformat() if m.starts_at else "",
+                "venue": m.venue,
+                "address": m.address,
+                "cancelled": m.cancelled,
+            }
+        )
+    return items
+
+
+def _status_text(frame: Frame, view: PageView) -> str:
+    if view.status == "confirmed":
+        return frame.pgettext("page", "Confirmed: you have a seat.")
+    if view.status == "waitlisted":
+        return frame.pgettext(
+            "page", "On the waiting list, position %(position)s.", position=view.waitlist_position
+        )
+    return frame.pgettext("page", "Not confirmed yet.")
+
+
+def confirm_page(frame: Frame, view: PageView, token: str, hours: float) -> str:
+    return frame.render(
+        frame.pgettext("page", "Confirm your registration"),
+        _CONFIRM,
+        view=view,
+        meetings=_meetings(frame, view),
+        token=token,
+        action=CONFIRM,
+        hours=f"{hours:g}",
     )
 
 
-def action_page(language: str, kind: str, working_group_title: str, action: str, token: str) -> str:
-    pgettext = i18n.translations(language).pgettext
-    if kind == "confirm":
-        title = pgettext("page", "Confirm your registration")
-        intro = pgettext("page", "Please confirm your registration for the working group “%(title)s”.")
-        button = pgettext("page", "Confirm registration")
-    else:
-        title = pgettext("page", "Cancel your registration")
-        intro = pgettext(
+def status_page(frame: Frame, view: PageView, token: str, notice: str = "") -> str:
+    return frame.render(
+        frame.pgettext("page", "Your registration"),
+        _STATUS,
+        view=view,
+        notice=notice,
+        status_text=_status_text(frame, view),
+        meetings=_meetings(frame, view),
+        has_dates=any(m.starts_at is not None for m in view.meetings),
+        token=token,
+        confirm=CONFIRM,
+        calendar=page_link(CALENDAR, token=token),
+        cancel=page_link(CANCEL, token=token, lang=frame.language),
+    )
+
+
+def confirmed_notice(frame: Frame, view: PageView) -> str:
+    if view.status == "waitlisted":
+        return frame.pgettext(
             "page",
-            "Do you want to cancel your registration for the working group “%(title)s”? Your seat goes"
-            " to the next person on the waiting list.",
+            "All seats are taken. You are on the waiting list, position %(position)s.",
+            position=view.waitlist_position,
         )
-        button = pgettext("page", "Cancel registration")
-    message = intro % {"title": working_group_title}
-    return _page(language, title, message, button=button, action=action, token=token)
+    return frame.pgettext(
+        "page", "Your registration is confirmed. You will receive an e-mail with the dates."
+    )
 
 
-def result_page(language: str, state: dict) -> str:
-    pgettext = i18n.translations(language).pgettext
-    messages = {
-        "confirmed": pgettext(
-            "page", "Your registration is confirmed. You will receive an e-mail with the dates."
-        ),
-        "waitlisted": pgettext(
-            "page", "All seats are taken. You are on the waiting list, position %(position)s."
-        ),
-        "cancelled": pgettext("page", "Your registration has been cancelled."),
-    }
-    message = messages.get(state.get("status", ""), "") % {"position": state.get("waitlist_position", "")}
-    return _page(language, pgettext("page", "Confirm your registration"), message)
+def cancel_page(frame: Frame, view: PageView, token: str) -> str:
+    return frame.render(
+        frame.pgettext("page", "Cancel your registration"),
+        _CANCEL,
+        view=view,
+        token=token,
+        action=CANCEL,
+        status=page_link(STATUS, token=token, lang=frame.language),
+    )
 
 
-def not_found_page(language: str = "de") -> str:
-    pgettext = i18n.translations(language).pgettext
-    return _page(
-        language,
-        pgettext("page", "Confirm your registration"),
-        pgettext("page", "This link is unknown or has expired."),
+def cancelled_page(frame: Frame) -> str:
+    return frame.render(
+        frame.pgettext("page", "Registration cancelled"),
+        _MESSAGE,
+        lines=[frame.pgettext("page", "Your registration has been cancelled.")],
+    )
+
+
+def not_found_page(frame: Frame) -> str:
+    return frame.render(
+        frame.pgettext("page", "Link not valid"),
+        _MESSAGE,
+        lines=[
+            frame.pgettext("page", "This link is unknown or has expired."),
+            frame.pgettext("page", "If you have questions, please contact the office named below."),
+        ],
     )
 
 
 # --- erasure on request (Art. 17) -----------------------------------------------------------------------
 
+ERASURE_CONFIRM = "/v1/privacy/erasure-requests/confirm"
 
-def erasure_page(language: str, action: str, token: str) -> str:
-    pgettext = i18n.translations(language).pgettext
-    return _page(
-        language,
-        pgettext("page", "Delete your data"),
-        pgettext(
-            "page",
-            "Do you want us to delete all data about your e-mail address? Registrations for working groups"
-            " will be cancelled; your proposals stay, without your name.",
-        ),
-        button=pgettext("page", "Delete my data now"),
-        action=action,
+
+def erasure_status_link(request_id: object, token: str, language: str) -> str:
+    return page_link(f"/v1/privacy/erasure-requests/{request_id}", token=token, lang=language)
+
+
+def erasure_page(frame: Frame, token: str) -> str:
+    """Behind the mailed link: what deleting means, and the button that starts it."""
+    return frame.render(
+        frame.pgettext("page", "Delete your data"),
+        _ERASURE,
         token=token,
+        action=ERASURE_CONFIRM,
     )
 
 
-def erasure_started_page(language: str) -> str:
-    pgettext = i18n.translations(language).pgettext
-    return _page(
-        language,
-        pgettext("page", "Delete your data"),
-        pgettext(
+def erasure_status_page(frame: Frame, status: str, status_link: str = "") -> str:
+    """What became of the request (after the button, and behind the status link)."""
+    if status == "completed":
+        line = frame.pgettext("page", "All your data has been deleted.")
+    elif status == "erasing":
+        line = frame.pgettext(
             "page", "We are deleting your data. When everything is deleted, you will receive one last e-mail."
-        ),
+        )
+    else:
+        line = frame.pgettext("page", "Not confirmed yet.")
+    return frame.render(
+        frame.pgettext("page", "Delete your data"), _ERASURE_STATUS, line=line, status_link=status_link
     )

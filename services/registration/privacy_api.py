@@ -10,11 +10,20 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel
 
 from services.registration import pages, privacy
-from services.registration.api import NO_STORE, TokenQuery, _runtime, _token_body, rate_limited
+from services.registration.api import (
+    TokenQuery,
+    _form_frame,
+    _frame,
+    _page,
+    _runtime,
+    _token_body,
+    rate_limited,
+)
 from services.registration.schemas import TokenRequest
 from shared.auth import require_role
 from shared.events import Language
 from shared.http import Problem
+from shared.pages import wants_html
 from shared.validation import Email, StrictModel, single_line
 
 router = APIRouter(prefix="/v1/privacy", tags=["privacy"])
@@ -89,10 +98,10 @@ async def confirm_page(request: Request, token: TokenQuery) -> HTMLResponse:
     """Shows a page with a button and changes nothing (mail scanners open links)."""
     async with _runtime(request).transaction() as session:
         language = await privacy.pending_request_language(session, token)
+    frame = _frame(request, language, pages.ERASURE_CONFIRM, token)
     if language is None:
-        return HTMLResponse(pages.not_found_page(), status_code=404)
-    html = pages.erasure_page(language, "/v1/privacy/erasure-requests/confirm", token)
-    return HTMLResponse(html, headers=NO_STORE)
+        return _page(pages.not_found_page(frame), 404)
+    return _page(pages.erasure_page(frame, token))
 
 
 @router.post(
@@ -104,7 +113,7 @@ async def confirm_page(request: Request, token: TokenQuery) -> HTMLResponse:
     responses={404: {"description": "Unknown or expired link (problem+json)"}},
 )
 async def confirm(request: Request) -> Response:
-    token, from_form = await _token_body(request)
+    token, from_form, form_language = await _token_body(request)
     runtime = _runtime(request)
     async with runtime.transaction() as session:
         language = await privacy.pending_request_language(session, token)
@@ -112,22 +121,41 @@ async def confirm(request: Request) -> Response:
             state = await privacy.confirm_erasure(session, token)
         except Problem as problem:
             if from_form and problem.status == 404:
-                return HTMLResponse(pages.not_found_page(language or "de"), status_code=404)
+                frame = _form_frame(request, form_language, language or "de", token)
+                return _page(pages.not_found_page(frame), 404)
             raise
     body = ErasureStarted(**state).model_dump(mode="json")
     if from_form:
-        return HTMLResponse(pages.erasure_started_page(language or "de"), status_code=202, headers=NO_STORE)
+        frame = _form_frame(request, form_language, language or "de", token)
+        link = pages.erasure_status_link(state["request_id"], token, frame.language)
+        return _page(pages.erasure_status_page(frame, state["status"], link), 202)
     return JSONResponse(body, status_code=202)
 
 
 @router.get(
     "/erasure-requests/{request_id}",
     response_model=ErasureState,
-    responses={404: {"description": "Unknown request, or the token does not belong to it"}},
+    responses={
+        200: {"content": {"text/html": {}}, "description": "JSON, or the page for a browser"},
+        404: {"description": "Unknown request, or the token does not belong to it"},
+    },
 )
-async def erasure_state(request_id: uuid.UUID, request: Request, token: TokenQuery) -> dict[str, Any]:
+async def erasure_state(request_id: uuid.UUID, request: Request, token: TokenQuery) -> Response:
+    """The request's state; a browser (``Accept: text/html``) gets a page."""
+    html = wants_html(request)
     async with _runtime(request).transaction() as session:
-        return await privacy.erasure_state(session, request_id, token)
+        try:
+            state = await privacy.erasure_state(session, request_id, token)
+        except Problem as problem:
+            if html and problem.status == 404:
+                frame = _frame(request, None, f"/v1/privacy/erasure-requests/{request_id}", token)
+                return _page(pages.not_found_page(frame), 404)
+            raise
+        language = await privacy.pending_request_language(session, token)
+    if not html:
+        return JSONResponse(ErasureState(**state).model_dump(mode="json"))
+    frame = _frame(request, language, f"/v1/privacy/erasure-requests/{request_id}", token)
+    return _page(pages.erasure_status_page(frame, state["status"]))
 
 
 @router.post("/erasures", status_code=202, response_model=ErasureAccepted)

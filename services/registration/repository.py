@@ -241,7 +241,9 @@ async def registration_by_token_hash(
 async def registration_by_revoked_token_hash(session: AsyncConnection, token_hash: str) -> Row[Any] | None:
     return (
         await session.execute(
-            select(registrations.c.id).where(registrations.c.revoked_token_hash == token_hash)
+            select(registrations.c.id, registrations.c.language).where(
+                registrations.c.revoked_token_hash == token_hash
+            )
         )
     ).first()
 

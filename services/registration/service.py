@@ -23,6 +23,7 @@ from services.registration.models import audit_log, idempotency_keys, outbox
 from services.registration.schemas import RegistrationRequest
 from shared import events as ev
 from shared.audit import record as audit_log_record
+from shared.calendar import build_calendar
 from shared.i18n import BERLIN
 from shared.idempotency import forget_keys
 from shared.outbox import add_event
@@ -511,32 +512,73 @@ async def registration_status(
 
 
 @dataclass(frozen=True)
-class LinkPage:
-    """What the page behind a mailed link shows: ``state`` "action", "cancelled" or "not_found"."""
+class PageView:
+    """What the pages behind a mailed link show (GET: nothing changes). ``state`` is "active",
+    "cancelled" (a link revoked by cancelling: nothing personal) or "not_found"; for an active link
+    the registration's status, waitlist position, working group and meetings, and the name the person
+    registered with (to recognise the registration; nothing else personal)."""
 
     state: str
     language: str = "de"
+    registration_id: uuid.UUID | None = None
+    status: str = ""
+    waitlist_position: int | None = None
+    name: str = ""
     working_group_title: str = ""
+    meetings: tuple[ev.MeetingInfo, ...] = ()
 
 
-async def link_page(
+async def page_view(
     conn: AsyncConnection, catalog: CatalogCache, token: str, now: datetime | None = None
-) -> LinkPage:
-    """For the page behind a confirm or cancel link (a GET: it changes nothing)."""
+) -> PageView:
     found = await repo.registration_by_token_hash(conn, hash_token(token))
     if found is None:
-        return LinkPage("cancelled" if await revoked_link(conn, token) else "not_found")
-    wg = await repo.get_working_group(conn, found.working_group_id)
-    if wg is None or found.status == "expired":
-        return LinkPage("not_found")
-    if await _link_expired(conn, catalog, wg.id, now or datetime.now(UTC)):
-        return LinkPage("not_found")
-    return LinkPage("action", found.language, wg.title)
+        revoked = await repo.registration_by_revoked_token_hash(conn, hash_token(token))
+        if revoked is not None:
+            return PageView("cancelled", revoked.language or "de")
+        return PageView("not_found")
+    if found.status == "expired":
+        return PageView("not_found", found.language)
+    entry = await catalog.get(conn, found.working_group_id)
+    if entry is None or domain.links_expired(entry[1], now or datetime.now(UTC)):
+        return PageView("not_found", found.language)
+    if found.status == "cancelled":
+        return PageView("cancelled", found.language)
+    state = await registration_state(conn, found)
+    wg, meetings = entry
+    return PageView(
+        "active",
+        found.language,
+        found.id,
+        found.status,
+        state.get("waitlist_position"),
+        found.name or "",
+        wg.title,
+        tuple(meetings),
+    )
 
 
 async def language_of(conn: AsyncConnection, token: str) -> str:
+    """The language of the registration behind a link, a cancelled one's included (German if unknown)."""
     found = await repo.registration_by_token_hash(conn, hash_token(token))
-    return found.language if found else "de"
+    if found is None:
+        found = await repo.registration_by_revoked_token_hash(conn, hash_token(token))
+    return (found.language if found else None) or "de"
+
+
+async def calendar_of(conn: AsyncConnection, catalog: CatalogCache, token: str) -> bytes:
+    """The calendar file of a confirmed registration's meetings (the same entries as its mails carry)."""
+    view = await page_view(conn, catalog, token)
+    if view.state != "active" or view.status != "confirmed" or view.registration_id is None:
+        raise domain.NotFound(LINK_NOT_FOUND)
+    data = build_calendar(
+        str(view.registration_id),
+        view.working_group_title,
+        [m.model_dump(mode="json") for m in view.meetings],
+    )
+    if data is None:
+        raise domain.NotFound("The meetings have no dates yet.")
+    return data
 
 
 # --- staff: participants and planning ----------------------------------------------------------------------
