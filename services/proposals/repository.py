@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, and_, bindparam, func, literal_column, or_, select, tuple_
+from sqlalchemy import Text, and_, bindparam, func, literal, literal_column, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -102,41 +102,84 @@ async def upsert_working_group(session: AsyncConnection, values: dict[str, Any])
 
 # --- proposals -----------------------------------------------------------------------------------------
 
-# The intake's statements, built once: building a statement costs as much CPU as running it.
-_INTAKE_LABELS = (
-    select(
-        working_groups.c.title,
-        districts.c.name.label("district_name"),
-        districts.c.active.label("district_active"),
-    )
-    .select_from(working_groups)
-    .outerjoin(districts, districts.c.id == bindparam("district_id"))
-    .where(working_groups.c.id == bindparam("working_group_id"))
-)
-_INSERT_PROPOSAL = proposals.insert()
-_INSERT_HISTORY = proposal_history.insert()
+# The intake's statements, built once (building a statement costs as much CPU as running it), and as few
+# round trips as the intake can make: one to read, one to write the proposal with its history entry.
 _RECEIPTS_SINCE = (
     select(func.count())
     .select_from(proposals)
     .where(func.lower(proposals.c.author_email) == func.lower(bindparam("email")))
     .where(proposals.c.created_at >= bindparam("since"))
+    .scalar_subquery()
 )
+_INTAKE_LABELS = (
+    select(
+        working_groups.c.title,
+        districts.c.name.label("district_name"),
+        districts.c.active.label("district_active"),
+        _RECEIPTS_SINCE.label("receipts"),
+    )
+    .select_from(working_groups)
+    .outerjoin(districts, districts.c.id == bindparam("district_id"))
+    .where(working_groups.c.id == bindparam("working_group_id"))
+)
+_INTAKE_COLUMNS = (
+    "id",
+    "working_group_id",
+    "district_id",
+    "title",
+    "body",
+    "language",
+    "author_name",
+    "author_email",
+    "token_hash",
+    "status",
+    "version",
+)
+_NEW_PROPOSAL = (
+    proposals.insert()
+    .values({name: bindparam(name) for name in _INTAKE_COLUMNS})
+    .returning(proposals.c.id, proposals.c.status, proposals.c.version)
+    .cte("new_proposal")
+)
+_INSERT_PROPOSAL_WITH_HISTORY = proposal_history.insert().from_select(
+    ["proposal_id", "actor", "action", "to_status", "version"],
+    select(
+        _NEW_PROPOSAL.c.id,
+        literal("author"),
+        literal("submitted"),
+        _NEW_PROPOSAL.c.status,
+        _NEW_PROPOSAL.c.version,
+    ),
+)
+_INSERT_HISTORY = proposal_history.insert()
 
 
 async def intake_labels(
-    session: AsyncConnection, working_group_id: str, district_id: str | None
+    session: AsyncConnection,
+    working_group_id: str,
+    district_id: str | None,
+    email: str | None,
+    receipts_since: datetime,
 ) -> Row[Any] | None:
-    """The working group's title and the district's name and state, in one round trip; None when the
-    working group is unknown (district_name is None when the district is)."""
+    """The working group's title, the district's name and state, and how many proposals came from
+    ``email`` since ``receipts_since`` (the receipt-mail budget), in one round trip; None when the working
+    group is unknown (district_name is None when the district is)."""
     return (
         await session.execute(
-            _INTAKE_LABELS, {"working_group_id": working_group_id, "district_id": district_id}
+            _INTAKE_LABELS,
+            {
+                "working_group_id": working_group_id,
+                "district_id": district_id,
+                "email": email,
+                "since": receipts_since,
+            },
         )
     ).first()
 
 
-async def insert_proposal(session: AsyncConnection, values: dict[str, Any]) -> None:
-    await session.execute(_INSERT_PROPOSAL, values)
+async def insert_submitted_proposal(session: AsyncConnection, values: dict[str, Any]) -> None:
+    """A new proposal and its first history entry ("submitted" by the author), in one statement."""
+    await session.execute(_INSERT_PROPOSAL_WITH_HISTORY, values)
 
 
 async def get_proposal(
@@ -161,11 +204,6 @@ async def update_proposal(session: AsyncConnection, proposal_id: uuid.UUID, valu
     await session.execute(
         proposals.update().where(proposals.c.id == proposal_id).values(**values, updated_at=func.now())
     )
-
-
-async def count_receipts_since(session: AsyncConnection, email: str, since: datetime) -> int:
-    """Proposals sent from this address since ``since`` (the receipt-mail budget)."""
-    return int(await session.scalar(_RECEIPTS_SINCE, {"email": email, "since": since}) or 0)
 
 
 _LABELLED = (

@@ -100,22 +100,21 @@ async def apply_working_group(session: AsyncConnection, event: ev.IntegrationEve
 async def submit_proposal(
     session: AsyncConnection, settings: ProposalsSettings, body: ProposalRequest
 ) -> dict[str, Any]:
-    """The intake's hot path: one round trip for the labels, the inserts, the event built from what is
-    known (no re-read)."""
-    labels = await repo.intake_labels(session, body.working_group_id, body.district_id)
+    """The intake's hot path: one round trip to read (labels, receipt budget), one to write the proposal
+    with its history entry, the event built from what is known (no re-read)."""
+    email = str(body.author_email) if body.author_email else None
+    labels = await repo.intake_labels(
+        session, body.working_group_id, body.district_id, email, datetime.now(UTC) - timedelta(days=1)
+    )
     if labels is None:
         raise domain.InvalidReference("there is no working group with this id", field="working_group_id")
     if body.district_id is not None:
         _require_active_district(labels.district_name, labels.district_active)
     proposal_id = uuid.uuid4()
-    email = str(body.author_email) if body.author_email else None
     state = domain.submit()
-    mail_author = email is not None and (
-        await repo.count_receipts_since(session, email, datetime.now(UTC) - timedelta(days=1))
-        < settings.receipt_mails_per_address_per_day
-    )
+    mail_author = email is not None and labels.receipts < settings.receipt_mails_per_address_per_day
     token = token_for(settings.token_secret, proposal_id) if email else None
-    await repo.insert_proposal(
+    await repo.insert_submitted_proposal(
         session,
         {
             "id": proposal_id,
@@ -131,7 +130,6 @@ async def submit_proposal(
             "version": state.version,
         },
     )
-    await _history(session, proposal_id, actor="author", action="submitted", before=None, after=state)
     author = None
     if mail_author and email is not None:
         author = ev.Recipient(email=email, name=body.author_name or "", language=body.language)
