@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
-from sqlalchemy import MetaData
+import asyncpg
+from sqlalchemy import MetaData, event, exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 NAMING_CONVENTION = {
@@ -15,6 +18,11 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+# A pooled connection idle for longer than this is pinged when it is checked out: after a database restart
+# it would otherwise fail its first statement. A busy pool never waits this long, so the hot path pays
+# nothing; the runtime's database watch also throws the whole pool away once an outage is over.
+IDLE_PING_SECONDS = 10.0
 
 
 def service_metadata(schema: str) -> MetaData:
@@ -27,18 +35,83 @@ def asyncpg_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-def create_engine(url: str, schema: str, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(
+def create_engine(
+    url: str, schema: str, pool_size: int = 10, statement_timeout_ms: int = 30_000
+) -> AsyncEngine:
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=10,
-        # No ping per checkout (a round trip per transaction); a dropped connection is invalidated on use.
+        # No ping per checkout (a round trip per transaction): see IDLE_PING_SECONDS instead.
         pool_recycle=1800,
         # Bound parameters are personal data (names, addresses, health needs): never in logs or errors.
         hide_parameters=True,
-        connect_args={"server_settings": {"search_path": schema, "application_name": f"mitwirkung-{schema}"}},
+        connect_args={
+            "server_settings": {
+                "search_path": schema,
+                "application_name": f"mitwirkung-{schema}",
+                # No statement runs longer than this, whoever holds a lock or whatever the plan.
+                "statement_timeout": str(statement_timeout_ms),
+                "idle_in_transaction_session_timeout": str(statement_timeout_ms * 2),
+            },
+            "timeout": 10,  # establishing a connection
+            # The client side of the same bound: a server that stops answering (a dead network path) does
+            # not hold a statement forever. Enforced by asyncpg's protocol with a timer, not a task.
+            "command_timeout": statement_timeout_ms / 1000 + 5,
+        },
     )
+    _ping_idle_connections(engine)
+    return engine
+
+
+def _ping_idle_connections(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "checkin")
+    def checked_in(dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        idle_since = record.info.get("checked_in_at")
+        if idle_since is None or time.monotonic() - idle_since < IDLE_PING_SECONDS:
+            return
+        try:
+            dbapi_connection.ping()
+        except Exception as error:
+            # The pool replaces the connection and tries again with a fresh one.
+            raise exc.DisconnectionError() from error
+
+
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    exc.TimeoutError,  # the pool had no connection to give
+    exc.DisconnectionError,
+    exc.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    ConnectionError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+
+def is_infrastructure_error(error: BaseException) -> bool:
+    """True when ``error`` says the database (or the network to it) is unavailable, not that a statement or
+    the data was wrong: connection refused or reset, a connection that went away, no pooled connection
+    within the pool timeout, a connection attempt that timed out."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, INFRASTRUCTURE_ERRORS):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 # A unit of work is a plain SQLAlchemy Core connection in a transaction:

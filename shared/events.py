@@ -140,6 +140,8 @@ class RegistrationPromoted(_RegistrationEvent):
 @_register
 class RegistrationCancelled(_RegistrationEvent):
     event_type: ClassVar[str] = "registration.cancelled"
+    # The status before the cancellation: a confirmed person's calendar entries are cancelled too.
+    previous_status: RegistrationStatus | None = None
 
 
 @_register

@@ -10,10 +10,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import pages
+from shared.db import INFRASTRUCTURE_ERRORS, is_infrastructure_error
 from shared.observability import HTTP_LATENCY, HTTP_REQUESTS, correlation_id_var, get_logger
 
 log = get_logger(__name__)
@@ -155,6 +157,24 @@ def install_error_handlers(app: FastAPI, domain_errors: DomainErrors | None = No
             headers=getattr(exc, "headers", None),
             instance=request.url.path,
         )
+
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        if not is_infrastructure_error(exc):
+            return await _unexpected(request, exc)
+        # The database is unreachable: nothing was stored; the client may try again shortly.
+        log.warning("database unreachable", path=request.url.path, error=repr(exc))
+        return problem_response(
+            503,
+            "Service unavailable",
+            "The request could not be stored just now. Please try again in a moment.",
+            headers={"Retry-After": "5"},
+            instance=request.url.path,
+        )
+
+    # Registered per class (not only under Exception), so the answer is the response and nothing is
+    # re-raised to the server.
+    for infrastructure in (*INFRASTRUCTURE_ERRORS, DBAPIError):
+        app.add_exception_handler(infrastructure, _unavailable)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

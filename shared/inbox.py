@@ -5,10 +5,17 @@ the handler in the same transaction. A redelivered message finds its row and cha
 that fails is retried after a delay (republished to ``<queue>.retry``); after ``max_attempts`` the
 message is rejected and dead-lettered to ``<queue>.dlq``. A message that cannot be parsed goes there at
 once: retrying it cannot help.
+
+A database that cannot be reached is not the message's fault: such an error (see
+:func:`shared.db.is_infrastructure_error`) never counts as an attempt and never dead-letters anything. The
+consumer keeps the message, waits until the database answers again (one probe with backoff for the whole
+consumer, not one per message) and then handles it. Requeueing instead would count toward the quorum
+queue's ``x-delivery-limit`` on every round and dead-letter the backlog of a long outage.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,18 +26,26 @@ from faststream import AckPolicy
 from faststream.rabbit import Channel, ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.rabbit.annotations import RabbitMessage
 from pydantic import ValidationError
-from sqlalchemy import Column, DateTime, MetaData, Table, Text, func
+from sqlalchemy import Column, DateTime, MetaData, Table, Text, func, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db import SessionFactory
+from shared.db import SessionFactory, is_infrastructure_error
 from shared.events import IntegrationEvent, event_class
-from shared.observability import MESSAGES_CONSUMED, correlation_id_var, get_logger
+from shared.observability import (
+    MESSAGES_CONSUMED,
+    WorkerHealth,
+    cancel_and_wait,
+    correlation_id_var,
+    get_logger,
+    reraise_if_cancelled,
+)
 from shared.topology import RETRY_EXCHANGE, ConsumerQueue
 
 log = get_logger(__name__)
 
 ATTEMPT_HEADER = "x-attempt"
+DATABASE_PROBE_MAX_DELAY = 10.0
 
 
 def inbox_table(metadata: MetaData) -> Table:
@@ -87,17 +102,48 @@ class EventConsumer:
         self.max_attempts = max_attempts
         self.prefetch = prefetch
         self.after_commit = after_commit
+        self.health: WorkerHealth | None = None
         self._broker: RabbitBroker | None = None
+        self._subscriber: Any = None
         self._retry_exchange = RabbitExchange(RETRY_EXCHANGE, type=ExchangeType.DIRECT, declare=False)
+        self._database_up = asyncio.Event()
+        self._database_up.set()
+        self._probe: asyncio.Task[None] | None = None
+
+    @property
+    def worker_name(self) -> str:
+        return f"consumer:{self.queue.name}"
 
     def subscribe(self, broker: RabbitBroker) -> None:
         self._broker = broker
-        subscriber = broker.subscriber(
+        self._subscriber = broker.subscriber(
             RabbitQueue(self.queue.name, queue_type=QueueType.QUORUM, declare=False),
             ack_policy=AckPolicy.MANUAL,
             channel=Channel(prefetch_count=self.prefetch),
         )
-        subscriber(self._on_message)
+        self._subscriber(self._on_message)
+
+    def is_consuming(self) -> bool:
+        """True while the broker delivers this queue to us: False after the broker cancelled our consumer
+        (its queue was deleted) or the channel is gone and was not restored."""
+        queue = getattr(self._subscriber, "_queue_obj", None)
+        tag = getattr(self._subscriber, "_consumer_tag", None)
+        if queue is None or tag is None:
+            return False
+        underlay = getattr(queue.channel, "_channel", None)  # aio-pika's UnderlayChannel, None when closed
+        channel = getattr(underlay, "channel", None)
+        if channel is None or channel.is_closed:
+            return False
+        return tag in channel.consumers
+
+    @property
+    def database_available(self) -> bool:
+        return self._database_up.is_set()
+
+    async def close(self) -> None:
+        if self._probe is not None:
+            await cancel_and_wait(self._probe)
+            self._probe = None
 
     async def _on_message(self, message: RabbitMessage) -> None:
         raw = message.raw_message
@@ -106,7 +152,7 @@ class EventConsumer:
         token = correlation_id_var.set(raw.correlation_id)
         try:
             try:
-                applied = await self.process(
+                applied = await self._process_when_database_answers(
                     body=raw.body,
                     meta=EventMeta(
                         event_id=raw.message_id or "",
@@ -118,6 +164,8 @@ class EventConsumer:
                 )
                 await message.ack()
                 MESSAGES_CONSUMED.labels(self.queue.name, "applied" if applied else "duplicate").inc()
+                if self.health is not None:
+                    self.health.ok(self.worker_name)
             except PoisonMessage as exc:
                 log.error(
                     "poison message dead-lettered",
@@ -132,6 +180,51 @@ class EventConsumer:
                 await self._retry_or_dead_letter(message, attempt, exc)
         finally:
             correlation_id_var.reset(token)
+
+    async def _process_when_database_answers(self, *, body: bytes, meta: EventMeta) -> bool:
+        """``process``, held (not counted, not requeued) for as long as the database is unreachable."""
+        while True:
+            await self._database_up.wait()
+            try:
+                return await self.process(body=body, meta=meta)
+            except PoisonMessage:
+                raise
+            except Exception as exc:
+                if not is_infrastructure_error(exc):
+                    raise
+                self._database_lost(exc)
+
+    def _database_lost(self, error: BaseException) -> None:
+        if not self._database_up.is_set():
+            return
+        self._database_up.clear()
+        log.warning(
+            "database unreachable; consumer holds its messages until it answers",
+            queue=self.queue.name,
+            error=repr(error),
+        )
+        if self.health is not None:
+            self.health.failed(self.worker_name, f"database unreachable: {error!r}"[:500])
+        self._probe = asyncio.create_task(self._wait_for_database(), name=f"db-probe-{self.queue.name}")
+
+    async def _wait_for_database(self) -> None:
+        delay = 0.25
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                async with self.session_factory() as session:
+                    await session.execute(text("SELECT 1"))
+            except Exception as exc:
+                reraise_if_cancelled(exc)
+                if not is_infrastructure_error(exc):
+                    log.warning("database probe failed", queue=self.queue.name, error=repr(exc))
+                delay = min(delay * 2, DATABASE_PROBE_MAX_DELAY)
+                continue
+            log.info("database answers again; consumer resumes", queue=self.queue.name)
+            if self.health is not None:
+                self.health.ok(self.worker_name)
+            self._database_up.set()
+            return
 
     async def process(self, *, body: bytes, meta: EventMeta) -> bool:
         """Apply one message exactly once. Returns False when it had been applied before."""

@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 import uuid
 from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
@@ -84,6 +88,75 @@ HTTP_REQUESTS = Counter(
 HTTP_LATENCY = Histogram(
     "mitwirkung_http_request_seconds", "HTTP request latency", ["service", "method", "route"]
 )
+WORKER_HEALTHY = Gauge(
+    "mitwirkung_worker_healthy", "1 while a background worker is doing its work", ["service", "worker"]
+)
+WORKER_LAST_SUCCESS = Gauge(
+    "mitwirkung_worker_last_success_timestamp_seconds",
+    "When a background worker last did its work successfully (Unix time)",
+    ["service", "worker"],
+)
+WORKER_BACKLOG = Gauge(
+    "mitwirkung_worker_backlog", "Work waiting for a background worker", ["service", "worker"]
+)
+
+
+@dataclass
+class WorkerState:
+    healthy: bool = True
+    last_success: float | None = None
+    last_error: str | None = None
+    backlog: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "healthy": self.healthy,
+            "last_success": (
+                datetime.fromtimestamp(self.last_success, UTC).isoformat() if self.last_success else None
+            ),
+            "last_error": self.last_error,
+            "backlog": self.backlog,
+        }
+
+
+class WorkerHealth:
+    """Each background worker of one process (relay, consumers, sender, jobs) reports here; ``/readyz``'s
+    body and ``/metrics`` show the result."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.workers: dict[str, WorkerState] = {}
+
+    def _state(self, worker: str) -> WorkerState:
+        state = self.workers.get(worker)
+        if state is None:
+            state = self.workers[worker] = WorkerState()
+            WORKER_HEALTHY.labels(self.service, worker).set(1)
+        return state
+
+    def register(self, worker: str) -> None:
+        self._state(worker)
+
+    def ok(self, worker: str, backlog: int | None = None) -> None:
+        state = self._state(worker)
+        state.healthy, state.last_success, state.last_error = True, time.time(), None
+        WORKER_HEALTHY.labels(self.service, worker).set(1)
+        WORKER_LAST_SUCCESS.labels(self.service, worker).set(state.last_success)
+        if backlog is not None:
+            self.backlog(worker, backlog)
+
+    def backlog(self, worker: str, backlog: int) -> None:
+        self._state(worker).backlog = backlog
+        WORKER_BACKLOG.labels(self.service, worker).set(backlog)
+
+    def failed(self, worker: str, error: BaseException | str) -> None:
+        state = self._state(worker)
+        state.healthy = False
+        state.last_error = error if isinstance(error, str) else f"{type(error).__name__}: {error}"[:500]
+        WORKER_HEALTHY.labels(self.service, worker).set(0)
+
+    def report(self) -> dict[str, dict[str, Any]]:
+        return {name: state.as_dict() for name, state in sorted(self.workers.items())}
 
 
 def reraise_if_cancelled(error: BaseException) -> None:
@@ -93,3 +166,22 @@ def reraise_if_cancelled(error: BaseException) -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError() from error
+
+
+async def cancel_and_wait(task: asyncio.Task, patience: float = 2.0) -> None:
+    """Cancel ``task`` and wait until it has ended. A cancellation can be swallowed inside a library (a
+    database or broker call that turns it into another error, caught by a loop that survives errors):
+    cancel again until the task ends, so that a stop can never hang."""
+    rounds = 0
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=patience)
+        rounds += 1
+        if rounds == 2:
+            get_logger(__name__).warning(
+                "a task ignored its cancellation; cancelling again", task=task.get_name()
+            )
+    if not task.cancelled() and task.exception() is not None:
+        get_logger(__name__).warning(
+            "task ended with an error", task=task.get_name(), error=repr(task.exception())
+        )

@@ -15,6 +15,12 @@ nobody listens.
 
 A relay that dies after publishing and before marking publishes the row again on its next run: delivery
 is at-least-once, and consumers deduplicate by the event id (the AMQP ``message_id``, see ``inbox``).
+
+Two kinds of failure are kept apart. A failure of one message (the broker returned it as unroutable, or
+nacked it) backs that row off, so it never holds up the rows behind it. A failure of the connection (broker
+down, channel closed, no confirm in time) is nobody's row: the rows stay exactly as they were, the relay
+drops its connection, waits, and tries again in creation order; on every new connection it declares the
+topology first, so a broker that lost its definitions is set up again.
 """
 
 from __future__ import annotations
@@ -24,12 +30,14 @@ import contextlib
 import json
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aio_pika
 import asyncpg
-from aio_pika.abc import AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+from aio_pika.exceptions import DeliveryError
 from pamqp.commands import Basic
 from sqlalchemy import (
     BigInteger,
@@ -57,6 +65,8 @@ from shared.observability import (
     OUTBOX_BACKLOG,
     OUTBOX_FAILURES,
     OUTBOX_PUBLISHED,
+    WorkerHealth,
+    cancel_and_wait,
     current_correlation_id,
     get_logger,
     reraise_if_cancelled,
@@ -155,6 +165,8 @@ class OutboxRelay:
         publish_timeout: float = 10.0,
         exchange: str = EVENTS_EXCHANGE,
         notify_interval: float = 0.2,
+        declare: Callable[[AbstractChannel], Awaitable[None]] | None = None,
+        health: WorkerHealth | None = None,
     ) -> None:
         self.service = service
         self.outbox = outbox
@@ -165,8 +177,11 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.publish_timeout = publish_timeout
         self.exchange_name = exchange
-        self._connection: AbstractRobustConnection | None = None
+        self._connection: AbstractConnection | None = None
         self._exchange: AbstractExchange | None = None
+        # Declares the topology on every new connection (a broker may have lost its definitions).
+        self.declare = declare
+        self.health = health
         self.notify_interval = notify_interval
         self._wake = asyncio.Event()
         self._woken_locally = False
@@ -182,14 +197,15 @@ class OutboxRelay:
 
     async def stop(self) -> None:
         if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         await self._close_listener()
-        if self._connection is not None:
+        await self._drop_connection()
+
+    async def _drop_connection(self) -> None:
+        connection, self._connection, self._exchange = self._connection, None, None
+        if connection is not None:
             with contextlib.suppress(Exception):
-                await self._connection.close()
-            self._connection = self._exchange = None
+                await connection.close()
 
     def wake(self) -> None:
         """Called after a local commit added rows."""
@@ -206,18 +222,25 @@ class OutboxRelay:
                 failures = 0
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # database down: wait and try again, never die
+            except Exception as exc:  # database or broker down: wait and try again, never die
                 reraise_if_cancelled(exc)
                 log.warning("outbox relay iteration failed", error=str(exc), service=self.service)
+                if self.health is not None and not isinstance(exc, RowsFailed):
+                    self.health.failed(self.worker_name, exc)
                 published = 0
                 failures += 1
             if published >= self.batch_size:
                 continue  # more waiting; do not sleep
+            if failures:
+                # Database or broker away: commits must not wake us into a connection attempt each. The
+                # waits stay short (at most 5 s), so the backlog goes out, in order, soon after it is back.
+                await asyncio.sleep(exponential_delay(failures + 1, self.poll_interval, 5.0))
+                self._wake.clear()
+                continue
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races with
             # the event being set, and the relay would never stop.
             with contextlib.suppress(TimeoutError):
-                # The poll interval, growing while the database is away.
-                async with asyncio.timeout(exponential_delay(failures + 1, self.poll_interval, 30.0)):
+                async with asyncio.timeout(self.poll_interval):
                     await self._wake.wait()
             self._wake.clear()
             # Let a burst of commits gather into one batch.
@@ -225,8 +248,15 @@ class OutboxRelay:
 
     # -- one pass --------------------------------------------------------------------------------------
 
+    @property
+    def worker_name(self) -> str:
+        return "outbox-relay"
+
     async def relay_once(self) -> int:
-        """Publish one batch of unpublished rows; returns how many were published."""
+        """Publish one batch of unpublished rows; returns how many were published.
+
+        Raises :class:`BrokerUnavailable` (after marking what did go out) when the connection failed, and
+        :class:`RowsFailed` when every row of the batch failed on its own."""
         async with self.session_factory() as session, session.begin():
             rows = (
                 await session.execute(
@@ -238,13 +268,27 @@ class OutboxRelay:
                     .with_for_update(skip_locked=True)
                 )
             ).all()
+            connection_error: BaseException | None = None
             if rows:
-                exchange = await self._channel_exchange()
+                try:
+                    exchange = await self._channel_exchange()
+                except Exception as exc:
+                    reraise_if_cancelled(exc)
+                    await self._drop_connection()
+                    raise BrokerUnavailable(f"cannot reach the broker: {_describe(exc)}") from exc
                 results = await asyncio.gather(
                     *(self._publish(exchange, row) for row in rows), return_exceptions=True
                 )
                 ok = [row.id for row, result in zip(rows, results, strict=True) if result is None]
-                failed = [(row, r) for row, r in zip(rows, results, strict=True) if r is not None]
+                # Only a message's own failure backs its row off; a connection failure leaves rows alone.
+                failed = [
+                    (row, r)
+                    for row, r in zip(rows, results, strict=True)
+                    if isinstance(r, BaseException) and _is_message_failure(r)
+                ]
+                connection_error = next(
+                    (r for r in results if r is not None and not _is_message_failure(r)), None
+                )
                 await self._mark_published(session, ok)
                 for row, error in failed:
                     await session.execute(
@@ -274,9 +318,16 @@ class OutboxRelay:
                     select(func.count()).select_from(self.outbox).where(self.outbox.c.published_at.is_(None))
                 )
                 OUTBOX_BACKLOG.labels(self.service).set(backlog or 0)
+                if self.health is not None:
+                    self.health.backlog(self.worker_name, backlog or 0)
+        if connection_error is not None:
+            await self._drop_connection()
+            raise BrokerUnavailable(f"connection failed while publishing: {_describe(connection_error)}")
+        if self.health is not None:
+            self.health.ok(self.worker_name)
         if rows and not ok:
-            # Everything failed (broker down, unroutable): let the caller back off.
-            raise RuntimeError(f"{len(rows)} outbox rows could not be published")
+            # Every row failed on its own (unroutable, nacked): let the caller back off.
+            raise RowsFailed(f"{len(rows)} outbox rows could not be published")
         return len(ok)
 
     async def _channel_exchange(self) -> AbstractExchange:
@@ -286,14 +337,25 @@ class OutboxRelay:
         path of every producing service, and FastStream's per-message layers cost about a tenth of the CPU
         of a confirmation request. Consumers stay on FastStream.
         """
-        if self._exchange is None:
-            if self._connection is None:
-                self._connection = await aio_pika.connect_robust(
-                    self.amqp_url, timeout=10, reconnect_interval=1
-                )
-            channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
-            self._exchange = await channel.get_exchange(self.exchange_name, ensure=False)
-        return self._exchange
+        if self._exchange is not None and self._connection is not None and not self._connection.is_closed:
+            return self._exchange
+        await self._drop_connection()
+        # A plain connection, not a robust one: a lost connection surfaces as an error here, and the next
+        # pass connects afresh and declares the topology again.
+        connection = await aio_pika.connect(self.amqp_url, timeout=10)
+        try:
+            if self.declare is not None:
+                declaring = await connection.channel()
+                await self.declare(declaring)
+                await declaring.close()
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            exchange = await channel.get_exchange(self.exchange_name, ensure=False)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await connection.close()
+            raise
+        self._connection, self._exchange = connection, exchange
+        return exchange
 
     async def _publish(self, exchange: AbstractExchange, row: Any) -> None:
         confirmation = await exchange.publish(
@@ -312,7 +374,7 @@ class OutboxRelay:
             timeout=self.publish_timeout,
         )
         if confirmation is not None and not _is_ack(confirmation):
-            raise RuntimeError(f"broker did not confirm the publish: {confirmation!r}")
+            raise NotConfirmed(f"broker did not confirm the publish: {confirmation!r}")
 
     async def _mark_published(self, session: AsyncConnection, ids: list[uuid.UUID]) -> None:
         if ids:
@@ -332,6 +394,7 @@ class OutboxRelay:
             schema = self.outbox.schema or "public"
             await self._listener.add_listener(notify_channel(schema), lambda *_: self._wake.set())
         except Exception as exc:  # polling covers us until the database answers again
+            reraise_if_cancelled(exc)
             log.info("outbox listener not connected", error=str(exc), service=self.service)
             self._listener = None
 
@@ -344,14 +407,33 @@ class OutboxRelay:
         self._woken_locally = False
         self._last_notify = time.monotonic()
         schema = self.outbox.schema or "public"
-        with contextlib.suppress(Exception):
+        try:
             await self._listener.execute(f"NOTIFY {notify_channel(schema)}")
+        except Exception as exc:
+            reraise_if_cancelled(exc)
 
     async def _close_listener(self) -> None:
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close(timeout=2)
             self._listener = None
+
+
+class BrokerUnavailable(RuntimeError):
+    """The connection to the broker failed: no row was backed off."""
+
+
+class RowsFailed(RuntimeError):
+    """Every row of a pass failed on its own (unroutable, nacked) and was backed off."""
+
+
+class NotConfirmed(RuntimeError):
+    """The broker nacked a publish."""
+
+
+def _is_message_failure(result: BaseException) -> bool:
+    """A failure that belongs to the message: returned as unroutable (``mandatory``) or nacked."""
+    return isinstance(result, DeliveryError | NotConfirmed)
 
 
 def _encode(payload: Any) -> bytes:

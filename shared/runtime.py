@@ -3,6 +3,15 @@
 Every service builds its FastAPI app with :func:`create_service_app`. The process starts serving HTTP at
 once; the broker connection is made (and re-made) in the background, so a service whose broker is down
 still accepts requests and stores their events in the outbox until the broker is back.
+
+Two watches run beside the workers. The database watch notices an outage (for ``/readyz``) and, when the
+database answers again, replaces the connection pool, so no request meets a connection of the old server.
+The broker watch checks every few seconds, over a connection of its own, that the topology exists and that
+this process's consumers are still subscribed; when the broker lost its definitions or cancelled a
+consumer (its queue was deleted), or when the watch had to reconnect, it declares the topology again and
+restarts the consumers. ``/readyz`` answers for what the service can accept: it needs the database, not
+the broker (the outbox keeps events until the broker is back); its body, and ``/metrics``, show each
+worker's health, its last success and its backlog.
 """
 
 from __future__ import annotations
@@ -14,8 +23,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractConnection
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -30,11 +41,17 @@ from shared.auth import TokenVerifier
 from shared.db import SessionFactory, create_engine, create_session_factory
 from shared.http import DomainErrors, RequestContextMiddleware, install_error_handlers
 from shared.inbox import EventConsumer
-from shared.observability import configure_logging, get_logger, reraise_if_cancelled
+from shared.observability import (
+    WorkerHealth,
+    cancel_and_wait,
+    configure_logging,
+    get_logger,
+    reraise_if_cancelled,
+)
 from shared.outbox import OutboxRelay, wake_relay_after_commit
 from shared.retry import log_before_retry, wait_exponential_capped
 from shared.settings import ServiceSettings
-from shared.topology import QUEUES, ConsumerQueue, QueuePolicy, declare_topology
+from shared.topology import QUEUES, ConsumerQueue, QueuePolicy, declare_all, declare_topology, queue_depths
 
 log = get_logger(__name__)
 
@@ -50,6 +67,15 @@ class PeriodicJob:
     before_serving: bool = False
 
 
+class Worker(Protocol):
+    """A long-running part of a process with a graceful stop (the mail sender)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None:
+        """Finish, or hand back, the work taken on; bounded by the worker's own grace period."""
+
+
 @dataclass
 class ServiceRuntime:
     settings: ServiceSettings
@@ -59,13 +85,28 @@ class ServiceRuntime:
     relay: OutboxRelay | None = None
     consumers: list[EventConsumer] = field(default_factory=list)
     jobs: list[PeriodicJob] = field(default_factory=list)
+    workers: list[Worker] = field(default_factory=list)
     extra_queues: tuple[ConsumerQueue, ...] = ()
     broker_ready: asyncio.Event = field(default_factory=asyncio.Event)
     # A service's per-process caches, owned by its runtime: two runtimes in one process (two replicas
     # in a test) share nothing.
     caches: dict[str, Any] = field(default_factory=dict)
+    health: WorkerHealth = field(default_factory=lambda: WorkerHealth(""))
+    database_up: bool = True
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _gate: asyncio.Semaphore | None = None
+
+    @property
+    def queues(self) -> tuple[ConsumerQueue, ...]:
+        return QUEUES + self.extra_queues
+
+    @property
+    def policy(self) -> QueuePolicy:
+        return QueuePolicy.from_settings(self.settings)
+
+    async def declare(self, channel: AbstractChannel) -> None:
+        """The whole topology, on a channel of whoever just (re)connected."""
+        await declare_all(channel, self.policy, self.queues)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -87,16 +128,31 @@ class ServiceRuntime:
                     await job.run()
                 except Exception as exc:
                     log.warning("start-up job failed; will retry", job=job.name, error=repr(exc))
+        for consumer in self.consumers:
+            consumer.health = self.health
+            self.health.register(consumer.worker_name)
         self._tasks.append(asyncio.create_task(self._connect_broker(), name="broker-connect"))
+        self._tasks.append(asyncio.create_task(self._watch_database(), name="database-watch"))
         for job in self.jobs:
+            self.health.register(f"job:{job.name}")
             self._tasks.append(asyncio.create_task(self._run_job(job), name=f"job-{job.name}"))
+        for worker in self.workers:
+            await worker.start()
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        # First the workers that hold claimed work (the mail sender), while the database is still open.
+        for worker in self.workers:
+            try:
+                async with asyncio.timeout(self.settings.shutdown_grace_seconds + 5):
+                    await worker.stop()
+            except Exception as exc:
+                log.warning("worker did not stop cleanly", worker=type(worker).__name__, error=repr(exc))
+        for task in list(self._tasks):
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        for task in list(self._tasks):
+            await cancel_and_wait(task)
+        for consumer in self.consumers:
+            await consumer.close()
         if self.relay:
             await self.relay.stop()
         with contextlib.suppress(Exception):
@@ -106,24 +162,100 @@ class ServiceRuntime:
         await asyncio.sleep(0.05)
 
     async def _connect_broker(self) -> None:
-        policy = QueuePolicy.from_settings(self.settings)
         async for attempt in AsyncRetrying(
             wait=wait_exponential_capped(0.5, 15.0),
             before_sleep=log_before_retry(log, "broker connection or topology declaration failed"),
         ):
             with attempt:
                 try:
-                    await declare_topology(self.settings.amqp_url, policy, QUEUES + self.extra_queues)
+                    await declare_topology(self.settings.amqp_url, self.policy, self.queues)
                     await self.broker.start()
-                except Exception:
+                except Exception as exc:
+                    self.health.failed("broker", exc)
                     with contextlib.suppress(Exception):
                         await self.broker.stop()
                     raise
         self.broker_ready.set()
+        self.health.ok("broker")
         log.info("broker connected", service=self.settings.service_name)
         if self.relay:
             # Started only now: until the broker answers, events wait safely in the outbox.
             await self.relay.start()
+        self._tasks.append(asyncio.create_task(self._watch_broker(), name="broker-watch"))
+
+    async def _watch_broker(self) -> None:
+        """Topology present and consumers subscribed, checked over a connection of the watch's own."""
+        connection: AbstractConnection | None = None
+        reconnected = False
+        try:
+            while True:
+                await asyncio.sleep(self.settings.broker_watch_interval)
+                try:
+                    if connection is None or connection.is_closed:
+                        connection = await aio_pika.connect(self.settings.amqp_url, timeout=10)
+                    await self._check_broker(connection, reconnected)
+                    reconnected = False
+                    self.health.ok("broker")
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    reraise_if_cancelled(exc)
+                    log.warning("broker check failed", error=repr(exc), service=self.settings.service_name)
+                    self.health.failed("broker", exc)
+                    reconnected = True
+                    if connection is not None:
+                        with contextlib.suppress(Exception):
+                            await connection.close()
+                    connection = None
+        finally:
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    await connection.close()
+
+    async def _check_broker(self, connection: AbstractConnection, reconnected: bool) -> None:
+        depths = await queue_depths(connection, self.queues)
+        lost = [c.queue.name for c in self.consumers if not c.is_consuming()]
+        if depths is None or lost or reconnected:
+            log.warning(
+                "declaring the topology again",
+                service=self.settings.service_name,
+                topology_missing=depths is None,
+                consumers_lost=lost,
+                after_reconnect=reconnected,
+            )
+            channel = await connection.channel()
+            await self.declare(channel)
+            await channel.close()
+            if lost:
+                # The broker cancelled our consumers (their queue was deleted) or did not restore them:
+                # subscribe again, on the queues just declared.
+                with contextlib.suppress(Exception):
+                    await self.broker.stop()
+                await self.broker.start()
+                log.info("consumers subscribed again", service=self.settings.service_name, queues=lost)
+            depths = await queue_depths(connection, self.queues)
+        for consumer in self.consumers:
+            if depths is not None:
+                self.health.backlog(consumer.worker_name, depths.get(consumer.queue.name, 0))
+                self.health.backlog(
+                    f"{consumer.worker_name}.dlq", depths.get(consumer.queue.dead_letter_queue, 0)
+                )
+
+    async def _watch_database(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.database_watch_interval)
+            up = await self.database_ready()
+            if up:
+                self.health.ok("database")
+                if not self.database_up:
+                    # Every pooled connection belongs to the server that went away (or its restart):
+                    # start afresh rather than fail one request per stale connection.
+                    log.info("database answers again; replacing the connection pool")
+                    with contextlib.suppress(Exception):
+                        await self.engine.dispose()
+            else:
+                self.health.failed("database", "database unreachable")
+            self.database_up = up
 
     async def housekeeping(self) -> None:
         """Delete published outbox rows and old inbox rows (the dedup window is the inbox retention)."""
@@ -149,11 +281,13 @@ class ServiceRuntime:
         while True:
             try:
                 await job.run()
+                self.health.ok(f"job:{job.name}")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 reraise_if_cancelled(exc)
                 log.warning("periodic job failed", job=job.name, error=repr(exc))
+                self.health.failed(f"job:{job.name}", exc)
             await asyncio.sleep(job.interval)
 
     async def database_ready(self) -> bool:
@@ -162,16 +296,19 @@ class ServiceRuntime:
                 async with asyncio.timeout(2):
                     await conn.execute(text("SELECT 1"))
             return True
-        except Exception:
+        except Exception as exc:
+            # A cancellation inside a database call can surface as another error: never swallow it, or
+            # the watch loop would outlive stop() and hang it.
+            reraise_if_cancelled(exc)
             return False
 
     async def broker_reachable(self) -> bool:
+        """The broker watch's last verdict (at most ``broker_watch_interval`` old): asking the broker here
+        would make ``/readyz`` wait for a timeout during every outage."""
         if not self.broker_ready.is_set():
             return False
-        try:
-            return bool(await self.broker.ping(timeout=2))
-        except Exception:
-            return False
+        state = self.health.workers.get("broker")
+        return state is None or state.healthy
 
 
 def build_runtime(
@@ -179,7 +316,12 @@ def build_runtime(
     *,
     outbox: Table | None,
 ) -> ServiceRuntime:
-    engine = create_engine(settings.database_url, settings.db_schema, settings.database_pool_size)
+    engine = create_engine(
+        settings.database_url,
+        settings.db_schema,
+        settings.database_pool_size,
+        statement_timeout_ms=settings.database_statement_timeout_ms,
+    )
     session_factory = create_session_factory(engine)
     broker = RabbitBroker(
         settings.amqp_url,
@@ -191,7 +333,15 @@ def build_runtime(
         log_level=logging.DEBUG,
         graceful_timeout=10,
     )
-    runtime = ServiceRuntime(settings=settings, engine=engine, session_factory=session_factory, broker=broker)
+    runtime = ServiceRuntime(
+        settings=settings,
+        engine=engine,
+        session_factory=session_factory,
+        broker=broker,
+        health=WorkerHealth(settings.service_name),
+    )
+    for worker in ("database", "broker"):
+        runtime.health.register(worker)
     if outbox is not None:
         runtime.relay = OutboxRelay(
             service=settings.service_name,
@@ -202,7 +352,10 @@ def build_runtime(
             poll_interval=settings.outbox_poll_interval,
             batch_size=settings.outbox_batch_size,
             publish_timeout=settings.outbox_publish_timeout,
+            declare=runtime.declare,
+            health=runtime.health,
         )
+        runtime.health.register(runtime.relay.worker_name)
         wake_relay_after_commit(engine, runtime.relay)
     runtime.jobs.append(PeriodicJob("housekeeping", settings.housekeeping_interval, runtime.housekeeping))
     return runtime
@@ -259,10 +412,13 @@ def create_service_app(
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> JSONResponse:
+        # Ready means: what this service accepts is stored. That needs the database; it does not need
+        # the broker, whose absence the outbox absorbs (and the body reports).
         checks = {"database": await runtime.database_ready(), "broker": await runtime.broker_reachable()}
-        ok = all(checks.values())
+        ok = checks["database"]
         return JSONResponse(
-            {"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503
+            {"status": "ready" if ok else "not ready", "checks": checks, "workers": runtime.health.report()},
+            status_code=200 if ok else 503,
         )
 
     @app.get("/metrics", tags=["operations"])

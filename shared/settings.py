@@ -103,6 +103,13 @@ class ServiceSettings(BaseSettings):
     migrator_database_url: str = ""
     # A fixed pool: overflow connections would be opened and closed again under load (slow, spiky).
     database_pool_size: int = 20
+    # No database statement runs longer than this (server side, and the client gives up 5 s later).
+    database_statement_timeout_ms: int = 30_000
+    # How often the process checks its database and its broker (topology present, consumers subscribed).
+    database_watch_interval: float = 2.0
+    broker_watch_interval: float = 5.0
+    # A stopping process finishes (or hands back) the work it claimed within this many seconds.
+    shutdown_grace_seconds: float = 20.0
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     exchange: str = "mitwirkung.events"
 

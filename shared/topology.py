@@ -1,4 +1,6 @@
-"""The whole RabbitMQ topology, declared from this one definition by every service at start.
+"""The whole RabbitMQ topology, declared from this one definition by every service at start, and again
+on every new connection (the relay's, the runtime's broker watch): a broker that lost its definitions
+(``rabbitmqctl reset``, a new node) is set up again without restarting anything.
 
     producer --(routing key = event type)--> mitwirkung.events (topic)
         --> <service>.<purpose>            quorum queue, x-delivery-limit, DLX = mitwirkung.dlx
@@ -157,17 +159,44 @@ async def declare_consumer_queue(
     await dlq.bind(dlx, routing_key=queue.name)
 
 
+async def declare_all(
+    channel: AbstractChannel, policy: QueuePolicy = QueuePolicy(), queues: tuple[ConsumerQueue, ...] = QUEUES
+) -> None:
+    await declare_exchanges(channel)
+    for queue in queues:
+        await declare_consumer_queue(channel, queue, policy)
+
+
 async def declare_topology(
     amqp_url: str,
     policy: QueuePolicy = QueuePolicy(),
     queues: tuple[ConsumerQueue, ...] = QUEUES,
 ) -> None:
     """Declare exchanges and all consumer queues on a short-lived connection of its own."""
-    connection = await aio_pika.connect(amqp_url)
+    connection = await aio_pika.connect(amqp_url, timeout=10)
     try:
-        channel = await connection.channel()
-        await declare_exchanges(channel)
-        for queue in queues:
-            await declare_consumer_queue(channel, queue, policy)
+        await declare_all(await connection.channel(), policy, queues)
     finally:
         await connection.close()
+
+
+async def queue_depths(
+    connection: aio_pika.abc.AbstractConnection, queues: tuple[ConsumerQueue, ...] = QUEUES
+) -> dict[str, int] | None:
+    """Ready messages per queue (main and dead-letter queues), or None when an exchange or a queue of the
+    topology is missing. Passive declarations: nothing is created."""
+    channel = await connection.channel()
+    try:
+        for name in (EVENTS_EXCHANGE, RETRY_EXCHANGE, DEAD_LETTER_EXCHANGE):
+            await channel.declare_exchange(name, passive=True)
+        depths: dict[str, int] = {}
+        for queue in queues:
+            for name in (queue.name, queue.retry_queue, queue.dead_letter_queue):
+                declared = await channel.declare_queue(name, passive=True)
+                depths[name] = declared.declaration_result.message_count or 0
+        return depths
+    except aio_pika.exceptions.ChannelNotFoundEntity:
+        return None
+    finally:
+        if not channel.is_closed:
+            await channel.close()

@@ -21,7 +21,13 @@ from shared.topology import NOTIFICATION_MAIL, privacy_queue
 def build(settings: NotificationSettings | None = None) -> tuple[ServiceRuntime, Dispatcher]:
     settings = settings or NotificationSettings()
     runtime = build_runtime(settings, outbox=outbox)
-    dispatcher = Dispatcher(settings, runtime.session_factory, TemplateRenderer(), SmtpPool(settings))
+    dispatcher = Dispatcher(
+        settings,
+        runtime.session_factory,
+        TemplateRenderer(),
+        SmtpPool(settings, runtime.session_factory),
+        health=runtime.health,
+    )
     message_id_domain = settings.message_id_domain or parse_mailbox(settings.mail_from).domain
     runtime.consumers.append(
         EventConsumer(
@@ -57,7 +63,8 @@ def build(settings: NotificationSettings | None = None) -> tuple[ServiceRuntime,
 
     runtime.jobs.append(PeriodicJob("forget-recipients", settings.retention_job_interval, forget_recipients))
     runtime.jobs.append(PeriodicJob("purge-deliveries", settings.purge_job_interval, purge_old_deliveries))
-    runtime.jobs.append(PeriodicJob("mail-dispatcher", 0.0, dispatcher.run))
+    # A worker, not a job: a stop lets it finish (or hand back) the mails it claimed.
+    runtime.workers.append(dispatcher)
     return runtime, dispatcher
 
 

@@ -1,6 +1,11 @@
 """Calendar entries attached to the mails of confirmed participants (built by ``shared.calendar``, the
 same builder as the calendar download on the registration's page). A cancelled meeting is sent with
-``METHOD:CANCEL``."""
+``METHOD:CANCEL``.
+
+A cancelled registration takes its entries out of the resident's calendar: ``METHOD:CANCEL`` with the
+UIDs of the confirmation (or promotion) and a SEQUENCE one above the meeting's, so it outranks the last
+entry the person was sent. Someone who cancels from the waitlist never had an entry, and gets none.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,20 @@ from typing import Any
 
 from shared.calendar import build_calendar, event_uid
 
-__all__ = ["CALENDAR_TEMPLATES", "CalendarPart", "calendar_for", "event_uid"]
+__all__ = ["CALENDAR_TEMPLATES", "CANCEL_TEMPLATES", "CalendarPart", "calendar_for", "event_uid"]
 
 CALENDAR_TEMPLATES = frozenset(
-    {"registration_confirmed", "registration_promoted", "meeting_rescheduled", "meeting_cancelled"}
+    {
+        "registration_confirmed",
+        "registration_promoted",
+        "registration_cancelled",
+        "meeting_rescheduled",
+        "meeting_cancelled",
+    }
 )
+CANCEL_TEMPLATES = frozenset({"meeting_cancelled", "registration_cancelled"})
+# A registration cancelled from these states had calendar entries (an unknown state: assume it had).
+HAD_ENTRIES = frozenset({None, "confirmed"})
 
 
 @dataclass(frozen=True)
@@ -25,8 +39,14 @@ class CalendarPart:
 def calendar_for(template: str, context: dict[str, Any], recipient_email: str) -> CalendarPart | None:
     if template not in CALENDAR_TEMPLATES:
         return None
+    if template == "registration_cancelled" and context.get("previous_status") not in HAD_ENTRIES:
+        return None
     meetings = context.get("meetings") or ([context["meeting"]] if context.get("meeting") else [])
-    method = "CANCEL" if template == "meeting_cancelled" else "PUBLISH"
+    method = "CANCEL" if template in CANCEL_TEMPLATES else "PUBLISH"
+    # The registration's own cancellation changes no meeting: it outranks the meeting's last version.
+    sequence_bump = 1 if template == "registration_cancelled" else 0
     title = context.get("working_group", {}).get("title", "")
+    if sequence_bump:
+        meetings = [{**m, "sequence": int(m.get("sequence", 0)) + sequence_bump} for m in meetings]
     data = build_calendar(str(context.get("registration_id", "")), title, meetings, method)
     return CalendarPart(data, method) if data is not None else None

@@ -19,6 +19,8 @@ class NotificationSettings(ServiceSettings):
     message_id_domain: str = ""
     # 0 = no limit. An Exchange relay may allow only 30 per minute.
     rate_limit_per_minute: int = 0
+    # The window the relay counts in (tests shorten it); the budget is shared by all replicas.
+    rate_limit_window_seconds: float = 60.0
     # Retry on 4xx / connection errors with exponential backoff (equal jitter), up to this age.
     retry_base_seconds: float = 30.0
     retry_max_seconds: float = 3600.0
@@ -27,6 +29,8 @@ class NotificationSettings(ServiceSettings):
     sending_lease_seconds: float = 300.0
     sender_batch_size: int = 50
     sender_poll_interval: float = 1.0
+    # Marks (what became of a send) that cannot be written are retried, waiting at most this long between tries.
+    mark_retry_max_seconds: float = 5.0
     purge_after_days: int = 180
     # Retention: a sent (or failed) mail's row loses its recipient, links and personal context after this.
     recipient_retention_days: float = 60.0

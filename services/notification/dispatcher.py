@@ -11,7 +11,15 @@ case, decided at once.
 
 Marks are written by group commit: whatever finished while one UPDATE was running goes into the next
 one, so the window stays one database round trip wide while a busy sender writes one statement for many
-mails.
+mails. A mark that cannot be written (the database is away) is kept and written again, with backoff,
+until it lands: giving up would turn a mail the relay took into a copy later.
+
+Leases are set and judged by the database's clock (see ``repository.claim_due``).
+
+Stopping is graceful (``stop``): no new claims; sends that have not begun (waiting for a connection or
+the rate limit) are handed back at once, their rows due again as they were; sends under way finish and
+their marks are written, within ``shutdown_grace_seconds``. Only a stop that overruns the grace period
+(or a killed process) leaves a row to its lease.
 """
 
 from __future__ import annotations
@@ -20,11 +28,11 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import Row
-from tenacity import AsyncRetrying, stop_after_attempt, wait_fixed
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_never
 
 from services.notification import repository as repo
 from services.notification.calendar import calendar_for
@@ -34,13 +42,13 @@ from services.notification.mail import build_message, mailbox, parse_mailbox
 from services.notification.rendering import TemplateRenderer
 from services.notification.smtp import SendResult, SmtpPool
 from shared.db import SessionFactory
-from shared.observability import get_logger, reraise_if_cancelled
-from shared.retry import log_before_retry
+from shared.observability import WorkerHealth, cancel_and_wait, get_logger, reraise_if_cancelled
+from shared.retry import log_before_retry, wait_exponential_capped
 
 log = get_logger(__name__)
 
-MARK_WRITE_ATTEMPTS = 3
-MARK_WRITE_RETRY_DELAY = 0.5
+MARK_WRITE_FIRST_RETRY_DELAY = 0.2
+WORKER = "mail-sender"
 
 
 @dataclass(frozen=True)
@@ -51,49 +59,69 @@ class ComposedMail:
 
 
 class MarkWriter:
-    """Group commit of marks: ``write`` returns once its mark is in the database."""
+    """Group commit of marks: ``write`` returns once its mark is in the database. A failed write is
+    retried, with backoff up to ``max_delay`` seconds, until it succeeds; marks that arrive meanwhile
+    join the next write."""
 
-    def __init__(self, write: Callable[[list[Mark]], Awaitable[None]]) -> None:
+    def __init__(self, write: Callable[[list[Mark]], Awaitable[None]], max_delay: float = 5.0) -> None:
         self._write = write
-        # Each mark with the future its sender waits on; the future's result is the write's error, if any.
-        self._pending: list[tuple[Mark, asyncio.Future[Exception | None]]] = []
+        self.max_delay = max_delay
+        # Each mark with the future its sender waits on.
+        self._pending: list[tuple[Mark, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
+        self.failing = False
 
     async def write(self, mark: Mark) -> None:
-        future: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((mark, future))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain(), name="mail-marks")
         # Shielded: a sender cancelled while waiting does not cancel the write of the others' marks.
-        error = await asyncio.shield(future)
-        if error is not None:
-            raise error
+        await asyncio.shield(future)
 
     async def _drain(self) -> None:
         while self._pending:
-            batch, self._pending = self._pending, []
-            error: Exception | None = None
-            try:
-                async for attempt in AsyncRetrying(
-                    stop=stop_after_attempt(MARK_WRITE_ATTEMPTS),
-                    wait=wait_fixed(MARK_WRITE_RETRY_DELAY),
-                    before_sleep=log_before_retry(log, "writing mail marks failed", count=len(batch)),
-                    reraise=True,
-                ):
-                    with attempt:
+            batch: list[tuple[Mark, asyncio.Future[None]]] = []
+            async for attempt in AsyncRetrying(
+                stop=stop_never,
+                retry=retry_if_exception_type(Exception),
+                wait=wait_exponential_capped(MARK_WRITE_FIRST_RETRY_DELAY, self.max_delay),
+                before_sleep=log_before_retry(log, "writing mail marks failed; keeping them"),
+            ):
+                with attempt:
+                    # Whatever arrived while the last try was running (or failing) joins this one.
+                    batch.extend(self._pending)
+                    self._pending = []
+                    try:
                         await self._write([mark for mark, _ in batch])
-            except Exception as exc:
-                log.warning("writing mail marks failed for good", count=len(batch), error=repr(exc))
-                error = exc
+                    except Exception as exc:
+                        reraise_if_cancelled(exc)
+                        self.failing = True
+                        raise
+            self.failing = False
             for _, future in batch:
                 if not future.done():
-                    future.set_result(error)
+                    future.set_result(None)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
 
     async def drain(self) -> None:
-        """Wait until every mark handed in so far is written (or has finally failed)."""
+        """Wait until every mark handed in so far is written."""
         while self._task is not None and not self._task.done():
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._task)
+
+    async def abandon(self) -> None:
+        """Stop trying (a stop past its grace period): the rows' leases decide what happens to them."""
+        if self._task is not None:
+            await cancel_and_wait(self._task)
+        for mark, future in self._pending:
+            log.error("mail mark not written before stopping", delivery_id=str(mark.id), status=mark.status)
+            if not future.done():
+                future.cancel()
+        self._pending = []
 
 
 class Dispatcher:
@@ -104,16 +132,21 @@ class Dispatcher:
         renderer: TemplateRenderer,
         pool: SmtpPool,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        health: WorkerHealth | None = None,
     ) -> None:
         self.settings = settings
         self.session_factory = session_factory
         self.renderer = renderer
         self.pool = pool
         self.clock = clock
+        self.health = health
         self.sender = parse_mailbox(settings.mail_from)
         self.reply_to = parse_mailbox(settings.mail_reply_to) if settings.mail_reply_to else None
-        self.marks = MarkWriter(self._write_marks)
+        self.marks = MarkWriter(self._write_marks, settings.mark_retry_max_seconds)
         self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._last_backlog = 0.0
         # Completed claim-and-send passes: a pass that began after a row became final proves that
         # nothing more is sent for it (the tests wait for this instead of sleeping).
         self.passes = 0
@@ -150,18 +183,70 @@ class Dispatcher:
     def wake(self) -> None:
         self._wake.set()
 
+    async def start(self) -> None:
+        self._stopping = False
+        self.pool.closing.clear()
+        if self.health is not None:
+            self.health.register(WORKER)
+        self._task = asyncio.create_task(self.run(), name="mail-dispatcher")
+
+    async def stop(self) -> None:
+        """Claim nothing more, hand back what has not begun, finish what has, write every mark: within
+        ``shutdown_grace_seconds``; past it, cancel (the leases then decide)."""
+        self._stopping = True
+        self.pool.closing.set()
+        self._wake.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_grace_seconds
+        if self._task is not None:
+            try:
+                async with asyncio.timeout(self.settings.shutdown_grace_seconds):
+                    await asyncio.shield(self._task)
+            except TimeoutError:
+                log.error("mail sender did not finish within the grace period; cancelling")
+            except Exception as exc:
+                log.warning("mail sender ended with an error", error=repr(exc))
+            if not self._task.done():
+                await cancel_and_wait(self._task)
+        try:
+            async with asyncio.timeout(max(0.1, deadline - loop.time())):
+                await self.marks.drain()
+        except TimeoutError:
+            await self.marks.abandon()
+        await self.pool.close()
+
+    async def _report_health(self) -> None:
+        if self.health is None:
+            return
+        if self.marks.failing:
+            self.health.failed(WORKER, f"{self.marks.pending} mail marks waiting for the database")
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._last_backlog < 1.0:
+            self.health.ok(WORKER)
+            return
+        self._last_backlog = loop.time()
+        async with self.session_factory() as conn:
+            backlog = await repo.due_count(conn)
+        self.health.ok(WORKER, backlog=backlog)
+
     async def run(self) -> None:
         try:
-            while True:
+            while not self._stopping:
                 try:
                     handled = await self.dispatch_once()
+                    await self._report_health()
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     reraise_if_cancelled(exc)
                     log.warning("mail dispatch failed", error=repr(exc))
+                    if self.health is not None:
+                        self.health.failed(WORKER, exc)
                     handled = 0
                 self.passes += 1
+                if self._stopping:
+                    break
                 if handled >= self.claim_limit:
                     continue
                 with contextlib.suppress(TimeoutError):
@@ -175,6 +260,8 @@ class Dispatcher:
             await self.pool.close()
 
     async def dispatch_once(self) -> int:
+        if self._stopping:
+            return 0
         rows = await self._claim()
         if not rows:
             return 0
@@ -182,10 +269,8 @@ class Dispatcher:
         return len(rows)
 
     async def _claim(self) -> list[Row[Any]]:
-        now = self.clock()
-        lease = now + timedelta(seconds=self.settings.sending_lease_seconds)
         async with self.session_factory() as conn, conn.begin():
-            return await repo.claim_due(conn, now, lease, self.claim_limit)
+            return await repo.claim_due(conn, self.settings.sending_lease_seconds, self.claim_limit)
 
     async def _deliver(self, row: Row[Any]) -> None:
         try:
@@ -218,15 +303,10 @@ class Dispatcher:
         mark = mark_for(row, result.outcome, result.detail, subject, self.clock(), self.retry_policy)
         try:
             await self.marks.write(mark)
-        except Exception as exc:
-            # The row stays 'sending' until its lease runs out, then it is retried as 'unknown'.
-            log.error(
-                "mail attempt could not be recorded",
-                delivery_id=str(row.id),
-                outcome=result.outcome,
-                error=repr(exc),
-            )
-            return
+        except asyncio.CancelledError:
+            # Abandoned by a stop past its grace period: the row's lease decides (it becomes 'unknown').
+            log.error("mail attempt not recorded before stopping", delivery_id=str(row.id))
+            raise
         log.info(
             "mail attempt recorded",
             delivery_id=str(row.id),

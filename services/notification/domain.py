@@ -25,7 +25,8 @@ DELIVERY_STATUSES = ("held", "pending", "sending", "sent", "retrying", "failed",
 # Rows a sender may claim once their next_attempt_at has come.
 DUE_STATUSES = ("pending", "retrying", "unknown")
 # What the SMTP layer reports for one attempt.
-Outcome = Literal["sent", "retry", "failed", "unknown"]
+# ``handed_back``: the sender stopped before the mail went out; the row is due again as it was.
+Outcome = Literal["sent", "retry", "failed", "unknown", "handed_back"]
 
 
 class DomainError(Exception):
@@ -145,6 +146,11 @@ def mark_for(
     status, error, next_attempt_at, sent_at = "failed", detail or None, None, None
     if outcome == "sent":
         status, error, sent_at = "sent", None, now
+    elif outcome == "handed_back":
+        # Nothing reached the relay: due again at once, in the state it was claimed from (an 'unknown'
+        # stays unknown; the claim returns it as ``previous_status``).
+        status = getattr(delivery, "previous_status", None) or "retrying"
+        error, next_attempt_at = getattr(delivery, "last_error", None), now
     elif outcome in ("retry", "unknown"):
         if now - delivery.created_at > timedelta(hours=policy.max_age_hours):
             error = f"gave up after {policy.max_age_hours} h: {detail}"

@@ -1,6 +1,6 @@
 """Tables of the notification schema: the delivery log is also the queue of mails to send."""
 
-from sqlalchemy import Column, DateTime, Index, Integer, Table, Text, func, text
+from sqlalchemy import BigInteger, Column, DateTime, Identity, Index, Integer, Table, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from shared.audit import audit_log_table
@@ -49,3 +49,16 @@ deliveries = Table(
 
 # Append-only record of staff reads of the delivery log (who searched, when, with which filters).
 audit_log = audit_log_table(metadata)
+
+# The SMTP rate limit's budget, shared by every replica: one row per send that began within the window
+# (or is still in flight). Times are the database's clock.
+send_budget = Table(
+    "send_budget",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=text("clock_timestamp()")),
+    # When the relay answered; the slot frees one window later.
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    # A slot whose process died in flight frees at this time.
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import DateTime, Text, bindparam, delete, func, literal, or_, select, update
@@ -22,11 +22,12 @@ async def insert_delivery(conn: AsyncConnection, values: dict[str, Any]) -> None
     )
 
 
-async def claim_due(
-    conn: AsyncConnection, now: datetime, lease_until: datetime, limit: int
-) -> list[Row[Any]]:
+async def claim_due(conn: AsyncConnection, lease_seconds: float, limit: int) -> list[Row[Any]]:
     """Claim up to ``limit`` due rows for sending (``FOR UPDATE SKIP LOCKED``: replicas share the work),
-    counting the attempt; first, rows whose lease ran out become ``unknown``."""
+    counting the attempt; first, rows whose lease ran out become ``unknown``. Every time here is the
+    database's clock, so replicas whose clocks disagree never take each other's rows early. Each row
+    comes back with ``previous_status``, the state it was claimed from."""
+    now = func.now()
     # A lease that ran out means a sender died mid-send: whether the relay took the mail is unknown.
     await conn.execute(
         update(deliveries)
@@ -34,19 +35,37 @@ async def claim_due(
         .values(status="unknown", last_error="sender stopped while sending", updated_at=now)
     )
     due = (
-        select(deliveries.c.id)
+        select(deliveries.c.id, deliveries.c.status.label("previous_status"))
         .where(deliveries.c.status.in_(DUE_STATUSES), deliveries.c.next_attempt_at <= now)
         .order_by(deliveries.c.next_attempt_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
+        .cte("due")
     )
     claimed = await conn.execute(
         update(deliveries)
-        .where(deliveries.c.id.in_(due.scalar_subquery()))
-        .values(status="sending", lease_until=lease_until, attempts=deliveries.c.attempts + 1, updated_at=now)
-        .returning(deliveries)
+        .where(deliveries.c.id == due.c.id)
+        .values(
+            status="sending",
+            lease_until=now + timedelta(seconds=lease_seconds),
+            attempts=deliveries.c.attempts + 1,
+            updated_at=now,
+        )
+        .returning(*deliveries.c, due.c.previous_status)
     )
     return list(claimed.all())
+
+
+async def due_count(conn: AsyncConnection) -> int:
+    """Mails due now (the sender's backlog)."""
+    return int(
+        await conn.scalar(
+            select(func.count())
+            .select_from(deliveries)
+            .where(deliveries.c.status.in_(DUE_STATUSES), deliveries.c.next_attempt_at <= func.now())
+        )
+        or 0
+    )
 
 
 # One statement for any number of marks (executemany), fenced by the attempt: it lands while the row is

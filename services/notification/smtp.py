@@ -8,6 +8,12 @@ classification of every answer into sent / retry / failed / unknown.
   taken it; it is sent again later with the same Message-ID);
 * the connection lost before DATA: ``retry``.
 After a failed transaction on a connection that stays open, RSET is sent (or the next MAIL FROM gets 503).
+
+A send that has not begun (waiting for a connection or for the rate limit) when the pool is closing is
+handed back (``handed_back``): nothing reached the relay, and the row is due again for whoever runs next.
+The rate limit holds for the whole service: besides the in-process limiter (which keeps this process's
+waiters in order), every send takes a slot of :class:`SharedBudget`, kept in Postgres and judged by its
+clock, so N replicas together send at most ``NOTIFICATION_RATE_LIMIT_PER_MINUTE`` mails per window.
 """
 
 from __future__ import annotations
@@ -17,17 +23,22 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from email.message import Message
-from typing import Literal
+from typing import Literal, TypeVar
 
 import aiosmtplib
+from sqlalchemy import delete, func, insert, select, text, update
 
 from services.notification.config import NotificationSettings
 from services.notification.domain import Outcome
-from shared.observability import get_logger
+from services.notification.models import send_budget
+from shared.db import SessionFactory
+from shared.observability import get_logger, reraise_if_cancelled
 
 log = get_logger(__name__)
 
+T = TypeVar("T")
 Stage = Literal["connect", "transaction", "data"]
 
 # After 421 the relay closes the connection (RFC 5321 3.8): no RSET, reconnect next time.
@@ -39,6 +50,9 @@ QUIT_TIMEOUT = 2.0
 class SendResult:
     outcome: Outcome
     detail: str = ""
+
+
+HANDED_BACK = SendResult("handed_back", "the sender stopped before this mail was sent")
 
 
 class Permit:
@@ -122,14 +136,111 @@ class RateLimiter:
                     await self._slot_changed.wait()
 
 
+class BudgetExhausted(Exception):
+    pass
+
+
+class SharedBudget:
+    """The rate limit's slots in Postgres, shared by every replica of the service.
+
+    Taking a slot is one short transaction under an advisory lock (replicas queue there, not in a loop of
+    conflicts): drop slots that freed, count the rest, insert one if there is room. A slot frees one window
+    after the relay answered (``release``), at once if nothing reached the relay (``forget``), and at
+    ``expires_at`` if its process died in flight.
+    """
+
+    LOCK_KEY = 0x6D770001  # pg_advisory_xact_lock key of the budget
+
+    def __init__(
+        self, session_factory: SessionFactory, per_minute: int, window: float, in_flight_limit: float
+    ) -> None:
+        self.session_factory = session_factory
+        self.per_minute = per_minute
+        self.window = timedelta(seconds=window)
+        self.in_flight_limit = timedelta(seconds=in_flight_limit)
+
+    async def try_take(self) -> tuple[int | None, float]:
+        """A slot id, or None and the seconds until one may free."""
+        frees_at = func.coalesce(send_budget.c.ended_at + self.window, send_budget.c.expires_at)
+        async with self.session_factory() as session, session.begin():
+            await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": self.LOCK_KEY})
+            await session.execute(delete(send_budget).where(frees_at <= func.clock_timestamp()))
+            used, next_free = (
+                await session.execute(
+                    select(
+                        func.count(),
+                        func.extract("epoch", func.min(frees_at) - func.clock_timestamp()),
+                    ).select_from(send_budget)
+                )
+            ).one()
+            if used < self.per_minute:
+                slot = await session.scalar(
+                    insert(send_budget)
+                    .values(expires_at=func.clock_timestamp() + self.in_flight_limit)
+                    .returning(send_budget.c.id)
+                )
+                return int(slot), 0.0
+            return None, max(0.05, float(next_free or 0.05))
+
+    async def take(self, closing: asyncio.Event) -> int | None:
+        """Wait for a slot; None if the pool began closing meanwhile."""
+        while not closing.is_set():
+            slot, wait = await self.try_take()
+            if slot is not None:
+                return slot
+            # Another replica may free a slot early (forget): look again after at most a second.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(wait, 1.0)):
+                    await closing.wait()
+        return None
+
+    async def release(self, slot: int) -> None:
+        async with self.session_factory() as session, session.begin():
+            await session.execute(
+                update(send_budget).where(send_budget.c.id == slot).values(ended_at=func.clock_timestamp())
+            )
+
+    async def forget(self, slot: int) -> None:
+        async with self.session_factory() as session, session.begin():
+            await session.execute(delete(send_budget).where(send_budget.c.id == slot))
+
+
 class SmtpPool:
-    def __init__(self, settings: NotificationSettings) -> None:
+    def __init__(self, settings: NotificationSettings, session_factory: SessionFactory | None = None) -> None:
         self.settings = settings
         self._clients = [self._new_client() for _ in range(max(1, settings.smtp_pool_size))]
         self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
         for client in self._clients:
             self._idle.put_nowait(client)
-        self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.limiter = RateLimiter(settings.rate_limit_per_minute, window=settings.rate_limit_window_seconds)
+        self.budget: SharedBudget | None = None
+        if session_factory is not None and settings.rate_limit_per_minute > 0:
+            self.budget = SharedBudget(
+                session_factory,
+                settings.rate_limit_per_minute,
+                settings.rate_limit_window_seconds,
+                # A send lasts at most connect + transaction + data timeouts; a dead process's slot frees
+                # after that (and one window), never sooner.
+                in_flight_limit=3 * settings.smtp_timeout + settings.rate_limit_window_seconds,
+            )
+        # Set when the service stops: sends that have not begun are handed back.
+        self.closing = asyncio.Event()
+
+    async def _unless_closing(self, waiting: Awaitable[T]) -> T | None:
+        """``waiting``'s result, or None if the pool begins closing first."""
+        task = asyncio.ensure_future(waiting)
+        closing = asyncio.ensure_future(self.closing.wait())
+        try:
+            await asyncio.wait({task, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            result = await task
+            return result  # it finished while being cancelled: the caller must not lose it
+        return None
 
     @property
     def size(self) -> int:
@@ -168,14 +279,42 @@ class SmtpPool:
 
     async def send(self, message: bytes | Message, sender: str, recipient: str) -> SendResult:
         data = message if isinstance(message, bytes) else message.as_bytes()
-        client = await self._idle.get()
+        if self.closing.is_set():
+            return HANDED_BACK
+        client = (
+            self._idle.get_nowait()
+            if not self._idle.empty()
+            else await self._unless_closing(self._idle.get())
+        )
+        if client is None:
+            return HANDED_BACK
         try:
             return await self._send_on(client, data, sender, recipient)
         finally:
             self._idle.put_nowait(client)
 
     async def _send_on(self, client: aiosmtplib.SMTP, data: bytes, sender: str, recipient: str) -> SendResult:
-        permit = await self.limiter.acquire()
+        if self.limiter.per_minute > 0:
+            permit = await self._unless_closing(self.limiter.acquire())
+            if permit is None:
+                return HANDED_BACK
+        else:
+            permit = Permit(None)
+        slot: int | None = None
+        if self.budget is not None:
+            try:
+                slot = await self.budget.take(self.closing)
+            except Exception as exc:  # the database is away: nothing was sent, try again later
+                reraise_if_cancelled(exc)
+                permit.cancel()
+                return SendResult("retry", f"rate limit budget unavailable: {exc!r}"[:500])
+            if slot is None:
+                permit.cancel()
+                return HANDED_BACK
+        if self.closing.is_set():
+            permit.cancel()
+            await self._give_back(slot, reached_relay=False)
+            return HANDED_BACK
         stage: Stage = "connect"
         try:
             await self._ensure_connected(client)
@@ -209,6 +348,20 @@ class SmtpPool:
                 permit.cancel()
             else:
                 permit.done()
+            await self._give_back(slot, reached_relay=stage != "connect")
+
+    async def _give_back(self, slot: int | None, *, reached_relay: bool) -> None:
+        if slot is None or self.budget is None:
+            return
+        try:
+            async with asyncio.timeout(5):
+                if reached_relay:
+                    await self.budget.release(slot)
+                else:
+                    await self.budget.forget(slot)
+        except Exception as exc:  # the slot frees at its expiry instead: later, never sooner
+            reraise_if_cancelled(exc)
+            log.warning("rate limit slot not returned", slot=slot, error=repr(exc))
 
     async def _reset(self, client: aiosmtplib.SMTP) -> None:
         # After a failed transaction the next MAIL FROM would get 503 without RSET.

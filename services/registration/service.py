@@ -455,7 +455,7 @@ async def cancel_registration(
     entry = await catalog.entry(conn, group.id, group.catalog_version)
     links = Links(settings.public_url).for_token(token)
     about = _about(registration.id, recipient_of(registration), entry, registration.participant_type, links)
-    await add_event(conn, outbox, ev.RegistrationCancelled(**about))
+    await add_event(conn, outbox, ev.RegistrationCancelled(**about, previous_status=registration.status))
     if seat_freed:
         await _promote_from_waitlist(conn, settings, catalog, group, now)
     return {"id": registration.id, "status": "cancelled"}

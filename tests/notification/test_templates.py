@@ -16,7 +16,7 @@ import pytest
 from icalendar import Calendar
 from markupsafe import escape
 
-from services.notification.calendar import CALENDAR_TEMPLATES, calendar_for, event_uid
+from services.notification.calendar import CALENDAR_TEMPLATES, CANCEL_TEMPLATES, calendar_for, event_uid
 from services.notification.domain import template_name
 from services.notification.rendering import FALLBACK_LANGUAGE, RenderedMail, TemplateRenderer
 from services.notification.samples import sample_context, templates
@@ -401,7 +401,7 @@ def test_calendar_parses_back(name: str) -> None:
     context = ctx(name)
     part = calendar_for(name, context, context["recipient"]["email"])
     assert part is not None
-    expected_method = "CANCEL" if name == "meeting_cancelled" else "PUBLISH"
+    expected_method = "CANCEL" if name in CANCEL_TEMPLATES else "PUBLISH"
     assert part.method == expected_method
 
     cal = Calendar.from_ical(part.data)
@@ -412,11 +412,18 @@ def test_calendar_parses_back(name: str) -> None:
     assert len(events) == len(dated) >= 1
     for vevent, meeting in zip(events, dated, strict=True):
         assert str(vevent["UID"]) == event_uid(context["registration_id"], meeting["number"])
-        assert int(vevent["SEQUENCE"]) == meeting["sequence"]
+        # A registration's cancellation outranks the meeting's latest version, which the person was sent.
+        bump = 1 if name == "registration_cancelled" else 0
+        assert int(vevent["SEQUENCE"]) == meeting["sequence"] + bump
         starts = vevent["DTSTART"].dt
         assert starts == datetime.fromisoformat(meeting["starts_at"]).astimezone(UTC)
-        expected_status = "CANCELLED" if name == "meeting_cancelled" else "CONFIRMED"
+        expected_status = "CANCELLED" if name in CANCEL_TEMPLATES else "CONFIRMED"
         assert str(vevent["STATUS"]) == expected_status
+
+
+def test_no_calendar_when_cancelling_from_the_waitlist() -> None:
+    context = {**ctx("registration_cancelled"), "previous_status": "waitlisted"}
+    assert calendar_for("registration_cancelled", context, context["recipient"]["email"]) is None
 
 
 def test_no_calendar_for_the_other_templates() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections import deque
@@ -39,9 +40,13 @@ class RecordingHandler:
     # While set, every DATA gets this answer.
     always: str | None = None
     data_attempts: int = 0
+    # Seconds the server takes to answer DATA (a slow relay).
+    delay: float = 0.0
 
     async def handle_DATA(self, server, session: Session, envelope: Envelope) -> str:
         self.data_attempts += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
         action = self.always if self.always is not None else (self.script.popleft() if self.script else None)
         raw = envelope.original_content or envelope.content or b""
         if isinstance(raw, str):
