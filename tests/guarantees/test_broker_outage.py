@@ -16,8 +16,8 @@ import pytest
 
 from services.notification.app import create_app as notification_app
 from services.registration.app import create_app as registration_app
-from services.registration.service import token_for
 from shared.db import asyncpg_dsn
+from shared.tokens import token_for
 from shared.topology import EVENTS_EXCHANGE
 from tests.conftest import registration_body, running
 from tests.support.broker import dead_lettered
@@ -55,7 +55,7 @@ async def test_a_broker_outage_keeps_intake_open_and_events_in_order(
             resident = registration_body(working_group_id=wg)
             created = await api.post("/v1/registrations", json=resident)
             assert created.status_code == 202
-            token = token_for(settings, uuid.UUID(created.json()["id"]))
+            token = token_for(settings.token_secret, uuid.UUID(created.json()["id"]))
             await smtp.wait_for(resident["email"], timeout=30)
 
             statuses: list[int] = []

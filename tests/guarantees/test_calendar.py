@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from services.notification.app import create_app as notification_app
 from services.registration.app import create_app as registration_app
-from services.registration.service import token_for
+from shared.tokens import token_for
 from tests.conftest import registration_body, running
 from tests.support.calendar import calendar_of, calendar_parts
 
@@ -27,7 +27,7 @@ async def test_cancelling_after_confirmation_or_promotion_cancels_the_calendar_e
             body = registration_body(working_group_id=wg)
             response = await api.post("/v1/registrations", json=body)
             await smtp.wait_for(body["email"], 1)
-            return body["email"], token_for(settings, uuid.UUID(response.json()["id"]))
+            return body["email"], token_for(settings.token_secret, uuid.UUID(response.json()["id"]))
 
         async def act(action: str, token: str) -> str:
             return (await api.post(f"/v1/registrations/{action}", json={"token": token})).json()["status"]

@@ -18,10 +18,10 @@ from sqlalchemy.engine import make_url
 from services.notification.app import create_app as notification_app
 from services.proposals.app import create_app as proposals_app
 from services.registration.app import create_app as registration_app
-from services.registration.service import token_for
 from shared.db import asyncpg_dsn
 from shared.events import MeetingInfo, WorkingGroupChanged
 from shared.observability import MESSAGES_CONSUMED
+from shared.tokens import token_for
 from shared.topology import NOTIFICATION_MAIL, PROPOSALS_CATALOG
 from tests.conftest import registration_body, running
 from tests.support.broker import dead_lettered, queue_depth
@@ -121,7 +121,7 @@ async def test_a_database_outage_dead_letters_nothing_and_every_mail_goes_out_on
                 ids.append(uuid.UUID(response.json()["id"]))
             confirming = ids[: events // 5]  # twice as many as there are seats
             for registration_id in confirming:
-                token = token_for(registration_settings, registration_id)
+                token = token_for(registration_settings.token_secret, registration_id)
                 response = await api.post("/v1/registrations/confirm", json={"token": token})
                 assert response.json()["status"] in ("confirmed", "waitlisted")
             catalog_ids = [f"outage-{uuid.uuid4().hex[:8]}-{i}" for i in range(events)]

@@ -13,9 +13,9 @@ import asyncpg
 from services.notification.app import create_app as notification_app
 from services.proposals.app import create_app as proposals_app
 from services.registration.app import create_app as registration_app
-from services.registration.service import token_for
 from shared.db import asyncpg_dsn
 from shared.events import MeetingInfo, WorkingGroupChanged
+from shared.tokens import token_for
 from tests.conftest import registration_body, running
 from tests.support.broker import dead_lettered
 from tests.support.events import publish_event
@@ -62,7 +62,9 @@ async def test_two_replicas_of_each_service_mail_once_remind_once_and_share_the_
             ids.append(uuid.UUID(response.json()["id"]))
         outcomes = await asyncio.gather(
             *(
-                apis[i % 2].post("/v1/registrations/confirm", json={"token": token_for(reg_settings, rid)})
+                apis[i % 2].post(
+                    "/v1/registrations/confirm", json={"token": token_for(reg_settings.token_secret, rid)}
+                )
                 for i, rid in enumerate(ids)
             )
         )

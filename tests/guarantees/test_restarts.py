@@ -56,7 +56,7 @@ async def test_stopping_the_notification_service_mid_burst_sends_nothing_twice_a
         return check
 
     async with running(notification_app(settings)):
-        await eventually(await delivered(20), "the first 20 mails of the burst", timeout=60)
+        await eventually(await delivered(20), "the first 20 mails of the burst", timeout=120)
         stopping_at = time.monotonic()
     stop_seconds = time.monotonic() - stopping_at
     sent_before_restart = sum(len(smtp.handler.to(e)) for e in emails)
