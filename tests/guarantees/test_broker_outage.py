@@ -37,7 +37,12 @@ async def test_a_broker_outage_keeps_intake_open_and_events_in_order(
     await proxy.start()
     proxied = amqp._replace(netloc=f"{amqp.username}:{amqp.password}@127.0.0.1:{proxy.port}").geturl()
     settings = registration_settings.model_copy(
-        update={"amqp_url": proxied, "rate_limit_per_minute": 0, "broker_watch_interval": 1.0}
+        update={
+            "amqp_url": proxied,
+            "rate_limit_per_minute": 0,
+            "opt_in_mails_per_hour": 0,
+            "broker_watch_interval": 1.0,
+        }
     )
     registration = registration_app(settings)
     runtime = registration.state.runtime

@@ -16,7 +16,9 @@ from tests.support.calendar import calendar_of, calendar_parts
 async def test_cancelling_after_confirmation_or_promotion_cancels_the_calendar_entries(
     registration_settings, notification_settings, smtp, make_working_group
 ):
-    settings = registration_settings.model_copy(update={"rate_limit_per_minute": 0})
+    settings = registration_settings.model_copy(
+        update={"rate_limit_per_minute": 0, "opt_in_mails_per_hour": 0}
+    )
     registration = registration_app(settings)
     async with running(registration) as api, running(notification_app(notification_settings)):
         wg = await make_working_group(

@@ -88,11 +88,18 @@ async def test_a_database_outage_dead_letters_nothing_and_every_mail_goes_out_on
     # A registration replica on the same cut-off path: what a resident meets while the database is down.
     stranded = registration_app(
         registration_settings.model_copy(
-            update={**fast, "database_url": through(proxy, registration_settings.database_url)}
+            update={
+                **fast,
+                "database_url": through(proxy, registration_settings.database_url),
+                "rate_limit_per_minute": 0,
+                "opt_in_mails_per_hour": 0,
+            }
         )
     )
     registration = registration_app(
-        registration_settings.model_copy(update={"rate_limit_per_minute": 0, "database_pool_size": 6})
+        registration_settings.model_copy(
+            update={"rate_limit_per_minute": 0, "opt_in_mails_per_hour": 0, "database_pool_size": 6}
+        )
     )
     await READERS.open(
         registration_settings.database_url,

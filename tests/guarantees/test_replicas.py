@@ -34,7 +34,9 @@ async def test_two_replicas_of_each_service_mail_once_remind_once_and_share_the_
 ):
     # Small pools: six processes share a Postgres that other test runs use too.
     small = {"database_pool_size": 6}
-    reg_settings = registration_settings.model_copy(update={**small, "rate_limit_per_minute": 0})
+    reg_settings = registration_settings.model_copy(
+        update={**small, "rate_limit_per_minute": 0, "opt_in_mails_per_hour": 0}
+    )
     mail_settings = notification_settings.model_copy(
         update={**small, "rate_limit_per_minute": RATE, "rate_limit_window_seconds": WINDOW}
     )

@@ -17,7 +17,7 @@ FIGURES: dict[str, object] = {}
 async def test_after_the_broker_lost_its_queues_and_exchanges_mail_flows_again_within_30_s(
     registration_settings, notification_settings, proposals_settings, smtp
 ):
-    fast_watch = {"broker_watch_interval": 1.0, "rate_limit_per_minute": 0}
+    fast_watch = {"broker_watch_interval": 1.0, "rate_limit_per_minute": 0, "opt_in_mails_per_hour": 0}
     registration = registration_app(registration_settings.model_copy(update=fast_watch))
     notification = notification_app(notification_settings.model_copy(update={"broker_watch_interval": 1.0}))
     proposals = proposals_app(proposals_settings.model_copy(update={"broker_watch_interval": 1.0}))
