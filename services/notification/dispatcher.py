@@ -279,7 +279,14 @@ class Dispatcher:
             log.error("mail could not be composed", delivery_id=str(row.id), error=repr(exc))
             await self._record(row, SendResult("failed", f"compose: {exc!r}"[:2000]), subject=None)
             return
-        result = await self.pool.send(mail.data, self.sender.addr_spec, mail.recipient)
+        result = await self.pool.send(
+            mail.data,
+            self.sender.addr_spec,
+            mail.recipient,
+            # Rate-limited sends may wait longer than their lease (the budget is shared by all replicas):
+            # renew the claim right before sending, or hand the mail back if another sender has it now.
+            still_ours=(lambda: self._renew(row)) if self.pool.budget is not None else None,
+        )
         await self._record(row, result, subject=mail.subject)
 
     def compose(self, row: Row[Any]) -> ComposedMail:
@@ -315,6 +322,10 @@ class Dispatcher:
             attempt=row.attempts,
             detail=result.detail or None,
         )
+
+    async def _renew(self, row: Row[Any]) -> bool:
+        async with self.session_factory() as conn, conn.begin():
+            return await repo.renew_lease(conn, row.id, row.attempts, self.settings.sending_lease_seconds)
 
     async def _write_marks(self, marks: list[Mark]) -> None:
         async with self.session_factory() as conn, conn.begin():

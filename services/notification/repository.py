@@ -56,6 +56,23 @@ async def claim_due(conn: AsyncConnection, lease_seconds: float, limit: int) -> 
     return list(claimed.all())
 
 
+async def renew_lease(conn: AsyncConnection, delivery_id: Any, attempt: int, lease_seconds: float) -> bool:
+    """Extend a claim right before its mail goes out; False when the claim is no longer this sender's
+    (its lease ran out while it waited, and the row was taken over or declared ``unknown``)."""
+    renewed = await conn.execute(
+        update(deliveries)
+        .where(
+            deliveries.c.id == delivery_id,
+            deliveries.c.attempts == attempt,
+            deliveries.c.status == "sending",
+            deliveries.c.lease_until >= func.now(),
+        )
+        .values(lease_until=func.now() + timedelta(seconds=lease_seconds))
+        .returning(deliveries.c.id)
+    )
+    return renewed.first() is not None
+
+
 async def due_count(conn: AsyncConnection) -> int:
     """Mails due now (the sender's backlog)."""
     return int(

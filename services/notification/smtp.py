@@ -277,7 +277,15 @@ class SmtpPool:
             self._drop(client)
             raise
 
-    async def send(self, message: bytes | Message, sender: str, recipient: str) -> SendResult:
+    async def send(
+        self,
+        message: bytes | Message,
+        sender: str,
+        recipient: str,
+        still_ours: Callable[[], Awaitable[bool]] | None = None,
+    ) -> SendResult:
+        """Send one mail. ``still_ours`` is asked right before the relay is contacted, after any wait for
+        a connection or the rate limit: False (the claim was lost meanwhile) hands the mail back unsent."""
         data = message if isinstance(message, bytes) else message.as_bytes()
         if self.closing.is_set():
             return HANDED_BACK
@@ -289,11 +297,18 @@ class SmtpPool:
         if client is None:
             return HANDED_BACK
         try:
-            return await self._send_on(client, data, sender, recipient)
+            return await self._send_on(client, data, sender, recipient, still_ours)
         finally:
             self._idle.put_nowait(client)
 
-    async def _send_on(self, client: aiosmtplib.SMTP, data: bytes, sender: str, recipient: str) -> SendResult:
+    async def _send_on(
+        self,
+        client: aiosmtplib.SMTP,
+        data: bytes,
+        sender: str,
+        recipient: str,
+        still_ours: Callable[[], Awaitable[bool]] | None = None,
+    ) -> SendResult:
         if self.limiter.per_minute > 0:
             permit = await self._unless_closing(self.limiter.acquire())
             if permit is None:
@@ -315,6 +330,16 @@ class SmtpPool:
             permit.cancel()
             await self._give_back(slot, reached_relay=False)
             return HANDED_BACK
+        if still_ours is not None:
+            try:
+                ours = await still_ours()
+            except Exception as exc:
+                reraise_if_cancelled(exc)
+                ours = False
+            if not ours:
+                permit.cancel()
+                await self._give_back(slot, reached_relay=False)
+                return SendResult("handed_back", "the claim ran out while waiting; not sent")
         stage: Stage = "connect"
         try:
             await self._ensure_connected(client)
