@@ -132,7 +132,9 @@ async def submit_proposal(
     )
     author = None
     if mail_author and email is not None:
-        author = ev.Recipient(email=email, name=body.author_name or "", language=body.language)
+        # The receipt goes to an address nobody has proven yet: it greets without the typed name, so the
+        # form cannot make the city mail a stranger a greeting of an attacker's choosing.
+        author = ev.Recipient(email=email, name="", language=body.language)
     event = ev.ProposalSubmitted(
         proposal_id=proposal_id,
         title=body.title,
