@@ -9,7 +9,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StrictBool, StringConstraints
 
 
 def _no_control_characters(value: str) -> str:
@@ -77,3 +77,15 @@ class StrictModel(BaseModel):
     """Request bodies: unknown fields are an error (API.md), strings are not coerced from numbers."""
 
     model_config = ConfigDict(extra="forbid", strict=False, str_strip_whitespace=True)
+
+
+def _consent_given(value: bool) -> bool:
+    if value is not True:
+        raise ValueError("consent to the privacy notice is required")
+    return value
+
+
+# Consent to the privacy notice: only the JSON value true ("yes", 1 or "on" are not consent).
+Consent = Annotated[StrictBool, AfterValidator(_consent_given)]
+# Honeypot: invisible in the city's form; a person leaves it empty, a bot fills it.
+Honeypot = Annotated[str | None, Field(default=None, max_length=500)]

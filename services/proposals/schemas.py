@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field, StrictBool, StringConstraints, field_validator
+from pydantic import BaseModel, StrictBool, StringConstraints, field_validator
 
 from services.proposals.domain import (
     BODY_LENGTH,
@@ -17,7 +17,7 @@ from services.proposals.domain import (
     Status,
 )
 from shared.events import Language
-from shared.validation import Email, StrictModel, multi_line, single_line
+from shared.validation import Consent, Email, Honeypot, StrictModel, multi_line, single_line
 
 Slug = single_line(80)
 DistrictSlug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
@@ -36,17 +36,8 @@ class ProposalRequest(StrictModel):
     language: Language = "de"
     author_name: AuthorName | None = None  # type: ignore[valid-type]
     author_email: Email | None = None
-    # A JSON boolean, and true: "yes", 1 or "on" are not consent.
-    privacy_consent: StrictBool
-    # Honeypot: invisible in the city's form; a person leaves it empty, a bot fills it.
-    website: str | None = Field(default=None, max_length=500)
-
-    @field_validator("privacy_consent")
-    @classmethod
-    def _consent_given(cls, value: bool) -> bool:
-        if value is not True:
-            raise ValueError("consent to the privacy notice is required")
-        return value
+    privacy_consent: Consent
+    website: Honeypot = None
 
 
 class ProposalAccepted(BaseModel):

@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, Field, StrictBool, field_validator
+from pydantic import AwareDatetime, BaseModel, Field
 
 from shared.events import Language, ParticipantType
-from shared.validation import Email, StrictModel, multi_line, single_line
+from shared.validation import Consent, Email, Honeypot, StrictModel, multi_line, single_line
 
 Name = single_line(200)
 Slug = single_line(80)
@@ -28,17 +28,8 @@ class RegistrationRequest(StrictModel):
     district: ShortText | None = None  # type: ignore[valid-type]
     accessibility_needs: LongText | None = None  # type: ignore[valid-type]
     interpretation_language: ShortText | None = None  # type: ignore[valid-type]
-    # Only JSON true: "yes", 1 or "on" are not consent.
-    privacy_consent: StrictBool
-    # Honeypot: invisible in the city's form; a person leaves it empty, a bot fills it.
-    website: str | None = Field(default=None, max_length=500)
-
-    @field_validator("privacy_consent")
-    @classmethod
-    def _consent_given(cls, value: bool) -> bool:
-        if value is not True:
-            raise ValueError("consent to the privacy notice is required")
-        return value
+    privacy_consent: Consent
+    website: Honeypot = None
 
 
 class TokenRequest(StrictModel):
