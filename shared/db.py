@@ -123,3 +123,14 @@ SessionFactory: TypeAlias = Callable[[], AsyncConnection]
 
 def create_session_factory(engine: AsyncEngine) -> SessionFactory:
     return engine.connect
+
+
+async def driver_connection(session: AsyncConnection) -> asyncpg.Connection:
+    """The asyncpg connection under a unit of work, for the few hot statements written by hand (the
+    intake, the confirmation: see the repositories). A statement sent on it joins the unit's transaction
+    once SQLAlchemy has begun one; before that (SQLAlchemy begins lazily, on its first statement) it
+    commits on its own, so a single hand-written statement that does all the writing needs no BEGIN and
+    COMMIT round trips and is still atomic."""
+    raw = await session.get_raw_connection()
+    connection: asyncpg.Connection = raw.driver_connection
+    return connection

@@ -22,6 +22,7 @@ log = get_logger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 CORRELATION_HEADER = "X-Correlation-ID"
+_CORRELATION_KEY = CORRELATION_HEADER.lower().encode()
 
 # On every response: no MIME sniffing, no framing (clickjacking of the confirm and cancel buttons).
 SECURITY_HEADERS = [
@@ -214,19 +215,25 @@ class RequestContextMiddleware:
         self.app = app
         self.service = service
         self.max_body_bytes = max_body_bytes
+        # Route paths are templates, methods and statuses few: bounded by the app's routes.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        incoming = headers.get(CORRELATION_HEADER.lower(), "")
+        incoming, declared = "", None
+        for raw_name, value in scope.get("headers", ()):
+            name = raw_name.lower()
+            if name == _CORRELATION_KEY:
+                incoming = value.decode("latin-1")
+            elif name == b"content-length":
+                declared = value.decode("latin-1")
         cid = incoming if _is_safe_id(incoming) else str(uuid.uuid4())
         token = correlation_id_var.set(cid)
         started = time.perf_counter()
         status_holder = {"status": 500}
 
-        declared = headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
             response = problem_response(
                 413,
@@ -278,9 +285,21 @@ class RequestContextMiddleware:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
-            HTTP_REQUESTS.labels(self.service, scope["method"], path, str(status_holder["status"])).inc()
-            HTTP_LATENCY.labels(self.service, scope["method"], path).observe(time.perf_counter() - started)
+            requests, latency = self._metrics(scope["method"], path, status_holder["status"])
+            requests.inc()
+            latency.observe(time.perf_counter() - started)
             correlation_id_var.reset(token)
+
+    def _metrics(self, method: str, path: str, status: int) -> tuple[Any, Any]:
+        """The labelled children, looked up once per route and status (``labels`` takes a lock)."""
+        key = (method, path, status)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = (
+                HTTP_REQUESTS.labels(self.service, method, path, str(status)),
+                HTTP_LATENCY.labels(self.service, method, path),
+            )
+        return found
 
 
 class _BodyTooLarge(StarletteHTTPException):

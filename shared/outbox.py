@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -36,6 +35,7 @@ from typing import Any
 
 import aio_pika
 import asyncpg
+import orjson
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from aio_pika.exceptions import DeliveryError
 from pamqp.commands import Basic
@@ -51,15 +51,13 @@ from sqlalchemy import (
     Text,
     event,
     func,
-    select,
     text,
-    update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.db import SessionFactory, asyncpg_dsn
+from shared.db import SessionFactory, asyncpg_dsn, driver_connection, is_infrastructure_error
 from shared.events import IntegrationEvent
 from shared.observability import (
     OUTBOX_BACKLOG,
@@ -119,6 +117,32 @@ async def add_event(
         },
     )
     return event_id
+
+
+def staged_row(
+    session: AsyncConnection, event: IntegrationEvent, *, correlation_id: str | None = None
+) -> tuple[uuid.UUID, str, int, str, str | None]:
+    """The values of ``event``'s outbox row for a hand-written statement that inserts it together with the
+    domain change (see :data:`STAGE_FROM`); the session's commit wakes the relay as with :func:`add_event`."""
+    session.info[_PENDING_FLAG] = True
+    return (
+        uuid.uuid4(),
+        event.event_type,
+        event.version,
+        orjson.dumps(event.model_dump(mode="json")).decode(),
+        correlation_id or current_correlation_id(),
+    )
+
+
+def stage_from(outbox: Table, source: str, first: int) -> str:
+    """``INSERT INTO <outbox> … SELECT <the five values of staged_row as $first…> FROM <source>``: the event
+    row is written only when ``source`` (a CTE of the same statement) yields a row."""
+    p = [f"${first + i}" for i in range(5)]
+    return (
+        f"INSERT INTO {outbox.fullname} (id, event_type, event_version, payload, correlation_id) "
+        f"SELECT {p[0]}::uuid, {p[1]}::text, {p[2]}::int, {p[3]}::jsonb, {p[4]}::text FROM {source} "
+        "RETURNING id"
+    )
 
 
 _INSERTS: dict[int, Any] = {}
@@ -183,6 +207,7 @@ class OutboxRelay:
         self.declare = declare
         self.health = health
         self.notify_interval = notify_interval
+        self._sql = _RelayStatements(outbox.fullname)
         self._wake = asyncio.Event()
         self._woken_locally = False
         self._last_notify = 0.0
@@ -256,70 +281,30 @@ class OutboxRelay:
         """Publish one batch of unpublished rows; returns how many were published.
 
         Raises :class:`BrokerUnavailable` (after marking what did go out) when the connection failed, and
-        :class:`RowsFailed` when every row of the batch failed on its own."""
-        async with self.session_factory() as session, session.begin():
-            rows = (
-                await session.execute(
-                    select(self.outbox)
-                    .where(self.outbox.c.published_at.is_(None))
-                    .where(self.outbox.c.next_attempt_at <= func.now())
-                    .order_by(self.outbox.c.seq)
-                    .limit(self.batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            connection_error: BaseException | None = None
-            if rows:
-                try:
-                    exchange = await self._channel_exchange()
-                except Exception as exc:
-                    reraise_if_cancelled(exc)
-                    await self._drop_connection()
-                    raise BrokerUnavailable(f"cannot reach the broker: {_describe(exc)}") from exc
-                results = await asyncio.gather(
-                    *(self._publish(exchange, row) for row in rows), return_exceptions=True
-                )
-                ok = [row.id for row, result in zip(rows, results, strict=True) if result is None]
-                # Only a message's own failure backs its row off; a connection failure leaves rows alone.
-                failed = [
-                    (row, r)
-                    for row, r in zip(rows, results, strict=True)
-                    if isinstance(r, BaseException) and _is_message_failure(r)
-                ]
-                connection_error = next(
-                    (r for r in results if r is not None and not _is_message_failure(r)), None
-                )
-                await self._mark_published(session, ok)
-                for row, error in failed:
-                    await session.execute(
-                        update(self.outbox)
-                        .where(self.outbox.c.id == row.id)
-                        .values(
-                            attempts=self.outbox.c.attempts + 1,
-                            last_error=_describe(error)[:2000],
-                            next_attempt_at=func.now() + retry_delay(row.attempts + 1),
-                        )
-                    )
-                OUTBOX_PUBLISHED.labels(self.service).inc(len(ok))
-                if failed:
-                    OUTBOX_FAILURES.labels(self.service).inc(len(failed))
-                    log.warning(
-                        "outbox publish failed",
-                        service=self.service,
-                        failed=len(failed),
-                        error=_describe(failed[0][1]),
-                        event_id=str(failed[0][0].id),
-                    )
-            else:
-                ok = []
-            if time.monotonic() - self._last_backlog >= 1.0 or not rows:
-                self._last_backlog = time.monotonic()
-                backlog = await session.scalar(
-                    select(func.count()).select_from(self.outbox).where(self.outbox.c.published_at.is_(None))
-                )
-                OUTBOX_BACKLOG.labels(self.service).set(backlog or 0)
-                if self.health is not None:
-                    self.health.backlog(self.worker_name, backlog or 0)
+        :class:`RowsFailed` when every row of the batch failed on its own.
+
+        The statements are written for asyncpg (one transaction on the unit's driver connection): the relay
+        runs for every event of every service, and SQLAlchemy's layers cost more than the publish."""
+        sql = self._sql
+        async with self.session_factory() as session:
+            db = await driver_connection(session)
+            try:
+                async with db.transaction():
+                    rows = await db.fetch(sql.claim, self.batch_size)
+                    connection_error: BaseException | None = None
+                    ok: list[uuid.UUID] = []
+                    if rows:
+                        ok, connection_error = await self._publish_all(db, rows)
+                    if time.monotonic() - self._last_backlog >= 1.0 or not rows:
+                        self._last_backlog = time.monotonic()
+                        backlog = await db.fetchval(sql.backlog)
+                        OUTBOX_BACKLOG.labels(self.service).set(backlog or 0)
+                        if self.health is not None:
+                            self.health.backlog(self.worker_name, backlog or 0)
+            except BaseException as exc:
+                if is_infrastructure_error(exc):
+                    await session.invalidate()  # the pool must not hand out a broken connection
+                raise
         if connection_error is not None:
             await self._drop_connection()
             raise BrokerUnavailable(f"connection failed while publishing: {_describe(connection_error)}")
@@ -329,6 +314,45 @@ class OutboxRelay:
             # Every row failed on its own (unroutable, nacked): let the caller back off.
             raise RowsFailed(f"{len(rows)} outbox rows could not be published")
         return len(ok)
+
+    async def _publish_all(
+        self, db: asyncpg.Connection, rows: list[asyncpg.Record]
+    ) -> tuple[list[uuid.UUID], BaseException | None]:
+        """Publish ``rows`` with their confirms in flight together; mark what went out, back off what failed
+        on its own. Returns the published ids and the connection's failure, if any."""
+        try:
+            exchange = await self._channel_exchange()
+        except Exception as exc:
+            reraise_if_cancelled(exc)
+            await self._drop_connection()
+            raise BrokerUnavailable(f"cannot reach the broker: {_describe(exc)}") from exc
+        results = await asyncio.gather(
+            *(self._publish(exchange, row) for row in rows), return_exceptions=True
+        )
+        ok = [row["id"] for row, result in zip(rows, results, strict=True) if result is None]
+        # Only a message's own failure backs its row off; a connection failure leaves rows alone.
+        failed = [
+            (row, r)
+            for row, r in zip(rows, results, strict=True)
+            if isinstance(r, BaseException) and _is_message_failure(r)
+        ]
+        connection_error = next((r for r in results if r is not None and not _is_message_failure(r)), None)
+        await self._mark_published(db, ok)
+        for row, error in failed:
+            await db.execute(
+                self._sql.back_off, row["id"], _describe(error)[:2000], retry_delay(row["attempts"] + 1)
+            )
+        OUTBOX_PUBLISHED.labels(self.service).inc(len(ok))
+        if failed:
+            OUTBOX_FAILURES.labels(self.service).inc(len(failed))
+            log.warning(
+                "outbox publish failed",
+                service=self.service,
+                failed=len(failed),
+                error=_describe(failed[0][1]),
+                event_id=str(failed[0][0]["id"]),
+            )
+        return ok, connection_error
 
     async def _channel_exchange(self) -> AbstractExchange:
         """The relay's own channel: publisher confirms, and an unroutable ``mandatory`` publish raises.
@@ -357,32 +381,28 @@ class OutboxRelay:
         self._connection, self._exchange = connection, exchange
         return exchange
 
-    async def _publish(self, exchange: AbstractExchange, row: Any) -> None:
+    async def _publish(self, exchange: AbstractExchange, row: asyncpg.Record) -> None:
         confirmation = await exchange.publish(
             aio_pika.Message(
-                _encode(row.payload),
+                row["payload"].encode(),  # the stored JSON as Postgres writes it out: no decode, no encode
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                message_id=str(row.id),
-                correlation_id=row.correlation_id,
-                type=row.event_type,
-                timestamp=row.created_at,
+                message_id=str(row["id"]),
+                correlation_id=row["correlation_id"],
+                type=row["event_type"],
+                timestamp=row["created_at"],
                 content_type="application/json",
-                headers={"x-event-version": row.event_version, "x-producer": self.service},
+                headers={"x-event-version": row["event_version"], "x-producer": self.service},
             ),
-            routing_key=row.event_type,
+            routing_key=row["event_type"],
             mandatory=True,
             timeout=self.publish_timeout,
         )
         if confirmation is not None and not _is_ack(confirmation):
             raise NotConfirmed(f"broker did not confirm the publish: {confirmation!r}")
 
-    async def _mark_published(self, session: AsyncConnection, ids: list[uuid.UUID]) -> None:
+    async def _mark_published(self, db: asyncpg.Connection, ids: list[uuid.UUID]) -> None:
         if ids:
-            await session.execute(
-                update(self.outbox)
-                .where(self.outbox.c.id.in_(ids))
-                .values(published_at=datetime.now(UTC), last_error=None)
-            )
+            await db.execute(self._sql.mark, ids, datetime.now(UTC))
 
     # -- LISTEN/NOTIFY ---------------------------------------------------------------------------------
 
@@ -419,6 +439,23 @@ class OutboxRelay:
             self._listener = None
 
 
+class _RelayStatements:
+    """The relay's statements on one outbox table."""
+
+    def __init__(self, table: str) -> None:
+        self.claim = (
+            "SELECT id, event_type, event_version, payload::text AS payload, correlation_id, created_at, "
+            f"attempts FROM {table} WHERE published_at IS NULL AND next_attempt_at <= now() "
+            "ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED"
+        )
+        self.mark = f"UPDATE {table} SET published_at = $2, last_error = NULL WHERE id = ANY($1::uuid[])"
+        self.back_off = (
+            f"UPDATE {table} SET attempts = attempts + 1, last_error = $2, "
+            "next_attempt_at = now() + $3::interval WHERE id = $1"
+        )
+        self.backlog = f"SELECT count(*) FROM {table} WHERE published_at IS NULL"
+
+
 class BrokerUnavailable(RuntimeError):
     """The connection to the broker failed: no row was backed off."""
 
@@ -434,10 +471,6 @@ class NotConfirmed(RuntimeError):
 def _is_message_failure(result: BaseException) -> bool:
     """A failure that belongs to the message: returned as unroutable (``mandatory``) or nacked."""
     return isinstance(result, DeliveryError | NotConfirmed)
-
-
-def _encode(payload: Any) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _is_ack(confirmation: Any) -> bool:

@@ -26,7 +26,7 @@ from shared.audit import record as audit_log_record
 from shared.calendar import build_calendar
 from shared.i18n import BERLIN
 from shared.idempotency import forget_keys
-from shared.outbox import add_event
+from shared.outbox import add_event, staged_row
 from shared.runtime import ServiceRuntime
 from shared.tokens import hash_token, token_for
 
@@ -252,7 +252,6 @@ async def submit_registration(
     if request.website:
         return uuid.uuid4()
     now = now or datetime.now(UTC)
-    await _check_opt_in_budget(conn, settings, now)
     entry = await catalog.get(conn, request.working_group_id)
     if entry is None:
         raise domain.InvalidRequest(
@@ -262,7 +261,13 @@ async def submit_registration(
     email_key = str(request.email).lower()
     registration_id = uuid.uuid4()
     token = token_for(settings.token_secret, registration_id)
-    inserted = await repo.insert_registration(
+    # The name is not shown before the address is proven: anyone may type any name (and URL).
+    recipient = ev.Recipient(email=str(request.email), name="", language=request.language)
+    links = Links(settings.public_url).for_token(token)
+    event = ev.RegistrationSubmitted(
+        **_about(registration_id, recipient, entry, request.participant_type, links)
+    )
+    budget_open, inserted = await repo.submit_registration(
         conn,
         {
             "id": registration_id,
@@ -283,32 +288,24 @@ async def submit_registration(
             "expires_at": now + timedelta(hours=settings.confirmation_window_hours),
             "public_mail_at": now,
         },
+        staged_row(conn, event),
+        settings.opt_in_mails_per_hour,
+        now - timedelta(hours=1),
     )
+    if not budget_open:
+        raise _opt_in_paused()
     if not inserted:
         await _tell_existing_status(conn, settings, catalog, request.working_group_id, email_key, now)
         return uuid.uuid4()
-    # The name is not shown before the address is proven: anyone may type any name (and URL).
-    recipient = ev.Recipient(email=str(request.email), name="", language=request.language)
-    links = Links(settings.public_url).for_token(token)
-    await add_event(
-        conn,
-        outbox,
-        ev.RegistrationSubmitted(
-            **_about(registration_id, recipient, entry, request.participant_type, links)
-        ),
-    )
     return registration_id
 
 
-async def _check_opt_in_budget(conn: AsyncConnection, settings: RegistrationSettings, now: datetime) -> None:
+def _opt_in_paused() -> domain.OptInMailsPaused:
     """All opt-in mails together stay under ``opt_in_mails_per_hour`` (approximately: concurrent requests
     may each see the last free place)."""
-    if settings.opt_in_mails_per_hour <= 0:
-        return
-    if await repo.public_mails_since(conn, now - timedelta(hours=1)) >= settings.opt_in_mails_per_hour:
-        raise domain.OptInMailsPaused(
-            "Registrations are paused for a short while. Please try again later.", retry_after=600
-        )
+    return domain.OptInMailsPaused(
+        "Registrations are paused for a short while. Please try again later.", retry_after=600
+    )
 
 
 async def _tell_existing_status(
