@@ -105,7 +105,7 @@ async def add_event(
 ) -> uuid.UUID:
     """Stage ``event`` for publishing in the caller's transaction. Returns the event id."""
     event_id = uuid.uuid4()
-    session.info[_PENDING_FLAG] = True
+    session.info[OUTBOX_PENDING] = True
     await session.execute(
         _insert_statement(outbox),
         {
@@ -124,7 +124,7 @@ def staged_row(
 ) -> tuple[uuid.UUID, str, int, str, str | None]:
     """The values of ``event``'s outbox row for a hand-written statement that inserts it together with the
     domain change (see :data:`STAGE_FROM`); the session's commit wakes the relay as with :func:`add_event`."""
-    session.info[_PENDING_FLAG] = True
+    session.info[OUTBOX_PENDING] = True
     return (
         uuid.uuid4(),
         event.event_type,
@@ -156,18 +156,19 @@ def _insert_statement(outbox: Table) -> Any:
     return statement
 
 
-_PENDING_FLAG = "mitwirkung_outbox_pending"
+# Set on a unit of work's connection when it staged events: its commit wakes the relay.
+OUTBOX_PENDING = "mitwirkung_outbox_pending"
 
 
 def wake_relay_after_commit(engine: AsyncEngine, relay: OutboxRelay) -> None:
     """Wake ``relay`` whenever a transaction on this service's engine commits outbox rows."""
 
     def after_commit(connection: Connection) -> None:
-        if connection.info.pop(_PENDING_FLAG, False):
+        if connection.info.pop(OUTBOX_PENDING, False):
             relay.wake()
 
     def after_rollback(connection: Connection) -> None:
-        connection.info.pop(_PENDING_FLAG, None)
+        connection.info.pop(OUTBOX_PENDING, None)
 
     event.listen(engine.sync_engine, "commit", after_commit)
     event.listen(engine.sync_engine, "rollback", after_rollback)

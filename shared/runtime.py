@@ -48,7 +48,7 @@ from shared.observability import (
     get_logger,
     reraise_if_cancelled,
 )
-from shared.outbox import OutboxRelay, wake_relay_after_commit
+from shared.outbox import OUTBOX_PENDING, OutboxRelay, wake_relay_after_commit
 from shared.retry import log_before_retry, wait_exponential_capped
 from shared.settings import ServiceSettings
 from shared.topology import QUEUES, ConsumerQueue, QueuePolicy, declare_all, declare_topology, queue_depths
@@ -118,8 +118,16 @@ class ServiceRuntime:
         """
         if self._gate is None:
             self._gate = asyncio.Semaphore(max(1, self.settings.database_pool_size - 4))
-        async with self._gate, self.session_factory() as session, session.begin():
+        async with self._gate, self.session_factory() as session:
+            # SQLAlchemy begins on the unit's first statement and the unit commits what was begun; an
+            # exception closes the connection unbegun or rolled back. A unit whose only statement was
+            # written by hand (the intake) thus sends neither BEGIN nor COMMIT: that statement committed
+            # on its own.
             yield session
+            if session.in_transaction():
+                await session.commit()
+            elif session.info.pop(OUTBOX_PENDING, False) and self.relay is not None:
+                self.relay.wake()
 
     async def start(self) -> None:
         for job in self.jobs:
