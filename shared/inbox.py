@@ -6,6 +6,11 @@ that fails is retried after a delay (republished to ``<queue>.retry``); after ``
 message is rejected and dead-lettered to ``<queue>.dlq``. A message that cannot be parsed goes there at
 once: retrying it cannot help.
 
+Under load, messages waiting together are applied as one batch (``batch_size``, group commit: one
+transaction, one multi-row inbox INSERT, every handler in arrival order, one commit). If any handler of a
+batch fails, the batch rolls back and each of its messages is handled on its own as above, so one bad
+message costs the others nothing but a second try.
+
 A database that cannot be reached is not the message's fault: such an error (see
 :func:`shared.db.is_infrastructure_error`) never counts as an attempt and never dead-letters anything. The
 consumer keeps the message, waits until the database answers again (one probe with backoff for the whole
@@ -16,11 +21,10 @@ queue's ``x-delivery-limit`` on every round and dead-letter the backlog of a lon
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from faststream import AckPolicy
 from faststream.rabbit import Channel, ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
@@ -71,10 +75,27 @@ class EventMeta:
 Handler = Callable[[AsyncConnection, Any, EventMeta], Awaitable[None]]
 
 
+async def _the_message(message: Any) -> Any:
+    return message
+
+
 def header_int(headers: Any, name: str, default: int = 0) -> int:
     """An integer AMQP header; anything else (missing, garbage) counts as ``default``."""
     value = (headers or {}).get(name)
     return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class _Item:
+    """A parsed message of a batch."""
+
+    message: RabbitMessage
+    meta: EventMeta
+    event: IntegrationEvent
+    handler: Handler
 
 
 class PoisonMessage(Exception):
@@ -93,6 +114,7 @@ class EventConsumer:
         session_factory: SessionFactory,
         max_attempts: int = 5,
         prefetch: int = 32,
+        batch_size: int = 1,
         after_commit: Callable[[], None] | None = None,
     ) -> None:
         self.queue = queue
@@ -109,6 +131,12 @@ class EventConsumer:
         self._database_up = asyncio.Event()
         self._database_up.set()
         self._probe: asyncio.Task[None] | None = None
+        self.batch_size = batch_size
+        self._waiting: list[tuple[RabbitMessage, asyncio.Future[None]]] = []
+        self._batcher: asyncio.Task[None] | None = None
+        self._counters: dict[str, Any] = {}
+        # Built once; run with one row (``process``) or many (a batch: one multi-row INSERT).
+        self._inbox_insert = insert(inbox).on_conflict_do_nothing().returning(inbox.c.message_id)
 
     @property
     def worker_name(self) -> str:
@@ -120,6 +148,9 @@ class EventConsumer:
             RabbitQueue(self.queue.name, queue_type=QueueType.QUORUM, declare=False),
             ack_policy=AckPolicy.MANUAL,
             channel=Channel(prefetch_count=self.prefetch),
+            # The handler is called with what the decoder returns: the message itself, undecoded (the
+            # body is parsed once, into the event's model, in ``process``).
+            decoder=_the_message,
         )
         self._subscriber(self._on_message)
 
@@ -146,47 +177,146 @@ class EventConsumer:
             self._probe = None
 
     async def _on_message(self, message: RabbitMessage) -> None:
+        if self.batch_size <= 1:
+            await self._handle_one(message)
+            return
+        # Group commit: the message waits in the batch; whatever arrived while the last batch was being
+        # applied goes into the next one (up to ``batch_size``), so a busy queue costs one transaction per
+        # batch and an idle one waits for nothing.
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((message, future))
+        if self._batcher is None or self._batcher.done():
+            self._batcher = asyncio.create_task(self._drain(), name=f"batch-{self.queue.name}")
+        await asyncio.shield(future)
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch = self._waiting[: self.batch_size]
+            self._waiting = self._waiting[self.batch_size :]
+            try:
+                await self._handle_batch([message for message, _ in batch])
+            finally:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result(None)
+
+    async def _handle_batch(self, messages: list[RabbitMessage]) -> None:
+        """Apply a batch in one transaction and ack it. If any handler fails, the transaction is rolled back
+        and each message is handled on its own (with its own retries and dead-lettering)."""
+        items: list[_Item] = []
+        for message in messages:
+            try:
+                items.append(self._parse(message))
+            except PoisonMessage as exc:
+                await self._dead_letter_poison(message, exc)
+        if not items:
+            return
+        if len(items) == 1:  # nothing to share a transaction with (a retried message comes alone)
+            await self._handle_one(items[0].message)
+            return
+        try:
+            applied = await self._when_database_answers(lambda: self._apply(items))
+        except Exception as exc:
+            log.info(
+                "batch failed; handling its messages one by one",
+                queue=self.queue.name,
+                size=len(items),
+                error=repr(exc),
+            )
+            for item in items:
+                await self._handle_one(item.message)
+            return
+        for item, was_applied in zip(items, applied, strict=True):
+            await item.message.ack()
+            self._count("applied" if was_applied else "duplicate")
+        if self.health is not None:
+            self.health.ok(self.worker_name)
+
+    async def _apply(self, items: list[_Item]) -> list[bool]:
+        """The batch's inbox rows and handlers in one transaction; per item, whether it was applied (False:
+        applied before, or a second copy of the same message in this batch)."""
+        async with self.session_factory() as session, session.begin():
+            rows = [
+                {"consumer": self.queue.name, "message_id": i.meta.event_id, "event_type": i.meta.event_type}
+                for i in items
+            ]
+            new = set((await session.execute(self._inbox_insert, rows)).scalars())
+            applied = []
+            for item in items:
+                fresh = item.meta.event_id in new
+                new.discard(item.meta.event_id)
+                if fresh:
+                    token = correlation_id_var.set(item.meta.correlation_id)
+                    try:
+                        await item.handler(session, item.event, item.meta)
+                    finally:
+                        correlation_id_var.reset(token)
+                applied.append(fresh)
+        if self.after_commit:
+            self.after_commit()
+        return applied
+
+    def _parse(self, message: RabbitMessage) -> _Item:
         raw = message.raw_message
-        event_type = raw.type or raw.routing_key or ""
+        meta = EventMeta(
+            event_id=raw.message_id or "",
+            event_type=raw.type or raw.routing_key or "",
+            correlation_id=raw.correlation_id,
+            occurred_at=raw.timestamp,
+            attempt=header_int(raw.headers, ATTEMPT_HEADER, default=1),
+        )
+        event, handler = self._parse_body(raw.body, meta)
+        return _Item(message, meta, event, handler)
+
+    async def _dead_letter_poison(self, message: RabbitMessage, exc: PoisonMessage) -> None:
+        raw = message.raw_message
+        log.error(
+            "poison message dead-lettered",
+            queue=self.queue.name,
+            error=str(exc),
+            event_id=raw.message_id,
+            event_type=raw.type or raw.routing_key or "",
+        )
+        await message.reject(requeue=False)
+        self._count("dead_lettered")
+
+    def _count(self, outcome: str) -> None:
+        counter = self._counters.get(outcome)
+        if counter is None:
+            counter = self._counters[outcome] = MESSAGES_CONSUMED.labels(self.queue.name, outcome)
+        counter.inc()
+
+    async def _handle_one(self, message: RabbitMessage) -> None:
+        raw = message.raw_message
         attempt = header_int(raw.headers, ATTEMPT_HEADER, default=1)
         token = correlation_id_var.set(raw.correlation_id)
         try:
             try:
-                applied = await self._process_when_database_answers(
-                    body=raw.body,
-                    meta=EventMeta(
-                        event_id=raw.message_id or "",
-                        event_type=event_type,
-                        correlation_id=raw.correlation_id,
-                        occurred_at=raw.timestamp,
-                        attempt=attempt,
-                    ),
+                meta = EventMeta(
+                    event_id=raw.message_id or "",
+                    event_type=raw.type or raw.routing_key or "",
+                    correlation_id=raw.correlation_id,
+                    occurred_at=raw.timestamp,
+                    attempt=attempt,
                 )
+                applied = await self._when_database_answers(lambda: self.process(body=raw.body, meta=meta))
                 await message.ack()
-                MESSAGES_CONSUMED.labels(self.queue.name, "applied" if applied else "duplicate").inc()
+                self._count("applied" if applied else "duplicate")
                 if self.health is not None:
                     self.health.ok(self.worker_name)
             except PoisonMessage as exc:
-                log.error(
-                    "poison message dead-lettered",
-                    queue=self.queue.name,
-                    error=str(exc),
-                    event_id=raw.message_id,
-                    event_type=event_type,
-                )
-                await message.reject(requeue=False)
-                MESSAGES_CONSUMED.labels(self.queue.name, "dead_lettered").inc()
+                await self._dead_letter_poison(message, exc)
             except Exception as exc:
                 await self._retry_or_dead_letter(message, attempt, exc)
         finally:
             correlation_id_var.reset(token)
 
-    async def _process_when_database_answers(self, *, body: bytes, meta: EventMeta) -> bool:
-        """``process``, held (not counted, not requeued) for as long as the database is unreachable."""
+    async def _when_database_answers(self, work: Callable[[], Awaitable[_T]]) -> _T:
+        """``work``, held (not counted, not requeued) for as long as the database is unreachable."""
         while True:
             await self._database_up.wait()
             try:
-                return await self.process(body=body, meta=meta)
+                return await work()
             except PoisonMessage:
                 raise
             except Exception as exc:
@@ -226,8 +356,7 @@ class EventConsumer:
             self._database_up.set()
             return
 
-    async def process(self, *, body: bytes, meta: EventMeta) -> bool:
-        """Apply one message exactly once. Returns False when it had been applied before."""
+    def _parse_body(self, body: bytes, meta: EventMeta) -> tuple[IntegrationEvent, Handler]:
         if not meta.event_id:
             raise PoisonMessage("message has no message_id: it cannot be deduplicated")
         handler = self.handlers.get(meta.event_type)
@@ -235,16 +364,17 @@ class EventConsumer:
         if handler is None or model is None:
             raise PoisonMessage(f"no handler for event type {meta.event_type!r} on {self.queue.name}")
         try:
-            event: IntegrationEvent = model.model_validate(json.loads(body))
+            return model.model_validate_json(body), handler
         except (ValueError, ValidationError) as exc:
             raise PoisonMessage(f"invalid {meta.event_type} body: {exc}") from exc
 
+    async def process(self, *, body: bytes, meta: EventMeta) -> bool:
+        """Apply one message exactly once. Returns False when it had been applied before."""
+        event, handler = self._parse_body(body, meta)
         async with self.session_factory() as session, session.begin():
             inserted = await session.execute(
-                insert(self.inbox)
-                .values(consumer=self.queue.name, message_id=meta.event_id, event_type=meta.event_type)
-                .on_conflict_do_nothing()
-                .returning(self.inbox.c.message_id)
+                self._inbox_insert,
+                {"consumer": self.queue.name, "message_id": meta.event_id, "event_type": meta.event_type},
             )
             if inserted.first() is None:
                 log.info("duplicate message ignored", event_id=meta.event_id, queue=self.queue.name)

@@ -340,6 +340,10 @@ def build_runtime(
         logger=logging.getLogger("mitwirkung.broker"),
         log_level=logging.DEBUG,
         graceful_timeout=10,
+        # No dependency injection for the subscribers: each gets the message itself (see
+        # inbox.EventConsumer.subscribe). FastStream resolved the message annotation in a worker thread
+        # for every message, which cost more than the handler's own Python work.
+        apply_types=False,
     )
     runtime = ServiceRuntime(
         settings=settings,

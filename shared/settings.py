@@ -144,7 +144,10 @@ class ServiceSettings(BaseSettings):
     inbox_retention_days: float = 30.0
     housekeeping_interval: float = 3600.0
     # Consumers
-    consumer_prefetch: int = 32
+    # Unacknowledged messages in flight per consumer; up to ``consumer_batch_size`` of those that are
+    # waiting are applied in one transaction (1: each on its own).
+    consumer_prefetch: int = 64
+    consumer_batch_size: int = 64
     consumer_max_attempts: int = 5
     consumer_retry_delay_ms: int = 5000
     queue_delivery_limit: int = 20

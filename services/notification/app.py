@@ -37,6 +37,7 @@ def build(settings: NotificationSettings | None = None) -> tuple[ServiceRuntime,
             session_factory=runtime.session_factory,
             max_attempts=settings.consumer_max_attempts,
             prefetch=settings.consumer_prefetch,
+            batch_size=settings.consumer_batch_size,
             after_commit=dispatcher.wake,
         )
     )
@@ -53,6 +54,7 @@ def build(settings: NotificationSettings | None = None) -> tuple[ServiceRuntime,
             session_factory=runtime.session_factory,
             max_attempts=settings.consumer_max_attempts,
             prefetch=settings.consumer_prefetch,
+            batch_size=settings.consumer_batch_size,
         )
     )
 

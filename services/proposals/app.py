@@ -26,6 +26,7 @@ def build(settings: ProposalsSettings | None = None) -> ServiceRuntime:
             session_factory=runtime.session_factory,
             max_attempts=settings.consumer_max_attempts,
             prefetch=settings.consumer_prefetch,
+            batch_size=settings.consumer_batch_size,
         )
     )
 
@@ -37,6 +38,7 @@ def build(settings: ProposalsSettings | None = None) -> ServiceRuntime:
             session_factory=runtime.session_factory,
             max_attempts=settings.consumer_max_attempts,
             prefetch=settings.consumer_prefetch,
+            batch_size=settings.consumer_batch_size,
         )
     )
 

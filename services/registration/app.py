@@ -65,6 +65,7 @@ def _add_privacy(runtime: ServiceRuntime, settings: RegistrationSettings) -> Non
                 session_factory=runtime.session_factory,
                 max_attempts=settings.consumer_max_attempts,
                 prefetch=settings.consumer_prefetch,
+                batch_size=settings.consumer_batch_size,
             )
         )
 

@@ -191,15 +191,22 @@ async def _queue_depth(amqp_url: str, queue: str) -> int:
         await connection.close()
 
 
+# batch_size 16: the poison message shares a batch (one transaction) with good ones; the batch fails and is
+# rolled back, and each message is then handled on its own: the good ones are applied once, the poison one
+# is parked.
+@pytest.mark.parametrize("batch_size", [1, 16])
 async def test_a_failing_message_is_dead_lettered_others_flow_and_replay_brings_it_back(
-    registration_settings,
+    registration_settings, batch_size
 ):
     attempts: dict[str, int] = {}
     handled: list[str] = []
     broken = {"on": True}
+    release = asyncio.Event()
 
     async def handler(session, event, meta) -> None:
         attempts[event.title] = attempts.get(event.title, 0) + 1
+        if event.title == "good-0":
+            await asyncio.wait_for(release.wait(), 30)
         if event.title == "POISON" and broken["on"]:
             raise ValueError("this handler cannot cope with POISON")
         handled.append(event.title)
@@ -212,22 +219,28 @@ async def test_a_failing_message_is_dead_lettered_others_flow_and_replay_brings_
         inbox=registration_inbox,
         session_factory=runtime.session_factory,
         max_attempts=3,
+        batch_size=batch_size,
     )
     consumer.subscribe(runtime.broker)
     await runtime.start()
     try:
         await asyncio.wait_for(runtime.broker_ready.wait(), 30)
         amqp = registration_settings.amqp_url
+        # good-0 is held in its handler while the rest arrive: they wait together, as one batch.
+        await publish_event(amqp, _proposal("good-0"))
         await publish_event(amqp, _proposal("POISON"))
-        for i in range(5):
+        for i in range(1, 5):
             await publish_event(amqp, _proposal(f"good-{i}"))
+        release.set()
 
         async def poison_parked_others_handled() -> bool:
             return await _queue_depth(amqp, POISON_QUEUE.dead_letter_queue) >= 1 and len(handled) >= 5
 
         await eventually(poison_parked_others_handled, "the poison message parked, the others handled", 30)
         assert sorted(handled) == [f"good-{i}" for i in range(5)]  # the others kept flowing
-        assert attempts["POISON"] == 3  # the configured number of attempts, with delays between
+        # The configured number of attempts, with delays between. A batch's failed try is not counted: it
+        # is the reason the message is then tried on its own.
+        assert attempts["POISON"] == (3 if batch_size == 1 else 4)
         assert await _queue_depth(amqp, POISON_QUEUE.dead_letter_queue) == 1
 
         # The operator fixes the cause, then replays with the documented command.
@@ -345,3 +358,49 @@ async def test_housekeeping_deletes_old_published_events_but_never_unpublished_o
             )
             await session.execute(outbox.delete().where(outbox.c.id.in_(ids.values())))
         assert left == {ids["new_published"], ids["old_unpublished"]}
+
+
+async def test_a_batch_applies_each_message_once_even_when_it_arrives_twice(registration_settings):
+    """Two copies of one message (a redelivery) waiting in the same batch, next to one applied before:
+    each is applied once, in the order it arrived, in one transaction."""
+    handled: list[str] = []
+    release = asyncio.Event()
+
+    async def handler(session, event, meta) -> None:
+        if event.title == "first":
+            await asyncio.wait_for(release.wait(), 30)
+        handled.append(event.title)
+
+    queue = ConsumerQueue("test.batch", ("proposal.submitted",))
+    runtime = build_runtime(registration_settings, outbox=None)
+    runtime.extra_queues = (queue,)
+    consumer = EventConsumer(
+        queue=queue,
+        handlers={"proposal.submitted": handler},
+        inbox=registration_inbox,
+        session_factory=runtime.session_factory,
+        batch_size=16,
+    )
+    consumer.subscribe(runtime.broker)
+    await runtime.start()
+    duplicates = MESSAGES_CONSUMED.labels(queue.name, "duplicate")
+    before = duplicates._value.get()
+    try:
+        await asyncio.wait_for(runtime.broker_ready.wait(), 30)
+        amqp = registration_settings.amqp_url
+        first_id = await publish_event(amqp, _proposal("first"))  # held while the others arrive
+        twice = str(uuid.uuid4())
+        await publish_event(amqp, _proposal("twice"), message_id=twice)
+        await publish_event(amqp, _proposal("after"))
+        await publish_event(amqp, _proposal("twice"), message_id=twice)
+        await publish_event(amqp, _proposal("first"), message_id=first_id)  # applied before
+        release.set()
+
+        async def all_settled() -> bool:
+            return duplicates._value.get() >= before + 2
+
+        await eventually(all_settled, "the two copies recognised", 20)
+        assert handled == ["first", "twice", "after"]
+        assert await _queue_depth(amqp, queue.name) == 0
+    finally:
+        await runtime.stop()
