@@ -1,4 +1,5 @@
-"""The whole system on one machine: the three services as their own processes, an aiosmtpd sink, local
+"""The whole system on one machine: the three services as their own processes, an aiosmtpd sink (its own
+process, `bench/sink.py`), local
 Postgres and RabbitMQ — as a city's IT would try it.
 
     .venv/bin/python -m bench.system_burst [--burst 10000] [--steady-rate 200 --steady-seconds 60]
@@ -30,16 +31,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import asyncpg
-import httpx
 import psutil
-from aiosmtpd.controller import Controller
 
 from bench.registration_throughput import _provisioned, _stop, start, wait_until_up
 from shared.db import asyncpg_dsn
 from tests.support.smtp import free_port
 
 SERVICES = ("registration", "notification", "proposals")
-_MESSAGE_ID = re.compile(rb"^Message-ID:\s*(<[^>\r\n]+>)", re.MULTILINE | re.IGNORECASE)
 
 BURST_LUA = """
 local counter = 0
@@ -63,26 +61,32 @@ end
 
 @dataclass
 class Sink:
-    """Counts mails by Message-ID and notes when each recipient's first mail arrived; parses nothing
-    else (the sink shares the machine with the system it measures)."""
+    """What the sink process (``bench/sink.py``) recorded: read from its file as it grows. Mails are
+    counted by Message-ID; the first mail of each recipient is noted with its arrival time."""
 
+    path: str
     arrivals: list[float] = field(default_factory=list)
-    message_ids: dict[bytes, int] = field(default_factory=dict)
+    message_ids: dict[str, int] = field(default_factory=dict)
     first_mail_at: dict[str, float] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    _offset: int = 0
+    _rest: bytes = b""
 
-    async def handle_DATA(self, server, session, envelope) -> str:
-        now = time.monotonic()
-        found = _MESSAGE_ID.search(envelope.original_content or b"")
-        key = found.group(1) if found else b"<none>"
-        with self.lock:
-            self.arrivals.append(now)
-            self.message_ids[key] = self.message_ids.get(key, 0) + 1
-            for rcpt in envelope.rcpt_tos:
-                self.first_mail_at.setdefault(rcpt.lower(), now)
-        return "250 OK"
+    def refresh(self) -> None:
+        with open(self.path, "rb") as handle:
+            handle.seek(self._offset)
+            chunk = handle.read()
+        self._offset += len(chunk)
+        lines = (self._rest + chunk).split(b"\n")
+        self._rest = lines.pop()
+        for line in lines:
+            at, recipient, message_id = line.decode().split("\t")
+            arrived = float(at)
+            self.arrivals.append(arrived)
+            self.message_ids[message_id] = self.message_ids.get(message_id, 0) + 1
+            self.first_mail_at.setdefault(recipient, arrived)
 
     def count(self) -> int:
+        self.refresh()
         return len(self.arrivals)
 
 
@@ -128,32 +132,56 @@ async def _wait_for_rows(database_url: str, n: int, timeout: float = 600) -> Non
         await conn.close()
 
 
-async def run_steady(url: str, rate: int, seconds: int) -> dict[str, float]:
-    """POST at ``rate`` per second for ``seconds``; returns {email: monotonic time the POST was sent}."""
+async def run_steady(url: str, rate: int, seconds: int, connections: int = 32) -> dict[str, float]:
+    """POST at ``rate`` per second for ``seconds`` over ``connections`` kept-alive HTTP/1.1 connections;
+    returns {email: monotonic time the POST was sent}.
+
+    The client writes the requests as bytes and reads the answers by Content-Length: a load generator
+    must cost the machine little (an httpx client at 200/s took most of a core from the system it
+    measured)."""
+    host, port = url.removeprefix("http://").split(":")
     sent: dict[str, float] = {}
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
-        tasks = []
-        run = uuid.uuid4().hex[:8]
-        begin = time.monotonic()
-        for i in range(rate * seconds):
-            due = begin + i / rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            email = f"steady-{run}-{i}@example.org"
-            sent[email] = time.monotonic()
-            body = {
-                "working_group_id": "sprachfoerderung",
-                "name": "Steady Person",
-                "email": email,
-                "language": "de",
-                "participant_type": "resident",
-                "privacy_consent": True,
-            }
-            tasks.append(asyncio.create_task(client.post("/v1/registrations", json=body)))
-        answers = await asyncio.gather(*tasks)
-    bad = [a.status_code for a in answers if a.status_code != 202]
+    statuses: list[int] = []
+    due: asyncio.Queue[str | None] = asyncio.Queue()
+    run = uuid.uuid4().hex[:8]
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while (email := await due.get()) is not None:
+                body = json.dumps(
+                    {
+                        "working_group_id": "sprachfoerderung",
+                        "name": "Steady Person",
+                        "email": email,
+                        "language": "de",
+                        "participant_type": "resident",
+                        "privacy_consent": True,
+                    }
+                ).encode()
+                sent[email] = time.monotonic()
+                writer.write(
+                    b"POST /v1/registrations HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (host.encode(), len(body), body)
+                )
+                head = await reader.readuntil(b"\r\n\r\n")
+                statuses.append(int(head.split(b" ", 2)[1]))
+                length = re.search(rb"(?i)content-length:\s*(\d+)", head)
+                await reader.readexactly(int(length.group(1)) if length else 0)
+        finally:
+            writer.close()
+
+    workers = [asyncio.create_task(connection()) for _ in range(connections)]
+    begin = time.monotonic()
+    for i in range(rate * seconds):
+        delay = begin + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        due.put_nowait(f"steady-{run}-{i}@example.org")
+    for _ in workers:
+        due.put_nowait(None)
+    await asyncio.gather(*workers)
+    bad = [code for code in statuses if code != 202]
     if bad:
         raise RuntimeError(f"{len(bad)} POSTs were not accepted: {bad[:5]}")
     return sent
@@ -204,12 +232,17 @@ def main() -> None:
     if args.smoke:
         args.burst, args.steady_rate, args.steady_seconds, args.timeout = 200, 20, 2, 60.0
 
-    sink = Sink()
     smtp_port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
-    controller.start()
     with ExitStack() as stack:
-        stack.callback(controller.stop)
+        arrivals = stack.enter_context(tempfile.TemporaryDirectory()) + "/arrivals.tsv"
+        sink_process = subprocess.Popen(
+            [sys.executable, "-m", "bench.sink", "--port", str(smtp_port), "--out", arrivals],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        stack.callback(_stop, sink_process)
+        assert sink_process.stdout is not None and sink_process.stdout.readline().strip() == "ready"
+        sink = Sink(arrivals)
         infra = stack.enter_context(_provisioned())
         ports = {name: free_port() for name in SERVICES}
         env = {
@@ -247,6 +280,7 @@ def main() -> None:
             during_intake = sink.count()
             posted = asyncio.run(stored_registrations(infra.database_url("registration")))
             wait_for_mails(sink, posted, args.timeout)
+            sink.refresh()
             last = max(sink.arrivals) if sink.arrivals else time.monotonic()
         after = [t for t in sink.arrivals if t > intake_done]
         drain = (max(after) - intake_done) if after else 0.0
@@ -272,8 +306,12 @@ def main() -> None:
         time.sleep(1)
         sent = asyncio.run(run_steady(url, args.steady_rate, args.steady_seconds))
         deadline = time.monotonic() + args.timeout
-        while time.monotonic() < deadline and not all(e in sink.first_mail_at for e in sent):
-            time.sleep(0.05)
+        while time.monotonic() < deadline:
+            sink.refresh()
+            if all(e in sink.first_mail_at for e in sent):
+                break
+            time.sleep(0.2)
+        sink.refresh()
         latencies = sorted(
             (sink.first_mail_at[e] - t) * 1000 for e, t in sent.items() if e in sink.first_mail_at
         )

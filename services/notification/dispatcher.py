@@ -231,10 +231,19 @@ class Dispatcher:
         self.health.ok(WORKER, backlog=backlog)
 
     async def run(self) -> None:
+        """Keep up to ``claim_limit`` mails claimed and under way: as sends finish, more rows are claimed
+        (in chunks of at least half the limit), so the connections never wait for a whole batch to end
+        and its marks to be written. ``passes`` counts the times the sender caught up: nothing under way
+        and no more rows due."""
+        in_flight: set[asyncio.Task[None]] = set()
         try:
             while not self._stopping:
+                room = self.claim_limit - len(in_flight)
+                if in_flight and room < max(1, self.claim_limit // 2):
+                    await self._until_one_finishes(in_flight)
+                    continue
                 try:
-                    handled = await self.dispatch_once()
+                    rows = await self._claim(room)
                     await self._report_health()
                 except asyncio.CancelledError:
                     raise
@@ -243,34 +252,67 @@ class Dispatcher:
                     log.warning("mail dispatch failed", error=repr(exc))
                     if self.health is not None:
                         self.health.failed(WORKER, exc)
-                    handled = 0
-                self.passes += 1
+                    rows = []
+                for row in rows:
+                    task = asyncio.create_task(self._deliver_logged(row))
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
                 if self._stopping:
                     break
-                if handled >= self.claim_limit:
+                if len(rows) == room:
+                    continue  # more may be due: claim again as soon as there is room
+                if in_flight:
+                    await self._until_one_finishes(in_flight)
                     continue
+                self.passes += 1
                 with contextlib.suppress(TimeoutError):
                     # asyncio.timeout, not wait_for: see OutboxRelay.run (a swallowed cancellation).
                     async with asyncio.timeout(self.settings.sender_poll_interval):
                         await self._wake.wait()
                 self._wake.clear()
+        except asyncio.CancelledError:
+            # A stop past its grace period: what is under way is abandoned too (the leases decide).
+            for task in in_flight:
+                task.cancel()
+            raise
         finally:
-            # Shutting down: what was sent is recorded, and the relay gets a QUIT.
+            # Shutting down: sends under way finish (those not begun are handed back, the pool is
+            # closing), what was sent is recorded, and the relay gets a QUIT.
+            if in_flight:
+                await asyncio.gather(*in_flight, return_exceptions=True)
             await self.marks.drain()
             await self.pool.close()
 
+    async def _until_one_finishes(self, in_flight: set[asyncio.Task[None]]) -> None:
+        """Until a send under way finishes, or the dispatcher is woken (to stop, or new rows are due)."""
+        woken = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({*in_flight, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+        self._wake.clear()
+
     async def dispatch_once(self) -> int:
+        """One claim and its sends, to the end (the tests drive a sender by hand with it)."""
         if self._stopping:
             return 0
-        rows = await self._claim()
+        rows = await self._claim(self.claim_limit)
         if not rows:
             return 0
         await asyncio.gather(*(self._deliver(row) for row in rows))
         return len(rows)
 
-    async def _claim(self) -> list[Row[Any]]:
+    async def _deliver_logged(self, row: Row[Any]) -> None:
+        try:
+            await self._deliver(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the row's lease decides what becomes of it
+            log.error("mail delivery failed unexpectedly", delivery_id=str(row.id), error=repr(exc))
+
+    async def _claim(self, limit: int) -> list[Row[Any]]:
         async with self.session_factory() as conn, conn.begin():
-            return await repo.claim_due(conn, self.settings.sending_lease_seconds, self.claim_limit)
+            return await repo.claim_due(conn, self.settings.sending_lease_seconds, limit)
 
     async def _deliver(self, row: Row[Any]) -> None:
         try:

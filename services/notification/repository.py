@@ -15,11 +15,13 @@ from services.notification.domain import DUE_STATUSES, PERSONAL_CONTEXT_KEYS, SE
 from services.notification.models import deliveries, outbox
 
 
+# Built once, per set of columns given (building a statement per call cost as much as running it).
+_INSERT_DELIVERY = insert(deliveries).on_conflict_do_nothing(index_elements=["dedup_key"])
+
+
 async def insert_delivery(conn: AsyncConnection, values: dict[str, Any]) -> None:
     """Record an intended mail; one already recorded under the same ``dedup_key`` stays as it is."""
-    await conn.execute(
-        insert(deliveries).values(**values).on_conflict_do_nothing(index_elements=["dedup_key"])
-    )
+    await conn.execute(_INSERT_DELIVERY, values)
 
 
 async def claim_due(conn: AsyncConnection, lease_seconds: float, limit: int) -> list[Row[Any]]:
