@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.notification.domain import DUE_STATUSES, PERSONAL_CONTEXT_KEYS, SETTLED_STATUSES, Mark
 from services.notification.models import deliveries, outbox
 
-
 # Built once, per set of columns given (building a statement per call cost as much as running it).
 _INSERT_DELIVERY = insert(deliveries).on_conflict_do_nothing(index_elements=["dedup_key"])
 

@@ -436,6 +436,55 @@ SELECT (SELECT open FROM budget) AS open, EXISTS (SELECT 1 FROM staged) AS inser
 """
 
 
+# A confirmation: the registration read without a lock, then the decision in the database (migration
+# 0009, ``confirm_registration``), each a statement of its own on the driver connection.
+_FOR_CONFIRMATION = f"""
+SELECT r.id, r.working_group_id, r.status, r.expires_at, r.participant_type, r.name, r.email, r.language,
+       w.catalog_version
+FROM {registrations.fullname} r JOIN {working_groups.fullname} w ON w.id = r.working_group_id
+WHERE r.token_hash = $1
+"""
+_CONFIRM = (
+    "SELECT outcome, seat, waitlist_position "
+    f"FROM {registrations.schema}.confirm_registration($1, $2, $3, $4, $5, $6::jsonb, $7, $8::jsonb, $9, $10)"
+)
+
+
+async def registration_for_confirmation(conn: AsyncConnection, token_hash: str) -> Any:
+    """The registration of a confirm link with its working group's ``catalog_version``, or None."""
+    return await (await driver_connection(conn)).fetchrow(_FOR_CONFIRMATION, token_hash)
+
+
+async def decide_confirmation(
+    conn: AsyncConnection,
+    registration_id: uuid.UUID,
+    working_group_id: str,
+    catalog_version: int,
+    now: Any,
+    confirmed: tuple[Any, ...],
+    waitlisted: tuple[Any, ...],
+) -> Any:
+    """Confirm with a seat or waitlist, with the event of the outcome (``confirmed`` and ``waitlisted``
+    are ``outbox.staged_row`` values; the position is filled in by the database). Returns (outcome,
+    seat, waitlist_position) with outcome ``confirmed``, ``waitlisted`` or ``stale`` (the meetings changed:
+    build the events again), or None when the registration is no longer pending."""
+    event_id, _, confirmed_version, confirmed_payload, correlation_id = confirmed
+    _, _, waitlisted_version, waitlisted_payload, _ = waitlisted
+    return await (await driver_connection(conn)).fetchrow(
+        _CONFIRM,
+        registration_id,
+        working_group_id,
+        catalog_version,
+        now,
+        event_id,
+        confirmed_payload,
+        confirmed_version,
+        waitlisted_payload,
+        waitlisted_version,
+        correlation_id,
+    )
+
+
 async def submit_registration(
     conn: AsyncConnection,
     values: dict[str, Any],

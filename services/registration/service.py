@@ -381,46 +381,61 @@ async def confirm_registration(
 ) -> dict[str, Any]:
     """Double opt-in: a seat if one fits (first confirmed, first served), else the waitlist.
 
-    Four statements, the first of which takes the working group's lock: the lock is held as briefly as the
-    request allows, because every confirmation of the working group queues behind it.
+    The registration is read without a lock and both possible events are built; then the database decides
+    the seat under the working group's lock (``repository.decide_confirmation``, the rules of
+    ``domain.confirm``) and commits at once: every confirmation of the working group queues behind that
+    lock, so it is held only inside the database.
     """
     now = now or datetime.now(UTC)
     token_hash = hash_token(token)
-    found = await repo.registration_with_locked_group(conn, token_hash)
-    if found is None:
-        if await revoked_link(conn, token):
-            return dict(CANCELLED_ONLY)
-        raise domain.NotFound(LINK_NOT_FOUND)
-    registration, group = found
-    if await _link_expired(conn, catalog, registration.working_group_id, now):
-        raise domain.NotFound(LINK_NOT_FOUND)
-    needed = domain.confirmation_needed(registration.status, registration.expires_at, now)
-    if needed is None:
-        raise domain.NotFound(LINK_NOT_FOUND)  # expired; the expiry job will tidy up
-    if not needed:
-        return await _current_state(conn, token_hash)
-
-    decision = domain.confirm(group, registration.participant_type)
-    if not await repo.apply_decision(
-        conn, registration.id, decision.status, decision.seat, decision.waitlist_seq, decision.group, now
-    ):
-        return await _current_state(conn, token_hash)  # a second click (or the expiry job) was first
-
-    entry = await catalog.entry(conn, group.id, group.catalog_version)
-    about = _about(
-        registration.id,
-        recipient_of(registration),
-        entry,
-        registration.participant_type,
-        Links(settings.public_url).for_token(token),
-    )
-    if decision.waitlist_position is None:
-        await add_event(conn, outbox, ev.RegistrationConfirmed(**about))
-        return {"id": registration.id, "status": "confirmed"}
-    await add_event(
-        conn, outbox, ev.RegistrationWaitlisted(**about, waitlist_position=decision.waitlist_position)
-    )
-    return {"id": registration.id, "status": "waitlisted", "waitlist_position": decision.waitlist_position}
+    for _ in range(5):
+        registration = await repo.registration_for_confirmation(conn, token_hash)
+        if registration is None:
+            if await revoked_link(conn, token):
+                return dict(CANCELLED_ONLY)
+            raise domain.NotFound(LINK_NOT_FOUND)
+        wg_id = registration["working_group_id"]
+        if await _link_expired(conn, catalog, wg_id, now):
+            raise domain.NotFound(LINK_NOT_FOUND)
+        needed = domain.confirmation_needed(registration["status"], registration["expires_at"], now)
+        if needed is None:
+            raise domain.NotFound(LINK_NOT_FOUND)  # expired; the expiry job will tidy up
+        if not needed:
+            return await _current_state(conn, token_hash)
+        recipient = ev.Recipient(
+            email=registration["email"] or "",
+            name=registration["name"] or "",
+            language=registration["language"],
+        )
+        about = _about(
+            registration["id"],
+            recipient,
+            await catalog.entry(conn, wg_id, registration["catalog_version"]),
+            registration["participant_type"],
+            Links(settings.public_url).for_token(token),
+        )
+        decided = await repo.decide_confirmation(
+            conn,
+            registration["id"],
+            wg_id,
+            registration["catalog_version"],
+            now,
+            staged_row(conn, ev.RegistrationConfirmed(**about)),
+            # The position is the database's to fill in.
+            staged_row(conn, ev.RegistrationWaitlisted(**about, waitlist_position=1)),
+        )
+        if decided is None:
+            return await _current_state(conn, token_hash)  # a second click (or the expiry job) was first
+        if decided["outcome"] == "confirmed":
+            return {"id": registration["id"], "status": "confirmed"}
+        if decided["outcome"] == "waitlisted":
+            return {
+                "id": registration["id"],
+                "status": "waitlisted",
+                "waitlist_position": decided["waitlist_position"],
+            }
+        # "stale": the meetings changed meanwhile; the mail must show the new ones.
+    raise RuntimeError("the working group's meetings kept changing while confirming")
 
 
 async def cancel_registration(

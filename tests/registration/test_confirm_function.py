@@ -1,0 +1,165 @@
+"""The seat decision runs in the database (migration 0009, ``confirm_registration``) while the rules live in
+``domain.confirm``: the two must agree for every combination of counters and participant type, and the
+function must write exactly what the domain says (status, seat, counters, place in the waitlist, the event)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
+
+from services.registration import domain
+from services.registration import repository as repo
+from tests.support.catalog import create_working_group
+
+# Small numbers reach every branch: full, reserved seats left or not, general seats left or not, quotas
+# moved under confirmed people (more confirmed than a quota allows).
+CASES = [
+    (capacity, reserved, general, confirmed_reserved, participant_type)
+    for capacity, reserved, general, confirmed_reserved, participant_type in itertools.product(
+        range(0, 4), range(0, 4), range(0, 4), range(0, 3), ("resident", "expert")
+    )
+]
+
+
+async def test_the_database_decides_every_seat_as_the_domain_does(api):
+    runtime = api.runtime
+    wg = await create_working_group(runtime, capacity=1)
+    now = datetime.now(UTC)
+    disagreements = []
+    for capacity, reserved, general, confirmed_reserved, participant_type in CASES:
+        registration_id = uuid.uuid4()
+        async with runtime.transaction() as session:
+            await session.execute(
+                text(
+                    "UPDATE working_groups SET capacity = :c, expert_reserved = :r, confirmed_general = :g, "
+                    "confirmed_reserved = :cr, waitlist_seq = 7, waitlisted = 3 WHERE id = :wg"
+                ),
+                {"c": capacity, "r": reserved, "g": general, "cr": confirmed_reserved, "wg": wg},
+            )
+            await session.execute(
+                text(
+                    "INSERT INTO registrations (id, working_group_id, status, language, participant_type, "
+                    "token_hash, expires_at) VALUES (:id, :wg, 'pending_confirmation', 'de', :t, :h, :e)"
+                ),
+                {
+                    "id": registration_id,
+                    "wg": wg,
+                    "t": participant_type,
+                    "h": uuid.uuid4().hex,
+                    "e": now + timedelta(days=1),
+                },
+            )
+            version = (
+                await session.execute(
+                    text("SELECT catalog_version FROM working_groups WHERE id = :wg"), {"wg": wg}
+                )
+            ).scalar_one()
+        group = domain.GroupCounters(wg, capacity, reserved, general, confirmed_reserved, 7, 3, version)
+        expected = domain.confirm(group, participant_type)
+        confirmed_id, waitlisted_id = uuid.uuid4(), uuid.uuid4()
+        async with runtime.transaction() as session:
+            decided = await repo.decide_confirmation(
+                session,
+                registration_id,
+                wg,
+                version,
+                now,
+                (confirmed_id, "registration.confirmed", 1, json.dumps({"kind": "confirmed"}), None),
+                (waitlisted_id, "registration.waitlisted", 1, json.dumps({"kind": "waitlisted"}), None),
+            )
+            row = (
+                await session.execute(
+                    text(
+                        "SELECT r.status, r.seat, r.waitlist_seq, w.confirmed_general, w.confirmed_reserved, "
+                        "w.waitlist_seq AS group_seq, w.waitlisted FROM registrations r "
+                        "JOIN working_groups w ON w.id = r.working_group_id WHERE r.id = :id"
+                    ),
+                    {"id": registration_id},
+                )
+            ).one()
+            event = (
+                await session.execute(
+                    text("SELECT event_type, payload FROM outbox WHERE id = :id"), {"id": confirmed_id}
+                )
+            ).one()
+        got = (
+            decided["outcome"],
+            decided["seat"],
+            decided["waitlist_position"],
+            row.status,
+            row.seat,
+            row.waitlist_seq,
+            (row.confirmed_general, row.confirmed_reserved, row.group_seq, row.waitlisted),
+            event.event_type,
+            event.payload.get("waitlist_position"),
+        )
+        after = expected.group
+        want = (
+            expected.status,
+            expected.seat,
+            expected.waitlist_position,
+            expected.status,
+            expected.seat,
+            expected.waitlist_seq,
+            (after.confirmed_general, after.confirmed_reserved, after.waitlist_seq, after.waitlisted),
+            expected.event_type,
+            expected.waitlist_position,
+        )
+        if got != want:
+            disagreements.append(
+                ((capacity, reserved, general, confirmed_reserved, participant_type), got, want)
+            )
+    assert not disagreements, disagreements[:5]
+
+
+async def test_a_decided_registration_is_not_decided_again_and_stale_meetings_change_nothing(api):
+    runtime = api.runtime
+    wg = await create_working_group(runtime, capacity=5)
+    registration_id = uuid.uuid4()
+    now = datetime.now(UTC)
+    async with runtime.transaction() as session:
+        await session.execute(
+            text(
+                "INSERT INTO registrations (id, working_group_id, status, language, participant_type, "
+                "token_hash, expires_at) VALUES (:id, :wg, 'pending_confirmation', 'de', 'resident', :h, :e)"
+            ),
+            {"id": registration_id, "wg": wg, "h": uuid.uuid4().hex, "e": now + timedelta(days=1)},
+        )
+
+    async def decide(version: int):
+        async with runtime.transaction() as session:
+            return await repo.decide_confirmation(
+                session,
+                registration_id,
+                wg,
+                version,
+                now,
+                (uuid.uuid4(), "registration.confirmed", 1, "{}", None),
+                (uuid.uuid4(), "registration.waitlisted", 1, "{}", None),
+            )
+
+    stale = await decide(-1)  # built with meetings that are no longer current
+    assert stale["outcome"] == "stale"
+    first = await decide(0)
+    assert (first["outcome"], first["seat"]) == ("confirmed", "general")
+    assert await decide(0) is None  # a second click: nothing is decided twice
+    async with runtime.transaction() as session:
+        counters = (
+            await session.execute(
+                text("SELECT confirmed_general, confirmed_reserved FROM working_groups WHERE id = :wg"),
+                {"wg": wg},
+            )
+        ).one()
+        events = (
+            await session.execute(
+                text(
+                    "SELECT count(*) FROM outbox WHERE payload = '{}'::jsonb AND event_type LIKE 'registration.%'"
+                )
+            )
+        ).scalar_one()
+    assert tuple(counters) == (1, 0)
+    assert events == 1
