@@ -35,12 +35,18 @@ def catalog_path(language: str) -> Path:
 
 def languages() -> list[str]:
     """The languages that have a catalog."""
-    return sorted(p.parent.parent.name for p in LOCALE_DIR.glob(f"*/LC_MESSAGES/{DOMAIN}.po"))
+    return sorted(_catalog_languages())
+
+
+@functools.cache
+def _catalog_languages() -> frozenset[str]:
+    # The catalogs ship with the code: looked up once, not with a file system call per mail.
+    return frozenset(p.parent.parent.name for p in LOCALE_DIR.glob(f"*/LC_MESSAGES/{DOMAIN}.po"))
 
 
 def resolve(language: str) -> str:
     """The language itself if it has a catalog, else the fallback (German)."""
-    return language if catalog_path(language).exists() else FALLBACK_LANGUAGE
+    return language if language in _catalog_languages() else FALLBACK_LANGUAGE
 
 
 def text_direction(language: str) -> str:
@@ -107,6 +113,8 @@ def template_environment(loader: BaseLoader, *, html_suffix: str = "html.j2") ->
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        # The templates ship with the code: no file system check for a newer version on every render.
+        auto_reload=False,
     )
     env.policies["ext.i18n.trimmed"] = True
     return env

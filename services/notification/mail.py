@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from datetime import datetime
 from email import policy
 from email.charset import BASE64, QP, Charset
@@ -140,6 +141,13 @@ def _address_header(address: Address, name: str) -> str | Header:
     return header
 
 
+def _boundary() -> str:
+    """A multipart boundary that no part can contain: it begins with ``=_``, which quoted-printable writes
+    as ``=3D_`` and base64 has no letters for. (Left to the ``email`` package, a boundary is checked
+    against the whole serialised text with a regular expression compiled for each message.)"""
+    return "=_" + secrets.token_hex(16)
+
+
 def _text_part(text: str, subtype: str) -> MIMEText:
     part = MIMEText(text, subtype, _UTF8, policy=SMTP_POLICY)
     del part["MIME-Version"]  # once, on the whole message
@@ -163,13 +171,13 @@ def build_message(
     so no encoded word is ever decoded into a line break) and cost a fifth of ``EmailMessage`` with
     ``policy.SMTP``, which was the largest single cost of sending. Serialise with ``as_bytes()``.
     """
-    body = MIMEMultipart("alternative", policy=SMTP_POLICY)
+    body = MIMEMultipart("alternative", policy=SMTP_POLICY, boundary=_boundary())
     body.attach(_text_part(rendered.text, "plain"))
     body.attach(_text_part(rendered.html, "html"))
     if calendar is None:
         msg = body
     else:
-        msg = MIMEMultipart("mixed", policy=SMTP_POLICY)
+        msg = MIMEMultipart("mixed", policy=SMTP_POLICY, boundary=_boundary())
         del body["MIME-Version"]
         msg.attach(body)
         ics = MIMEBase("text", "calendar", policy=SMTP_POLICY, method=calendar_method, charset="utf-8")
