@@ -310,8 +310,8 @@ class Dispatcher:
         except Exception as exc:  # the row's lease decides what becomes of it
             log.error("mail delivery failed unexpectedly", delivery_id=str(row.id), error=repr(exc))
 
-    async def _claim(self, limit: int) -> list[Row[Any]]:
-        async with self.session_factory() as conn, conn.begin():
+    async def _claim(self, limit: int) -> list[Any]:
+        async with self.session_factory() as conn:
             return await repo.claim_due(conn, self.settings.sending_lease_seconds, limit)
 
     async def _deliver(self, row: Row[Any]) -> None:
