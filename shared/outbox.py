@@ -31,12 +31,13 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
+import aiormq
 import asyncpg
 import orjson
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+from aio_pika.abc import AbstractChannel, AbstractConnection
 from aio_pika.exceptions import DeliveryError
 from pamqp.commands import Basic
 from sqlalchemy import (
@@ -203,7 +204,7 @@ class OutboxRelay:
         self.publish_timeout = publish_timeout
         self.exchange_name = exchange
         self._connection: AbstractConnection | None = None
-        self._exchange: AbstractExchange | None = None
+        self._channel: AbstractChannel | None = None
         # Declares the topology on every new connection (a broker may have lost its definitions).
         self.declare = declare
         self.health = health
@@ -228,7 +229,7 @@ class OutboxRelay:
         await self._drop_connection()
 
     async def _drop_connection(self) -> None:
-        connection, self._connection, self._exchange = self._connection, None, None
+        connection, self._connection, self._channel = self._connection, None, None
         if connection is not None:
             with contextlib.suppress(Exception):
                 await connection.close()
@@ -322,14 +323,12 @@ class OutboxRelay:
         """Publish ``rows`` with their confirms in flight together; mark what went out, back off what failed
         on its own. Returns the published ids and the connection's failure, if any."""
         try:
-            exchange = await self._channel_exchange()
+            channel = await self._publishing_channel()
         except Exception as exc:
             reraise_if_cancelled(exc)
             await self._drop_connection()
             raise BrokerUnavailable(f"cannot reach the broker: {_describe(exc)}") from exc
-        results = await asyncio.gather(
-            *(self._publish(exchange, row) for row in rows), return_exceptions=True
-        )
+        results = await asyncio.gather(*(self._publish(channel, row) for row in rows), return_exceptions=True)
         ok = [row["id"] for row, result in zip(rows, results, strict=True) if result is None]
         # Only a message's own failure backs its row off; a connection failure leaves rows alone.
         failed = [
@@ -355,15 +354,16 @@ class OutboxRelay:
             )
         return ok, connection_error
 
-    async def _channel_exchange(self) -> AbstractExchange:
+    async def _publishing_channel(self) -> aiormq.Channel:
         """The relay's own channel: publisher confirms, and an unroutable ``mandatory`` publish raises.
 
-        The relay talks aio-pika directly rather than through FastStream's publisher: it is the hottest
-        path of every producing service, and FastStream's per-message layers cost about a tenth of the CPU
-        of a confirmation request. Consumers stay on FastStream.
+        The relay talks to aio-pika's connection and aiormq's channel directly rather than through
+        FastStream's publisher: it is the hottest path of every producing service, and FastStream's
+        per-message layers cost about a tenth of the CPU of a confirmation request. Consumers stay on
+        FastStream.
         """
-        if self._exchange is not None and self._connection is not None and not self._connection.is_closed:
-            return self._exchange
+        if self._channel is not None and self._connection is not None and not self._connection.is_closed:
+            return cast(aiormq.Channel, await self._channel.get_underlay_channel())
         await self._drop_connection()
         # A plain connection, not a robust one: a lost connection surfaces as an error here, and the next
         # pass connects afresh and declares the topology again.
@@ -374,29 +374,37 @@ class OutboxRelay:
                 await self.declare(declaring)
                 await declaring.close()
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            exchange = await channel.get_exchange(self.exchange_name, ensure=False)
+            underlay = cast(aiormq.Channel, await channel.get_underlay_channel())
         except BaseException:
             with contextlib.suppress(Exception):
                 await connection.close()
             raise
-        self._connection, self._exchange = connection, exchange
-        return exchange
+        self._connection, self._channel = connection, channel
+        return underlay
 
-    async def _publish(self, exchange: AbstractExchange, row: asyncpg.Record) -> None:
-        confirmation = await exchange.publish(
-            aio_pika.Message(
-                row["payload"].encode(),  # the stored JSON as Postgres writes it out: no decode, no encode
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                message_id=str(row["id"]),
-                correlation_id=row["correlation_id"],
-                type=row["event_type"],
-                timestamp=row["created_at"],
-                content_type="application/json",
-                headers={"x-event-version": row["event_version"], "x-producer": self.service},
-            ),
+    async def _publish(self, channel: aiormq.Channel, row: asyncpg.Record) -> None:
+        """One publish, on aiormq's channel under aio-pika's: with ``wait=False`` a publish does not hold the
+        channel's lock until its frames are written out, so a batch's publishes go out back to back (each
+        waited for the writer: under load one publish per event-loop cycle, ~70 per second) and their
+        confirms are awaited together. The confirm is what counts: only a confirmed row is marked."""
+        properties = aio_pika.Message(
+            b"",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=str(row["id"]),
+            correlation_id=row["correlation_id"],
+            type=row["event_type"],
+            timestamp=row["created_at"],
+            content_type="application/json",
+            headers={"x-event-version": row["event_version"], "x-producer": self.service},
+        ).properties
+        confirmation = await channel.basic_publish(
+            row["payload"].encode(),  # the stored JSON as Postgres writes it out: no decode, no encode
+            exchange=self.exchange_name,
             routing_key=row["event_type"],
+            properties=properties,
             mandatory=True,
             timeout=self.publish_timeout,
+            wait=False,
         )
         if confirmation is not None and not _is_ack(confirmation):
             raise NotConfirmed(f"broker did not confirm the publish: {confirmation!r}")
