@@ -25,6 +25,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -32,7 +33,10 @@ import uuid
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from email import policy
-from email.message import EmailMessage
+from email.charset import BASE64, QP, Charset
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
@@ -88,15 +92,31 @@ class Sink:
         return "250 OK"
 
 
+# The leanest way the standard library builds the same mail: compat32 MIME classes, quoted-printable
+# bodies, base64 encoded words for the non-ASCII headers and a boundary chosen up front (no scan of the
+# text) — the same choices as services/notification/mail.py, without its safety checks and templates.
+_POLICY = policy.compat32.clone(linesep="\r\n")
+_BODY_CHARSET = Charset("utf-8")
+_BODY_CHARSET.body_encoding = QP
+_HEADER_CHARSET = Charset("utf-8")
+_HEADER_CHARSET.header_encoding = BASE64
+
+
 def bare_message(i: int) -> bytes:
-    msg = EmailMessage(policy=policy.SMTP)
-    msg["From"] = "Stadt Kaiserslautern – Mitwirkung <mitwirkung@kaiserslautern.de>"
-    msg["To"] = f"Ayşe Yılmaz <bench-bare-{i}@example.org>"
-    msg["Subject"] = SUBJECT
+    msg = MIMEMultipart("alternative", policy=_POLICY, boundary="=_" + secrets.token_hex(16))
+    for text, subtype in ((TEXT, "plain"), (HTML, "html")):
+        part = MIMEText(text, subtype, _BODY_CHARSET, policy=_POLICY)
+        del part["MIME-Version"]
+        msg.attach(part)
+    sender = Header("Stadt Kaiserslautern – Mitwirkung", _HEADER_CHARSET)
+    sender.append("<mitwirkung@kaiserslautern.de>", "us-ascii")
+    recipient = Header("Ayşe Yılmaz", _HEADER_CHARSET)
+    recipient.append(f"<bench-bare-{i}@example.org>", "us-ascii")
+    msg["From"] = sender
+    msg["To"] = recipient
+    msg["Subject"] = Header(SUBJECT, _HEADER_CHARSET)
     msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = make_msgid(domain="kaiserslautern.de")
-    msg.set_content(TEXT)
-    msg.add_alternative(HTML, subtype="html")
     return msg.as_bytes()
 
 
