@@ -147,6 +147,8 @@ class Dispatcher:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._last_backlog = 0.0
+        # The send under way for each recipient (lower-case address): the next one waits for it.
+        self._last_send: dict[str, asyncio.Task[None]] = {}
         # Completed claim-and-send passes: a pass that began after a row became final proves that
         # nothing more is sent for it (the tests wait for this instead of sleeping).
         self.passes = 0
@@ -254,9 +256,7 @@ class Dispatcher:
                         self.health.failed(WORKER, exc)
                     rows = []
                 for row in rows:
-                    task = asyncio.create_task(self._deliver_logged(row))
-                    in_flight.add(task)
-                    task.add_done_callback(in_flight.discard)
+                    in_flight.add(self._start(row, in_flight))
                 if self._stopping:
                     break
                 if len(rows) == room:
@@ -302,8 +302,26 @@ class Dispatcher:
         await asyncio.gather(*(self._deliver(row) for row in rows))
         return len(rows)
 
-    async def _deliver_logged(self, row: Row[Any]) -> None:
+    def _start(self, row: Any, in_flight: set[asyncio.Task[None]]) -> asyncio.Task[None]:
+        """Send ``row``; after the mail to the same recipient that is under way, if any, so that one
+        person's mails arrive in the order they were recorded (a receipt before the decision on it)."""
+        key = (row.recipient_email or "").lower()
+        before = self._last_send.get(key)
+        task = asyncio.create_task(self._deliver_logged(row, before))
+        self._last_send[key] = task
+
+        def finished(done: asyncio.Task[None]) -> None:
+            in_flight.discard(done)
+            if self._last_send.get(key) is done:
+                del self._last_send[key]
+
+        task.add_done_callback(finished)
+        return task
+
+    async def _deliver_logged(self, row: Row[Any], after: asyncio.Task[None] | None = None) -> None:
         try:
+            if after is not None:
+                await asyncio.wait({after})
             await self._deliver(row)
         except asyncio.CancelledError:
             raise
