@@ -35,6 +35,15 @@ def idempotency_table(metadata: MetaData) -> Table:
     )
 
 
+# The header as an OpenAPI parameter, for routes that read it themselves.
+IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+}
+
+
 def checked_key(key: str | None) -> str | None:
     """The header's value, or a 422 naming it when it is not 1 to 200 printable characters."""
     if key is None:
