@@ -17,13 +17,13 @@ from services.registration.api import (
     _page,
     _runtime,
     _token_body,
-    rate_limited,
 )
 from services.registration.schemas import TokenRequest
 from shared.auth import require_role
 from shared.events import Language
 from shared.http import Problem
 from shared.pages import wants_html
+from shared.ratelimit import rate_limited
 from shared.validation import Email, StrictModel, single_line
 
 router = APIRouter(prefix="/v1/privacy", tags=["privacy"])
