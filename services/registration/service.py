@@ -414,15 +414,18 @@ async def confirm_registration(
             registration["participant_type"],
             Links(settings.public_url).for_token(token),
         )
+        confirmed = staged_row(conn, ev.RegistrationConfirmed(**about))
+        # A waitlisted event carries the same fields and the place, which the database fills in.
+        event_id, _, _, payload, correlation_id = confirmed
+        waitlisted = (
+            event_id,
+            ev.RegistrationWaitlisted.event_type,
+            ev.RegistrationWaitlisted.version,
+            payload,
+            correlation_id,
+        )
         decided = await repo.decide_confirmation(
-            conn,
-            registration["id"],
-            wg_id,
-            registration["catalog_version"],
-            now,
-            staged_row(conn, ev.RegistrationConfirmed(**about)),
-            # The position is the database's to fill in.
-            staged_row(conn, ev.RegistrationWaitlisted(**about, waitlist_position=1)),
+            conn, registration["id"], wg_id, registration["catalog_version"], now, confirmed, waitlisted
         )
         if decided is None:
             return await _current_state(conn, token_hash)  # a second click (or the expiry job) was first

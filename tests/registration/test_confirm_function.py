@@ -13,6 +13,8 @@ from sqlalchemy import text
 
 from services.registration import domain
 from services.registration import repository as repo
+from shared import events as ev
+from tests.registration.support import pending_tokens
 from tests.support.catalog import create_working_group
 
 # Small numbers reach every branch: full, reserved seats left or not, general seats left or not, quotas
@@ -163,3 +165,34 @@ async def test_a_decided_registration_is_not_decided_again_and_stale_meetings_ch
         ).scalar_one()
     assert tuple(counters) == (1, 0)
     assert events == 1
+
+
+async def test_the_events_the_database_writes_are_the_events_consumers_read(api, registration_settings):
+    """The waitlisted event is written from the confirmed one's payload plus the place: it must still be a
+    valid ``registration.waitlisted`` event (and the confirmed one a valid ``registration.confirmed``)."""
+    wg = await create_working_group(api.runtime, capacity=1)
+    first, second = await pending_tokens(api, registration_settings, wg, 2)
+    assert (await api.post("/v1/registrations/confirm", json={"token": first})).json()[
+        "status"
+    ] == "confirmed"
+    answer = (await api.post("/v1/registrations/confirm", json={"token": second})).json()
+    assert answer["status"] == "waitlisted" and answer["waitlist_position"] == 1
+    async with api.runtime.transaction() as session:
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT event_type, event_version, payload FROM outbox "
+                    "WHERE payload -> 'working_group' ->> 'id' = :wg AND event_type IN "
+                    "('registration.confirmed', 'registration.waitlisted') ORDER BY seq"
+                ),
+                {"wg": wg},
+            )
+        ).all()
+    assert [r.event_type for r in rows] == ["registration.confirmed", "registration.waitlisted"]
+    confirmed = ev.RegistrationConfirmed.model_validate(rows[0].payload)
+    waitlisted = ev.RegistrationWaitlisted.model_validate(rows[1].payload)
+    assert waitlisted.waitlist_position == 1 and waitlisted.registration_id != confirmed.registration_id
+    assert [r.event_version for r in rows] == [
+        ev.RegistrationConfirmed.version,
+        ev.RegistrationWaitlisted.version,
+    ]
