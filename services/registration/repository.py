@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, insert, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import and_, bindparam, func, insert, select, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -103,44 +102,13 @@ _STORE_SEAT_COUNTERS = (
 )
 # The registration, with its working group's row locked (and read after the lock was granted). The
 # registration's own columns come from the statement's snapshot, so changes of its state are made
-# conditional on the state seen here (set_confirmation_state).
+# conditional on the state seen here.
 _GROUP_PREFIX = "wg_"
 _REGISTRATION_WITH_LOCKED_GROUP = (
     select(registrations, *[c.label(_GROUP_PREFIX + c.name) for c in working_groups.c])
     .join_from(registrations, working_groups, registrations.c.working_group_id == working_groups.c.id)
     .where(registrations.c.token_hash == bindparam("token_hash"))
     .with_for_update(of=working_groups)
-)
-_SET_REGISTRATION_STATE_CTE = (
-    update(registrations)
-    .where(registrations.c.id == bindparam("registration_id"))
-    .where(registrations.c.status == bindparam("expected_status"))
-    .values(
-        status=bindparam("status"),
-        seat=bindparam("seat"),
-        waitlist_seq=bindparam("reg_waitlist_seq"),
-        # The moment the seat was decided, under the lock: the real order of confirmations.
-        confirmed_at=func.clock_timestamp(),
-        expires_at=None,
-        updated_at=bindparam("now"),
-    )
-    .returning(registrations.c.id)
-    .cte("decided")
-)
-# One statement for the decision: the registration's new state and the group's counters, or neither when
-# the registration was no longer in the expected state. One round trip less while the lock is held.
-_APPLY_DECISION = (
-    update(working_groups)
-    .where(working_groups.c.id == bindparam("wg_id"))
-    .where(exists(select(_SET_REGISTRATION_STATE_CTE.c.id)))
-    .values(
-        confirmed_general=bindparam("general"),
-        confirmed_reserved=bindparam("reserved"),
-        waitlist_seq=bindparam("waitlist_seq"),
-        waitlisted=bindparam("waitlisted"),
-        updated_at=bindparam("now"),
-    )
-    .returning(working_groups.c.id)
 )
 
 
@@ -172,42 +140,6 @@ async def store_seat_counters(session: AsyncConnection, counters: GroupCounters,
             "now": now,
         },
     )
-
-
-async def apply_decision(
-    session: AsyncConnection,
-    registration_id: uuid.UUID,
-    status: str,
-    seat: str | None,
-    waitlist_seq: int | None,
-    counters: GroupCounters,
-    now: Any,
-    *,
-    expected_status: str = "pending_confirmation",
-) -> bool:
-    """Confirmed (with its seat) or waitlisted (with its place in the queue), stamped with the decision
-    time, together with the group's counters.
-
-    Only if the registration is still in ``expected_status``; False (and nothing changed) when another
-    request (a second click, the expiry job) changed it first.
-    """
-    result = await session.execute(
-        _APPLY_DECISION,
-        {
-            "registration_id": registration_id,
-            "expected_status": expected_status,
-            "status": status,
-            "seat": seat,
-            "reg_waitlist_seq": waitlist_seq,
-            "now": now,
-            "wg_id": counters.id,
-            "general": counters.confirmed_general,
-            "reserved": counters.confirmed_reserved,
-            "waitlist_seq": counters.waitlist_seq,
-            "waitlisted": counters.waitlisted,
-        },
-    )
-    return result.first() is not None
 
 
 async def meetings_of(
@@ -382,19 +314,6 @@ async def claim_public_mail(
 
 # --- a registration's states ----------------------------------------------------------------------------
 
-# Built once: the hot path passes only parameters. An address already active in the working group makes
-# the insert do nothing (the caller then tells the person their current status).
-_INSERT_REGISTRATION = (
-    pg_insert(registrations)
-    .on_conflict_do_nothing(
-        index_elements=["working_group_id", "email_key"],
-        # Literal, not bound parameters: Postgres must match it against the partial index's predicate.
-        index_where=text("status IN ('pending_confirmation', 'confirmed', 'waitlisted')"),
-    )
-    .returning(registrations.c.id)
-)
-
-
 # The intake's one statement, written for asyncpg: the hourly opt-in budget, the registration and its
 # event, in one round trip and without BEGIN/COMMIT (a single statement is atomic). It was four round trips
 # and most of a request's CPU time through SQLAlchemy (bench/registration_throughput.py).
@@ -501,11 +420,6 @@ async def submit_registration(
     )
     assert row is not None
     return bool(row["open"]), bool(row["inserted"])
-
-
-async def insert_registration(conn: AsyncConnection, values: dict[str, Any]) -> bool:
-    """False when the address is already active in the working group (nothing was inserted)."""
-    return (await conn.execute(_INSERT_REGISTRATION, values)).first() is not None
 
 
 async def mark_cancelled(
