@@ -90,12 +90,22 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True)
 class _Item:
-    """A parsed message of a batch."""
+    """A parsed message: what applying it needs."""
 
-    message: RabbitMessage
     meta: EventMeta
     event: IntegrationEvent
     handler: Handler
+
+
+def _meta(message: RabbitMessage) -> EventMeta:
+    raw = message.raw_message
+    return EventMeta(
+        event_id=raw.message_id or "",
+        event_type=raw.type or raw.routing_key or "",
+        correlation_id=raw.correlation_id,
+        occurred_at=raw.timestamp,
+        attempt=header_int(raw.headers, ATTEMPT_HEADER, default=1),
+    )
 
 
 class PoisonMessage(Exception):
@@ -135,7 +145,7 @@ class EventConsumer:
         self._waiting: list[tuple[RabbitMessage, asyncio.Future[None]]] = []
         self._batcher: asyncio.Task[None] | None = None
         self._counters: dict[str, Any] = {}
-        # Built once; run with one row (``process``) or many (a batch: one multi-row INSERT).
+        # Built once; run with the rows of a batch (one multi-row INSERT), or the one row of ``process``.
         self._inbox_insert = insert(inbox).on_conflict_do_nothing().returning(inbox.c.message_id)
 
     @property
@@ -203,17 +213,18 @@ class EventConsumer:
     async def _handle_batch(self, messages: list[RabbitMessage]) -> None:
         """Apply a batch in one transaction and ack it. If any handler fails, the transaction is rolled back
         and each message is handled on its own (with its own retries and dead-lettering)."""
-        items: list[_Item] = []
+        parsed: list[tuple[RabbitMessage, _Item]] = []
         for message in messages:
             try:
-                items.append(self._parse(message))
+                parsed.append((message, self._parse(message)))
             except PoisonMessage as exc:
                 await self._dead_letter_poison(message, exc)
-        if not items:
+        if not parsed:
             return
-        if len(items) == 1:  # nothing to share a transaction with (a retried message comes alone)
-            await self._handle_one(items[0].message)
+        if len(parsed) == 1:  # nothing to share a transaction with (a retried message comes alone)
+            await self._handle_one(parsed[0][0])
             return
+        items = [item for _, item in parsed]
         try:
             applied = await self._when_database_answers(lambda: self._apply(items))
         except Exception as exc:
@@ -223,11 +234,11 @@ class EventConsumer:
                 size=len(items),
                 error=repr(exc),
             )
-            for item in items:
-                await self._handle_one(item.message)
+            for message, _ in parsed:
+                await self._handle_one(message)
             return
-        for item, was_applied in zip(items, applied, strict=True):
-            await item.message.ack()
+        for (message, _), was_applied in zip(parsed, applied, strict=True):
+            await message.ack()
             self._count("applied" if was_applied else "duplicate")
         if self.health is not None:
             self.health.ok(self.worker_name)
@@ -257,16 +268,9 @@ class EventConsumer:
         return applied
 
     def _parse(self, message: RabbitMessage) -> _Item:
-        raw = message.raw_message
-        meta = EventMeta(
-            event_id=raw.message_id or "",
-            event_type=raw.type or raw.routing_key or "",
-            correlation_id=raw.correlation_id,
-            occurred_at=raw.timestamp,
-            attempt=header_int(raw.headers, ATTEMPT_HEADER, default=1),
-        )
-        event, handler = self._parse_body(raw.body, meta)
-        return _Item(message, meta, event, handler)
+        meta = _meta(message)
+        event, handler = self._parse_body(message.raw_message.body, meta)
+        return _Item(meta, event, handler)
 
     async def _dead_letter_poison(self, message: RabbitMessage, exc: PoisonMessage) -> None:
         raw = message.raw_message
@@ -288,17 +292,10 @@ class EventConsumer:
 
     async def _handle_one(self, message: RabbitMessage) -> None:
         raw = message.raw_message
-        attempt = header_int(raw.headers, ATTEMPT_HEADER, default=1)
+        meta = _meta(message)
         token = correlation_id_var.set(raw.correlation_id)
         try:
             try:
-                meta = EventMeta(
-                    event_id=raw.message_id or "",
-                    event_type=raw.type or raw.routing_key or "",
-                    correlation_id=raw.correlation_id,
-                    occurred_at=raw.timestamp,
-                    attempt=attempt,
-                )
                 applied = await self._when_database_answers(lambda: self.process(body=raw.body, meta=meta))
                 await message.ack()
                 self._count("applied" if applied else "duplicate")
@@ -307,7 +304,7 @@ class EventConsumer:
             except PoisonMessage as exc:
                 await self._dead_letter_poison(message, exc)
             except Exception as exc:
-                await self._retry_or_dead_letter(message, attempt, exc)
+                await self._retry_or_dead_letter(message, meta.attempt, exc)
         finally:
             correlation_id_var.reset(token)
 
@@ -371,17 +368,9 @@ class EventConsumer:
     async def process(self, *, body: bytes, meta: EventMeta) -> bool:
         """Apply one message exactly once. Returns False when it had been applied before."""
         event, handler = self._parse_body(body, meta)
-        async with self.session_factory() as session, session.begin():
-            inserted = await session.execute(
-                self._inbox_insert,
-                {"consumer": self.queue.name, "message_id": meta.event_id, "event_type": meta.event_type},
-            )
-            if inserted.first() is None:
-                log.info("duplicate message ignored", event_id=meta.event_id, queue=self.queue.name)
-                return False
-            await handler(session, event, meta)
-        if self.after_commit:
-            self.after_commit()
+        if not (await self._apply([_Item(meta, event, handler)]))[0]:
+            log.info("duplicate message ignored", event_id=meta.event_id, queue=self.queue.name)
+            return False
         return True
 
     async def _retry_or_dead_letter(self, message: Any, attempt: int, exc: Exception) -> None:
