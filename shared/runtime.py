@@ -40,7 +40,7 @@ from shared.asyncapi import asyncapi_document
 from shared.auth import TokenVerifier
 from shared.db import SessionFactory, create_engine, create_session_factory
 from shared.http import DomainErrors, RequestContextMiddleware, install_error_handlers
-from shared.inbox import EventConsumer
+from shared.inbox import EventConsumer, Handler
 from shared.observability import (
     WorkerHealth,
     cancel_and_wait,
@@ -103,6 +103,28 @@ class ServiceRuntime:
     @property
     def policy(self) -> QueuePolicy:
         return QueuePolicy.from_settings(self.settings)
+
+    def consume(
+        self,
+        queue: ConsumerQueue,
+        handlers: dict[str, Handler],
+        inbox: Table,
+        after_commit: Callable[[], None] | None = None,
+    ) -> None:
+        """Add a consumer of ``queue`` with the service's consumer settings (attempts, prefetch, batch)."""
+        s = self.settings
+        self.consumers.append(
+            EventConsumer(
+                queue=queue,
+                handlers=handlers,
+                inbox=inbox,
+                session_factory=self.session_factory,
+                max_attempts=s.consumer_max_attempts,
+                prefetch=s.consumer_prefetch,
+                batch_size=s.consumer_batch_size,
+                after_commit=after_commit,
+            )
+        )
 
     async def declare(self, channel: AbstractChannel) -> None:
         """The whole topology, on a channel of whoever just (re)connected."""

@@ -12,7 +12,6 @@ from services.notification.mail import parse_mailbox
 from services.notification.models import inbox, outbox
 from services.notification.rendering import TemplateRenderer
 from services.notification.smtp import SmtpPool
-from shared.inbox import EventConsumer
 from shared.retention import record_counts
 from shared.runtime import PeriodicJob, ServiceRuntime, build_runtime, create_service_app
 from shared.topology import NOTIFICATION_MAIL, privacy_queue
@@ -29,34 +28,13 @@ def build(settings: NotificationSettings | None = None) -> tuple[ServiceRuntime,
         health=runtime.health,
     )
     message_id_domain = settings.message_id_domain or parse_mailbox(settings.mail_from).domain
-    runtime.consumers.append(
-        EventConsumer(
-            queue=NOTIFICATION_MAIL,
-            handlers=mail_handlers(message_id_domain),
-            inbox=inbox,
-            session_factory=runtime.session_factory,
-            max_attempts=settings.consumer_max_attempts,
-            prefetch=settings.consumer_prefetch,
-            batch_size=settings.consumer_batch_size,
-            after_commit=dispatcher.wake,
-        )
-    )
+    runtime.consume(NOTIFICATION_MAIL, mail_handlers(message_id_domain), inbox, after_commit=dispatcher.wake)
 
     async def purge_old_deliveries() -> None:
         async with runtime.transaction() as conn:
             await service.purge_old_deliveries(conn, settings)
 
-    runtime.consumers.append(
-        EventConsumer(
-            queue=privacy_queue("notification"),
-            handlers=erasure_handlers(message_id_domain),
-            inbox=inbox,
-            session_factory=runtime.session_factory,
-            max_attempts=settings.consumer_max_attempts,
-            prefetch=settings.consumer_prefetch,
-            batch_size=settings.consumer_batch_size,
-        )
-    )
+    runtime.consume(privacy_queue("notification"), erasure_handlers(message_id_domain), inbox)
 
     async def forget_recipients() -> None:
         async with runtime.transaction() as conn:

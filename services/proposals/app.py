@@ -8,7 +8,6 @@ from services.proposals import api, handlers, service
 from services.proposals.config import ProposalsSettings
 from services.proposals.models import inbox, outbox
 from shared.events import CATALOG
-from shared.inbox import EventConsumer
 from shared.ratelimit import ClientRateLimiter
 from shared.retention import record_counts
 from shared.runtime import PeriodicJob, ServiceRuntime, build_runtime, create_service_app
@@ -18,29 +17,9 @@ from shared.topology import PROPOSALS_CATALOG, privacy_queue
 def build(settings: ProposalsSettings | None = None) -> ServiceRuntime:
     settings = settings or ProposalsSettings()
     runtime = build_runtime(settings, outbox=outbox)
-    runtime.consumers.append(
-        EventConsumer(
-            queue=PROPOSALS_CATALOG,
-            handlers=handlers.catalog_handlers(),
-            inbox=inbox,
-            session_factory=runtime.session_factory,
-            max_attempts=settings.consumer_max_attempts,
-            prefetch=settings.consumer_prefetch,
-            batch_size=settings.consumer_batch_size,
-        )
-    )
+    runtime.consume(PROPOSALS_CATALOG, handlers.catalog_handlers(), inbox)
 
-    runtime.consumers.append(
-        EventConsumer(
-            queue=privacy_queue("proposals"),
-            handlers=handlers.erasure_handlers(),
-            inbox=inbox,
-            session_factory=runtime.session_factory,
-            max_attempts=settings.consumer_max_attempts,
-            prefetch=settings.consumer_prefetch,
-            batch_size=settings.consumer_batch_size,
-        )
-    )
+    runtime.consume(privacy_queue("proposals"), handlers.erasure_handlers(), inbox)
 
     async def seed() -> None:
         async with runtime.transaction() as session:

@@ -8,7 +8,6 @@ from services.registration import api, privacy, privacy_api, service
 from services.registration.config import RegistrationSettings
 from services.registration.models import inbox, outbox
 from shared.events import CATALOG
-from shared.inbox import EventConsumer
 from shared.ratelimit import ClientRateLimiter
 from shared.retention import record_counts
 from shared.runtime import PeriodicJob, ServiceRuntime, build_runtime, create_service_app
@@ -57,17 +56,7 @@ def _add_privacy(runtime: ServiceRuntime, settings: RegistrationSettings) -> Non
         ),
         (REGISTRATION_ERASURE_PROGRESS, {"privacy.erasure_completed": privacy.record_answer}),
     ):
-        runtime.consumers.append(
-            EventConsumer(
-                queue=queue,
-                handlers=handlers,
-                inbox=inbox,
-                session_factory=runtime.session_factory,
-                max_attempts=settings.consumer_max_attempts,
-                prefetch=settings.consumer_prefetch,
-                batch_size=settings.consumer_batch_size,
-            )
-        )
+        runtime.consume(queue, handlers, inbox)
 
     async def after_last_meeting() -> None:
         async with runtime.transaction() as conn:
