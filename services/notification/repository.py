@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import DateTime, Text, bindparam, delete, func, literal, or_, select, update
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -16,13 +16,46 @@ from services.notification.domain import DUE_STATUSES, PERSONAL_CONTEXT_KEYS, SE
 from services.notification.models import deliveries, outbox
 from shared.db import driver_connection
 
-# Built once, per set of columns given (building a statement per call cost as much as running it).
-_INSERT_DELIVERY = insert(deliveries).on_conflict_do_nothing(index_elements=["dedup_key"])
+_DELIVERY_COLUMNS = (
+    ("id", "uuid"),
+    ("dedup_key", "text"),
+    ("event_id", "text"),
+    ("event_type", "text"),
+    ("template", "text"),
+    ("language", "text"),
+    ("recipient_email", "text"),
+    ("recipient_name", "text"),
+    ("message_id", "text"),
+    ("context", "jsonb"),
+    ("status", "text"),
+)
+# Written for asyncpg: it runs for every mail, inside the consumer's transaction (SQLAlchemy's layers cost
+# more than the statement).
+_INSERT_DELIVERY = (
+    f"INSERT INTO {deliveries.fullname} ({', '.join(name for name, _ in _DELIVERY_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${i}::{kind}' for i, (_, kind) in enumerate(_DELIVERY_COLUMNS, start=1))}) "
+    "ON CONFLICT (dedup_key) DO NOTHING"
+)
 
 
 async def insert_delivery(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    """Record an intended mail; one already recorded under the same ``dedup_key`` stays as it is."""
-    await conn.execute(_INSERT_DELIVERY, values)
+    """Record an intended mail (``status`` defaults to pending); one already recorded under the same
+    ``dedup_key`` stays as it is. Runs in the caller's transaction, which must have begun."""
+    context = values.get("context")
+    await (await driver_connection(conn)).execute(
+        _INSERT_DELIVERY,
+        values["id"],
+        values["dedup_key"],
+        values["event_id"],
+        values["event_type"],
+        values["template"],
+        values["language"],
+        values.get("recipient_email"),
+        values.get("recipient_name"),
+        values["message_id"],
+        None if context is None else orjson.dumps(context).decode(),
+        values.get("status", "pending"),
+    )
 
 
 class ClaimedRow:
@@ -65,13 +98,17 @@ RETURNING d.*, due.previous_status
 """
 
 
-async def claim_due(conn: AsyncConnection, lease_seconds: float, limit: int) -> list[ClaimedRow]:
+async def claim_due(
+    conn: AsyncConnection, lease_seconds: float, limit: int, expire_leases: bool = True
+) -> list[ClaimedRow]:
     """Claim up to ``limit`` due rows for sending (``FOR UPDATE SKIP LOCKED``: replicas share the work),
-    counting the attempt; first, rows whose lease ran out become ``unknown``. Every time here is the
-    database's clock, so replicas whose clocks disagree never take each other's rows early. Each row
-    comes back with ``previous_status``, the state it was claimed from. Its own transaction (a savepoint
-    if the caller began one)."""
+    counting the attempt; first, with ``expire_leases``, rows whose lease ran out become ``unknown``. Every
+    time here is the database's clock, so replicas whose clocks disagree never take each other's rows
+    early. Each row comes back with ``previous_status``, the state it was claimed from. Its own transaction
+    (a savepoint if the caller began one); without ``expire_leases`` a single statement, one round trip."""
     db = await driver_connection(conn)
+    if not expire_leases:
+        return [ClaimedRow(record) for record in await db.fetch(_CLAIM, limit, float(lease_seconds))]
     async with db.transaction():
         # A lease that ran out means a sender died mid-send: whether the relay took the mail is unknown.
         await db.execute(_EXPIRE_LEASES)
