@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from services.notification.rendering import RenderedMail
 
 
-_LINE_BREAKS = {"\r", "\n", "\x00", "\u2028", "\u2029", "\x85", "\x0b", "\x0c"}
+# Control characters (C0 and DEL) and every other line break Python's str.splitlines knows (NEL, LS, PS).
+_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 # RFC 5322 atext, as dot-separated atoms; deliberately no quoted local parts.
 _LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _DOMAIN_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
@@ -59,15 +60,10 @@ class UnsafeHeader(ValueError):
     pass
 
 
-def _is_control(ch: str) -> bool:
-    return ch in _LINE_BREAKS or ord(ch) < 32 or ord(ch) == 127
-
-
 def one_line(value: str) -> str:
     """Whatever a person typed, as one header-safe line: line breaks and other control characters become
     spaces, runs of white space one space, and ``=?`` (the start of an encoded word) ``= ?``."""
-    cleaned = "".join(" " if _is_control(ch) else ch for ch in value)
-    cleaned = " ".join(cleaned.split())
+    cleaned = " ".join(_CONTROL.sub(" ", value).split())
     while "=?" in cleaned:
         cleaned = cleaned.replace("=?", "= ?")
     return cleaned
@@ -97,7 +93,7 @@ def mailbox(display_name: str, addr_spec: str) -> Address:
     ``@``, quoting, an encoded word) is refused with :class:`UnsafeHeader`. A non-ASCII domain is written
     in its IDNA form; a non-ASCII local part cannot be sent without SMTPUTF8 and is refused.
     """
-    if any(_is_control(ch) for ch in addr_spec):
+    if _CONTROL.search(addr_spec):
         raise UnsafeHeader("an e-mail address must not contain control characters")
     if addr_spec.count("@") != 1:
         raise UnsafeHeader(f"not an e-mail address: {addr_spec!r}")
@@ -116,7 +112,7 @@ def message_id_for(dedup_key: str, domain: str) -> str:
 def _check_headers(msg: Message) -> None:
     """The last guard: whatever became of a value, it must be one line without control characters."""
     for name, value in msg.items():
-        if any(_is_control(ch) for ch in str(value)):
+        if _CONTROL.search(str(value)):
             raise UnsafeHeader(f"the {name} header would contain a line break or control character")
 
 
