@@ -398,5 +398,5 @@ class Dispatcher:
             return await repo.renew_lease(conn, row.id, row.attempts, self.settings.sending_lease_seconds)
 
     async def _write_marks(self, marks: list[Mark]) -> None:
-        async with self.session_factory() as conn, conn.begin():
+        async with self.session_factory() as conn:
             await repo.write_marks(conn, marks)

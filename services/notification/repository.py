@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import DateTime, Text, bindparam, delete, func, literal, or_, select, update
+from sqlalchemy import Text, delete, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -144,47 +144,34 @@ async def due_count(conn: AsyncConnection) -> int:
     )
 
 
-# One statement for any number of marks (executemany), fenced by the attempt: it lands while the row is
-# still 'sending' under this claim, or 'unknown' because the lease ran out and nobody claimed it since
-# (the late answer is then still the truth, and spares the recipient a copy).
-_MARK = (
-    update(deliveries)
-    .where(
-        deliveries.c.id == bindparam("m_id"),
-        deliveries.c.attempts == bindparam("m_attempt"),
-        # Not in_(): an expanding parameter cannot be used with executemany.
-        or_(deliveries.c.status == "sending", deliveries.c.status == "unknown"),
-    )
-    .values(
-        status=bindparam("m_status", type_=Text),
-        last_error=bindparam("m_error", type_=Text),
-        subject=func.coalesce(bindparam("m_subject", type_=Text), deliveries.c.subject),
-        next_attempt_at=func.coalesce(
-            bindparam("m_next", type_=DateTime(timezone=True)), deliveries.c.next_attempt_at
-        ),
-        sent_at=bindparam("m_sent", type_=DateTime(timezone=True)),
-        lease_until=None,
-        updated_at=bindparam("m_at", type_=DateTime(timezone=True)),
-    )
-)
+# One statement for any number of marks (their values as arrays), fenced by the attempt: a mark lands while
+# the row is still 'sending' under this claim, or 'unknown' because the lease ran out and nobody claimed it
+# since (the late answer is then still the truth, and spares the recipient a copy). Written for asyncpg: it
+# runs for every few mails, and as one statement it needs no transaction of its own.
+_MARK = f"""
+UPDATE {deliveries.fullname} d
+SET status = m.status, last_error = m.error, subject = coalesce(m.subject, d.subject),
+    next_attempt_at = coalesce(m.next_attempt_at, d.next_attempt_at), sent_at = m.sent_at,
+    lease_until = NULL, updated_at = m.at
+FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+            $7::timestamptz[], $8::timestamptz[])
+     AS m(id, attempt, status, error, subject, next_attempt_at, sent_at, at)
+WHERE d.id = m.id AND d.attempts = m.attempt AND d.status IN ('sending', 'unknown')
+"""
 
 
 async def write_marks(conn: AsyncConnection, marks: Sequence[Mark]) -> None:
-    await conn.execute(
+    """Write each mark to its row under the same attempt (one per claim of a row)."""
+    await (await driver_connection(conn)).execute(
         _MARK,
-        [
-            {
-                "m_id": m.id,
-                "m_attempt": m.attempt,
-                "m_status": m.status,
-                "m_error": m.last_error,
-                "m_subject": m.subject,
-                "m_next": m.next_attempt_at,
-                "m_sent": m.sent_at,
-                "m_at": m.at,
-            }
-            for m in marks
-        ],
+        [m.id for m in marks],
+        [m.attempt for m in marks],
+        [m.status for m in marks],
+        [m.last_error for m in marks],
+        [m.subject for m in marks],
+        [m.next_attempt_at for m in marks],
+        [m.sent_at for m in marks],
+        [m.at for m in marks],
     )
 
 
