@@ -17,6 +17,7 @@ needed (``email.utils.formataddr``).
 
 from __future__ import annotations
 
+import binascii
 import functools
 import hashlib
 import re
@@ -74,8 +75,23 @@ _PLAIN_LINE = re.compile(r"[!-~]+(?: [!-~]+)*")
 SMTP_POLICY = _SmtpPolicy(linesep="\r\n", mangle_from_=False)
 # Our own utf-8 charset object, with quoted-printable bodies (readable German text); the email package's
 # global charset registry is left alone.
-_UTF8 = Charset("utf-8")
-_UTF8.body_encoding = QP
+class _Utf8QuotedPrintable(Charset):
+    """utf-8 bodies as quoted-printable, encoded by ``binascii`` (C) instead of ``email.quoprimime``
+    (Python, a sixth of the cost of writing a mail). Both write valid QP of the same text; only where a
+    long line is broken may differ."""
+
+    def __init__(self) -> None:
+        super().__init__("utf-8")
+        self.body_encoding = QP
+
+    def body_encode(self, string: str | bytes) -> str | bytes:  # type: ignore[override]
+        if not string:
+            return string
+        data = string.encode("utf-8") if isinstance(string, str) else string
+        return binascii.b2a_qp(data, istext=True).decode("ascii")
+
+
+_UTF8 = _Utf8QuotedPrintable()
 # Headers as base64 encoded words: the package's default for utf-8 weighs quoted-printable against base64
 # for every header and split QP lines by trial, which was half the cost of serialising a mail.
 _UTF8_HEADER = Charset("utf-8")
