@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
 
 import asyncpg
-from sqlalchemy import MetaData, event, exc
+from sqlalchemy import MetaData, event, exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 NAMING_CONVENTION = {
@@ -140,3 +141,41 @@ async def driver_connection(session: AsyncConnection) -> asyncpg.Connection:
         raw = await session.get_raw_connection()  # (re)connects, or raises what SQLAlchemy raises
     connection: asyncpg.Connection = raw.driver_connection
     return connection
+
+
+# --- writes gathered into one statement per unit of work ----------------------------------------------------
+
+_DEFERRED = "mitwirkung_deferred_writes"
+Flush: TypeAlias = Callable[[AsyncConnection, list[Any]], Awaitable[None]]
+
+
+@asynccontextmanager
+async def deferred_writes(session: AsyncConnection) -> AsyncIterator[None]:
+    """Within this block, rows handed to :func:`deferred` are written when the block ends without an error,
+    each kind by one statement (``flush(session, rows)``), in the unit's transaction: a consumer's batch
+    of events then costs one round trip per kind of row, not one per row. On an error nothing is written
+    and the rows are dropped with the rolled-back unit."""
+    pending: dict[Flush, list[Any]] = {}
+    session.info[_DEFERRED] = pending
+    try:
+        yield
+        if (
+            pending
+            and session.in_transaction()
+            and not (await driver_connection(session)).is_in_transaction()
+        ):
+            # SQLAlchemy sends BEGIN with the unit's first statement: make the writes part of the unit.
+            await session.execute(text("SELECT 1"))
+        for flush, rows in pending.items():
+            await flush(session, rows)
+    finally:
+        session.info.pop(_DEFERRED, None)
+
+
+def deferred(session: AsyncConnection, flush: Flush) -> list[Any]:
+    """The rows that ``flush`` will write at the end of the enclosing :func:`deferred_writes` block (append
+    to them). Outside such a block this raises: rows handed over would never be written."""
+    pending: dict[Flush, list[Any]] | None = session.info.get(_DEFERRED)
+    if pending is None:
+        raise RuntimeError("deferred writes need an enclosing deferred_writes(session) block")
+    return pending.setdefault(flush, [])

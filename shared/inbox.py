@@ -34,7 +34,7 @@ from sqlalchemy import Column, DateTime, MetaData, Table, Text, func, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db import SessionFactory, is_infrastructure_error
+from shared.db import SessionFactory, deferred_writes, is_infrastructure_error
 from shared.events import IntegrationEvent, event_class
 from shared.observability import (
     MESSAGES_CONSUMED,
@@ -246,7 +246,7 @@ class EventConsumer:
     async def _apply(self, items: list[_Item]) -> list[bool]:
         """The batch's inbox rows and handlers in one transaction; per item, whether it was applied (False:
         applied before, or a second copy of the same message in this batch)."""
-        async with self.session_factory() as session, session.begin():
+        async with self.session_factory() as session, session.begin(), deferred_writes(session):
             rows = [
                 {"consumer": self.queue.name, "message_id": i.meta.event_id, "event_type": i.meta.event_type}
                 for i in items

@@ -73,6 +73,8 @@ class _Folded(str):
 _PLAIN_LINE = re.compile(r"[!-~]+(?: [!-~]+)*")
 # CRLF line ends, folded at 78, and no ">From " mangling (the bodies are encoded anyway).
 SMTP_POLICY = _SmtpPolicy(linesep="\r\n", mangle_from_=False)
+
+
 # Our own utf-8 charset object, with quoted-printable bodies (readable German text); the email package's
 # global charset registry is left alone.
 class _Utf8QuotedPrintable(Charset):

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notification.domain import DUE_STATUSES, PERSONAL_CONTEXT_KEYS, SETTLED_STATUSES, Mark
 from services.notification.models import deliveries, outbox
-from shared.db import driver_connection
+from shared.db import deferred, driver_connection
 
 _DELIVERY_COLUMNS = (
     ("id", "uuid"),
@@ -29,33 +29,40 @@ _DELIVERY_COLUMNS = (
     ("context", "jsonb"),
     ("status", "text"),
 )
-# Written for asyncpg: it runs for every mail, inside the consumer's transaction (SQLAlchemy's layers cost
-# more than the statement).
-_INSERT_DELIVERY = (
+# Any number of rows in one statement (their values as arrays), written for asyncpg: it runs for every
+# batch of events (SQLAlchemy's layers cost more than the statement).
+_INSERT_DELIVERIES = (
     f"INSERT INTO {deliveries.fullname} ({', '.join(name for name, _ in _DELIVERY_COLUMNS)}) "
-    f"VALUES ({', '.join(f'${i}::{kind}' for i, (_, kind) in enumerate(_DELIVERY_COLUMNS, start=1))}) "
-    "ON CONFLICT (dedup_key) DO NOTHING"
+    "SELECT * FROM unnest("
+    + ", ".join(f"${i}::{kind}[]" for i, (_, kind) in enumerate(_DELIVERY_COLUMNS, start=1))
+    + ") ON CONFLICT (dedup_key) DO NOTHING"
 )
 
 
+async def insert_deliveries(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Record intended mails (``status`` defaults to pending); one already recorded under the same
+    ``dedup_key`` stays as it is. In the caller's transaction, which must have begun."""
+    columns: list[list[Any]] = [[] for _ in _DELIVERY_COLUMNS]
+    for row in rows:
+        for values, (name, _) in zip(columns, _DELIVERY_COLUMNS, strict=True):
+            value = row.get(name)
+            if name == "context" and value is not None:
+                value = orjson.dumps(value).decode()
+            elif name == "status" and value is None:
+                value = "pending"
+            values.append(value)
+    await (await driver_connection(conn)).execute(_INSERT_DELIVERIES, *columns)
+
+
 async def insert_delivery(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    """Record an intended mail (``status`` defaults to pending); one already recorded under the same
-    ``dedup_key`` stays as it is. Runs in the caller's transaction, which must have begun."""
-    context = values.get("context")
-    await (await driver_connection(conn)).execute(
-        _INSERT_DELIVERY,
-        values["id"],
-        values["dedup_key"],
-        values["event_id"],
-        values["event_type"],
-        values["template"],
-        values["language"],
-        values.get("recipient_email"),
-        values.get("recipient_name"),
-        values["message_id"],
-        None if context is None else orjson.dumps(context).decode(),
-        values.get("status", "pending"),
-    )
+    """One intended mail, recorded at once (see :func:`insert_deliveries`)."""
+    await insert_deliveries(conn, [values])
+
+
+def stage_delivery(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    """One intended mail, recorded with the others of the unit in one statement when its
+    ``deferred_writes`` block ends (a consumer's batch of events)."""
+    deferred(conn, insert_deliveries).append(values)
 
 
 class ClaimedRow:

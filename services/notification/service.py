@@ -27,10 +27,11 @@ from shared.outbox import add_event
 async def record_mails(
     conn: AsyncConnection, event: IntegrationEvent, meta: EventMeta, message_id_domain: str
 ) -> None:
-    """Every mail the event owes goes into the delivery log, once (its ``dedup_key``)."""
+    """Every mail the event owes goes into the delivery log, once (its ``dedup_key``): written with the
+    mails of the other events of the consumer's batch, in one statement (``repository.stage_delivery``)."""
     for intent in domain.intents_for(event):
         key = domain.dedup_key(meta.event_id, intent.template, intent.recipient.email)
-        await repo.insert_delivery(
+        repo.stage_delivery(
             conn,
             {
                 "id": uuid.uuid4(),

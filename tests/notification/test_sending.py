@@ -23,7 +23,7 @@ from services.notification.handlers import make_mail_handler
 from services.notification.models import SCHEMA
 from services.notification.rendering import TemplateRenderer
 from services.notification.smtp import RateLimiter, SmtpPool
-from shared.db import asyncpg_dsn, create_engine, create_session_factory
+from shared.db import asyncpg_dsn, create_engine, create_session_factory, deferred_writes
 from shared.events import (
     MeetingInfo,
     Recipient,
@@ -293,7 +293,7 @@ async def record_intended_mail(session_factory, email: str) -> None:
         occurred_at=None,
         attempt=1,
     )
-    async with session_factory() as session, session.begin():
+    async with session_factory() as session, session.begin(), deferred_writes(session):
         await make_mail_handler("kaiserslautern.de")(session, event, meta)
 
 
