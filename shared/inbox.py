@@ -125,6 +125,7 @@ class EventConsumer:
         max_attempts: int = 5,
         prefetch: int = 32,
         batch_size: int = 1,
+        batch_linger: float = 0.0,
         after_commit: Callable[[], None] | None = None,
     ) -> None:
         self.queue = queue
@@ -142,6 +143,7 @@ class EventConsumer:
         self._database_up.set()
         self._probe: asyncio.Task[None] | None = None
         self.batch_size = batch_size
+        self.batch_linger = batch_linger
         self._waiting: list[tuple[RabbitMessage, asyncio.Future[None]]] = []
         self._batcher: asyncio.Task[None] | None = None
         self._counters: dict[str, Any] = {}
@@ -192,7 +194,7 @@ class EventConsumer:
             return
         # Group commit: the message waits in the batch; whatever arrived while the last batch was being
         # applied goes into the next one (up to ``batch_size``), so a busy queue costs one transaction per
-        # batch and an idle one waits for nothing.
+        # batch; a batch that is not full waits ``batch_linger`` (10 ms by default) for more to join it.
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append((message, future))
         if self._batcher is None or self._batcher.done():
@@ -201,6 +203,8 @@ class EventConsumer:
 
     async def _drain(self) -> None:
         while self._waiting:
+            if len(self._waiting) < self.batch_size and self.batch_linger > 0:
+                await asyncio.sleep(self.batch_linger)  # let the next few messages join this batch
             batch = self._waiting[: self.batch_size]
             self._waiting = self._waiting[self.batch_size :]
             try:

@@ -122,6 +122,7 @@ class ServiceRuntime:
                 max_attempts=s.consumer_max_attempts,
                 prefetch=s.consumer_prefetch,
                 batch_size=s.consumer_batch_size,
+                batch_linger=s.consumer_batch_linger_seconds,
                 after_commit=after_commit,
             )
         )

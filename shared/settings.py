@@ -151,6 +151,9 @@ class ServiceSettings(BaseSettings):
     # waiting are applied in one transaction (1: each on its own).
     consumer_prefetch: int = 64
     consumer_batch_size: int = 64
+    # A batch begins this long after its first message arrived (when it is not full already), so that
+    # events trickling in at a few hundred per second share a transaction instead of taking one each.
+    consumer_batch_linger_seconds: float = 0.01
     consumer_max_attempts: int = 5
     consumer_retry_delay_ms: int = 5000
     queue_delivery_limit: int = 20
