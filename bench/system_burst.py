@@ -7,7 +7,8 @@ Postgres and RabbitMQ — as a city's IT would try it.
 burst   N registrations posted as fast as the registration service takes them (wrk, 64 connections):
         seconds from the first POST until the N-th confirm-your-registration mail is at the sink; mails
         missing and duplicated (counted by Message-ID); the mail rate while intake runs against the rate
-        once it has stopped; the peak RSS of every service process.
+        once it has stopped; the peak RSS of every service process; the CPU seconds each part of the
+        system spent meanwhile (services, sink, Postgres, RabbitMQ): where the time goes.
 steady  registrations at a fixed rate: POST→mail-at-sink latency, p50 and p99.
 
 Prints JSON on its last line. ``--smoke`` runs both briefly (a few seconds) with small numbers.
@@ -193,6 +194,40 @@ def wait_for_mails(sink: Sink, expected: int, timeout: float) -> None:
         time.sleep(0.05)
 
 
+class CpuTime:
+    """CPU seconds (user + system) each part of the system spent between ``start`` and ``stop``: the service
+    processes, the sink, and every Postgres and RabbitMQ process of the machine (their server processes
+    are shared with nobody during the run). Where the time goes, measured from outside."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self._before: dict[int, tuple[str, float]] = {}
+        self.seconds: dict[str, float] = {}
+
+    def _snapshot(self) -> dict[int, tuple[str, float]]:
+        groups = {pid: name for name, pid in self.pids.items()}
+        found: dict[int, tuple[str, float]] = {}
+        for process in psutil.process_iter(["name", "cpu_times"]):
+            name = process.info["name"] or ""
+            group = groups.get(process.pid) or (
+                "postgres" if name.startswith("postgres") else "rabbitmq" if name == "beam.smp" else None
+            )
+            times = process.info["cpu_times"]
+            if group is not None and times is not None:
+                found[process.pid] = (group, times.user + times.system)
+        return found
+
+    def start(self) -> None:
+        self._before = self._snapshot()
+
+    def stop(self) -> None:
+        totals: dict[str, float] = {}
+        for pid, (group, seconds) in self._snapshot().items():
+            earlier = self._before.get(pid)
+            totals[group] = totals.get(group, 0.0) + seconds - (earlier[1] if earlier else 0.0)
+        self.seconds = {group: round(value, 1) for group, value in sorted(totals.items())}
+
+
 class PeakRss:
     """Samples the resident set size of the service processes every 0.2 s; keeps each one's peak."""
 
@@ -273,7 +308,9 @@ def main() -> None:
         url = f"http://127.0.0.1:{ports['registration']}"
         results: dict = {"burst": args.burst}
 
+        cpu = CpuTime({**pids, "sink": sink_process.pid})
         with PeakRss(pids) as rss:
+            cpu.start()
             started, intake_done = run_burst(
                 url, infra.database_url("registration"), args.burst, args.connections
             )
@@ -281,6 +318,7 @@ def main() -> None:
             posted = asyncio.run(stored_registrations(infra.database_url("registration")))
             wait_for_mails(sink, posted, args.timeout)
             sink.refresh()
+            cpu.stop()
             last = max(sink.arrivals) if sink.arrivals else time.monotonic()
         after = [t for t in sink.arrivals if t > intake_done]
         drain = (max(after) - intake_done) if after else 0.0
@@ -296,6 +334,8 @@ def main() -> None:
             "mail_rate_during_intake_per_s": round(during_intake / intake_s, 1),
             "mail_rate_after_intake_per_s": round(len(after) / drain, 1) if drain else None,
             "peak_rss_mb": {name: round(mb, 1) for name, mb in rss.peak_mb.items()},
+            # From the first POST until the last mail: per registration, add them up and divide by N.
+            "cpu_s": cpu.seconds,
         }
         during, alone = (
             results["burst_result"]["mail_rate_during_intake_per_s"],

@@ -56,5 +56,8 @@ def test_benchmark_runs_and_prints_its_figures(name: str) -> None:
     if name == "system_burst":
         assert figures["burst_result"]["missing"] == 0 and figures["burst_result"]["duplicates"] == 0
         assert figures["steady"]["mailed"] == figures["steady"]["posted"]
+        assert {"registration", "notification", "postgres", "rabbitmq", "sink"} <= set(
+            figures["burst_result"]["cpu_s"]
+        )
     if name == "registration_throughput":
         assert figures["registration"]["non_2xx"] == 0 and not figures["confirmations"]["overbooked"]
