@@ -39,6 +39,10 @@ SMOKE_RUNS = {
         ["reads", "search", "intake"],
     ),
     "system_burst": (["--smoke"], ["burst_result", "steady"]),
+    "relay_floor": (
+        ["--events", "50", "--rounds", "1"],
+        ["relay_cpu_us_per_event", "floor_cpu_us_per_event", "relay_over_floor"],
+    ),
 }
 
 
