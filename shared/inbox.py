@@ -144,7 +144,8 @@ class EventConsumer:
         self._probe: asyncio.Task[None] | None = None
         self.batch_size = batch_size
         self.batch_linger = batch_linger
-        self._waiting: list[tuple[RabbitMessage, asyncio.Future[None]]] = []
+        # Each waiting message with the future its delivery awaits and the loop time it arrived.
+        self._waiting: list[tuple[RabbitMessage, asyncio.Future[None], float]] = []
         self._batcher: asyncio.Task[None] | None = None
         self._counters: dict[str, Any] = {}
         # Built once; run with the rows of a batch (one multi-row INSERT), or the one row of ``process``.
@@ -194,23 +195,29 @@ class EventConsumer:
             return
         # Group commit: the message waits in the batch; whatever arrived while the last batch was being
         # applied goes into the next one (up to ``batch_size``), so a busy queue costs one transaction per
-        # batch; a batch that is not full waits ``batch_linger`` (10 ms by default) for more to join it.
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((message, future))
+        # batch; a batch that is not full begins ``batch_linger`` (10 ms by default) after its oldest
+        # message arrived, so that more can join it.
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._waiting.append((message, future, loop.time()))
         if self._batcher is None or self._batcher.done():
             self._batcher = asyncio.create_task(self._drain(), name=f"batch-{self.queue.name}")
         await asyncio.shield(future)
 
     async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._waiting:
-            if len(self._waiting) < self.batch_size and self.batch_linger > 0:
-                await asyncio.sleep(self.batch_linger)  # let the next few messages join this batch
+            if len(self._waiting) < self.batch_size:
+                # Messages that waited through the last batch have lingered already.
+                linger = self._waiting[0][2] + self.batch_linger - loop.time()
+                if linger > 0:
+                    await asyncio.sleep(linger)
             batch = self._waiting[: self.batch_size]
             self._waiting = self._waiting[self.batch_size :]
             try:
-                await self._handle_batch([message for message, _ in batch])
+                await self._handle_batch([message for message, _, _ in batch])
             finally:
-                for _, future in batch:
+                for _, future, _ in batch:
                     if not future.done():
                         future.set_result(None)
 

@@ -52,9 +52,7 @@ class _SmtpPolicy(Compat32):
     the value unchanged, at about a tenth of a mail's serialisation time each."""
 
     def _fold(self, name: str, value: Any, sanitize: bool) -> str:
-        if type(value) is _Folded:
-            return f"{name}: {value}{self.linesep}"
-        if (
+        if type(value) is _Folded or (
             type(value) is str
             and value.isascii()
             and len(name) + 2 + len(value) <= (self.max_line_length or 78)

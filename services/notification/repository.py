@@ -42,16 +42,10 @@ _INSERT_DELIVERIES = (
 async def insert_deliveries(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     """Record intended mails (``status`` defaults to pending); one already recorded under the same
     ``dedup_key`` stays as it is. In the caller's transaction, which must have begun."""
-    columns: list[list[Any]] = [[] for _ in _DELIVERY_COLUMNS]
-    for row in rows:
-        for values, (name, _) in zip(columns, _DELIVERY_COLUMNS, strict=True):
-            value = row.get(name)
-            if name == "context" and value is not None:
-                value = orjson.dumps(value).decode()
-            elif name == "status" and value is None:
-                value = "pending"
-            values.append(value)
-    await (await driver_connection(conn)).execute(_INSERT_DELIVERIES, *columns)
+    columns = {name: [row.get(name) for row in rows] for name, _ in _DELIVERY_COLUMNS}
+    columns["context"] = [None if c is None else orjson.dumps(c).decode() for c in columns["context"]]
+    columns["status"] = [status or "pending" for status in columns["status"]]
+    await (await driver_connection(conn)).execute(_INSERT_DELIVERIES, *columns.values())
 
 
 async def insert_delivery(conn: AsyncConnection, values: dict[str, Any]) -> None:
