@@ -384,9 +384,9 @@ class OutboxRelay:
 
     async def _publish(self, channel: aiormq.Channel, row: asyncpg.Record) -> None:
         """One publish, on aiormq's channel under aio-pika's: with ``wait=False`` a publish does not hold the
-        channel's lock until its frames are written out, so a batch's publishes go out back to back (each
-        waited for the writer: under load one publish per event-loop cycle, ~70 per second) and their
-        confirms are awaited together. The confirm is what counts: only a confirmed row is marked."""
+        channel's lock until its frames are written out, so a batch's publishes go out back to back (the
+        connection's write queue holds a whole pass: see ``FRAME_BUFFER_SIZE`` in ``shared.runtime``) and
+        their confirms are awaited together. The confirm is what counts: only a confirmed row is marked."""
         properties = aio_pika.Message(
             b"",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
