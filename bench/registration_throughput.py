@@ -7,7 +7,10 @@ Run by hand (needs `wrk`: apt-get install -y wrk), on this machine's local Postg
 Prints JSON on its last line: requests/s and p99 of the yardstick (``bench/yardstick_app.py``: FastAPI +
 pydantic + raw asyncpg + orjson on uvloop/httptools, two INSERTs in one transaction) and of
 POST /v1/registrations (measured in the same run, rounds alternating), their ratio, and the confirmation
-rate with the overbooking check. ``outbox_backlog_at_end``: events the relay had not yet published when a
+rate with the overbooking check. A third contender, the same yardstick publishing its events as well (an
+outbox row instead of the event row, and the leanest relay in its process: ``BENCH_AMQP_URL`` in
+``bench/yardstick_app.py``), gives the ceiling for an intake that must not lose its events
+(``publishing_yardstick_cpu_ratio``, ``cpu_ratio_to_publishing_yardstick``). ``outbox_backlog_at_end``: events the relay had not yet published when a
 round ended (the relay runs in the service's process; what it has not done is not in the CPU figures).
 """
 
@@ -163,12 +166,32 @@ async def make_pending(
     return tokens
 
 
-async def outbox_backlog(database_url: str) -> int:
+async def outbox_backlog(database_url: str, table: str = "outbox") -> int:
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
-        return int(await conn.fetchval("SELECT count(*) FROM registration.outbox WHERE published_at IS NULL"))
+        return int(
+            await conn.fetchval(f"SELECT count(*) FROM registration.{table} WHERE published_at IS NULL")
+        )
     finally:
         await conn.close()
+
+
+def _yardstick_command(port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.yardstick_app:app",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
 
 
 async def seat_state(database_url: str, working_group_id: str) -> dict:
@@ -202,27 +225,18 @@ def main() -> None:
         infra = stack.enter_context(_provisioned())
         db_url = infra.database_url("registration")
         python = sys.executable
-        baseline_port, service_port = free_port(), free_port()
-        baseline = start(
-            [
-                python,
-                "-m",
-                "uvicorn",
-                "bench.yardstick_app:app",
-                "--port",
-                str(baseline_port),
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            # The schema's owner, so that the yardstick can create its two tables.
-            {**os.environ, "BENCH_DATABASE_URL": infra.migrator_url("registration")},
-        )
+        baseline_port, publishing_port, service_port = free_port(), free_port(), free_port()
+        # The schema's owner, so that the yardstick can create its tables.
+        yardstick_env = {**os.environ, "BENCH_DATABASE_URL": infra.migrator_url("registration")}
+        baseline = start(_yardstick_command(baseline_port), yardstick_env)
         stack.callback(_stop, baseline)
+        # One after the other: two concurrent CREATE TABLE IF NOT EXISTS of the same table can collide.
+        wait_until_up(f"http://127.0.0.1:{baseline_port}/docs")
+        # The same yardstick publishing its events as well (an outbox and the leanest relay in its process).
+        publishing = start(
+            _yardstick_command(publishing_port), {**yardstick_env, "BENCH_AMQP_URL": infra.amqp_url}
+        )
+        stack.callback(_stop, publishing)
         service = start(
             [python, "-m", "shared.cli", "serve", "registration"],
             {
@@ -236,18 +250,26 @@ def main() -> None:
             },
         )
         stack.callback(_stop, service)
-        wait_until_up(f"http://127.0.0.1:{baseline_port}/docs")  # the yardstick
+        wait_until_up(f"http://127.0.0.1:{publishing_port}/docs")
         wait_until_up(f"http://127.0.0.1:{service_port}/readyz")
         base_url, service_url = f"http://127.0.0.1:{baseline_port}", f"http://127.0.0.1:{service_port}"
-        for url in (base_url, service_url):
+        publishing_url = f"http://127.0.0.1:{publishing_port}"
+        for url in (base_url, publishing_url, service_url):
             run_wrk(url, register_lua(), 3, args.connections)  # warm-up
 
-        runs: dict[str, list[dict]] = {"baseline": [], "registration": []}
+        runs: dict[str, list[dict]] = {"baseline": [], "publishing_yardstick": [], "registration": []}
         for _ in range(args.rounds):
-            # Alternating, so that both see the same machine (and the same growing tables).
+            # Alternating, so that all see the same machine (and the same growing tables).
             runs["baseline"].append(
                 run_wrk(base_url, register_lua(), args.seconds, args.connections, server_pid=baseline.pid)
             )
+            run = run_wrk(
+                publishing_url, register_lua(), args.seconds, args.connections, server_pid=publishing.pid
+            )
+            run["outbox_backlog_at_end"] = asyncio.run(
+                outbox_backlog(infra.migrator_url("registration"), "yardstick_outbox")
+            )
+            runs["publishing_yardstick"].append(run)
             run = run_wrk(service_url, register_lua(), args.seconds, args.connections, server_pid=service.pid)
             # Events still waiting for the relay when the round ends: work the CPU figure above does not
             # include (a relay that falls behind makes the intake look cheaper than it is).
@@ -264,6 +286,15 @@ def main() -> None:
         results["ratios_per_round"] = [
             round(r["rps"] / b["rps"], 3) for b, r in zip(runs["baseline"], runs["registration"], strict=True)
         ]
+        # The ceiling for an intake that publishes its events: the publishing yardstick against the plain one,
+        # and the service against the publishing yardstick (by CPU time per request).
+        publishing_cpu = _median([r["cpu_ms_per_request"] for r in runs["publishing_yardstick"]])
+        results["publishing_yardstick_cpu_ratio"] = round(
+            _median([r["cpu_ms_per_request"] for r in runs["baseline"]]) / publishing_cpu, 3
+        )
+        results["cpu_ratio_to_publishing_yardstick"] = round(
+            publishing_cpu / _median([r["cpu_ms_per_request"] for r in runs["registration"]]), 3
+        )
 
         # Confirmations racing into one working group: every token confirms once; the first `capacity`
         # get seats, the rest the waitlist. Afterwards the seat counter and the rows must agree.

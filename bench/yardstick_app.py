@@ -6,24 +6,38 @@ No ORM or SQLAlchemy layer, no middleware, no outbox relay: what the real servic
 what the ratio measures.
 
     BENCH_DATABASE_URL=postgresql://… uvicorn bench.yardstick_app:app --loop uvloop --http httptools
+
+With ``BENCH_AMQP_URL`` set it also does the rest of the job, the leanest way: the event row is an outbox
+row, and a task in the same process publishes what was committed (claim up to 500 rows with
+``FOR UPDATE SKIP LOCKED``, publish them persistent with publisher confirms on aiormq, mark them), woken
+after each commit. That is the ceiling for an intake that must not lose its events: no FastAPI middleware,
+no SQLAlchemy, no idempotency, rate limit, token or catalog.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import uuid
 from contextlib import asynccontextmanager
 
+import aiormq
+import aiormq.connection
 import asyncpg
 import orjson
 from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
+from pamqp.commands import Basic
 
 from services.registration.schemas import RegistrationRequest
 
 DSN = os.environ["BENCH_DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://", 1)
 POOL_SIZE = int(os.environ.get("BENCH_POOL", "20"))
+AMQP_URL = os.environ.get("BENCH_AMQP_URL")
+EXCHANGE = os.environ.get("BENCH_EXCHANGE", "mitwirkung.events")
 pool: asyncpg.Pool | None = None
+wake = asyncio.Event()
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS registration.yardstick_people (
@@ -40,6 +54,67 @@ INSERT_PERSON = (
 INSERT_EVENT = (
     "INSERT INTO registration.yardstick_events (id, event_type, payload) VALUES ($1, $2, $3::jsonb)"
 )
+# The publishing variant: the events table is an outbox (its own table, so that the plain variant's
+# inserts do not maintain the index).
+OUTBOX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS registration.yardstick_outbox (
+    seq bigserial, id uuid PRIMARY KEY, event_type text NOT NULL, payload jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(), published_at timestamptz);
+CREATE INDEX IF NOT EXISTS yardstick_outbox_unpublished ON registration.yardstick_outbox (seq)
+    WHERE published_at IS NULL;
+"""
+INSERT_OUTBOX = (
+    "INSERT INTO registration.yardstick_outbox (id, event_type, payload) VALUES ($1, $2, $3::jsonb)"
+)
+CLAIM = (
+    "SELECT id, event_type, payload::text AS payload FROM registration.yardstick_outbox "
+    "WHERE published_at IS NULL ORDER BY seq LIMIT 500 FOR UPDATE SKIP LOCKED"
+)
+MARK = "UPDATE registration.yardstick_outbox SET published_at = now() WHERE id = ANY($1::uuid[])"
+
+
+async def relay() -> None:
+    """Publish committed events: the leanest relay that loses none (confirms before marking)."""
+    # As in the services (shared.runtime): room for a whole pass in the connection's write queue.
+    aiormq.connection.Connection.FRAME_BUFFER_SIZE = 1024
+    connection = await aiormq.connect(AMQP_URL)
+    channel = await connection.channel(publisher_confirms=True)
+    assert pool is not None
+    try:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await wake.wait()
+            wake.clear()
+            await asyncio.sleep(0.005)  # let a burst of commits gather into one pass
+            while True:
+                async with pool.acquire() as conn, conn.transaction():
+                    rows = await conn.fetch(CLAIM)
+                    confirms = await asyncio.gather(
+                        *(
+                            channel.basic_publish(
+                                row["payload"].encode(),
+                                exchange=EXCHANGE,
+                                routing_key=row["event_type"],
+                                properties=Basic.Properties(
+                                    delivery_mode=2,
+                                    message_id=str(row["id"]),
+                                    message_type=row["event_type"],
+                                    content_type="application/json",
+                                ),
+                                wait=False,
+                            )
+                            for row in rows
+                        )
+                    )
+                    published = [
+                        row["id"] for row, c in zip(rows, confirms, strict=True) if isinstance(c, Basic.Ack)
+                    ]
+                    await conn.execute(MARK, published)
+                if len(rows) < 500:
+                    break
+    finally:
+        await connection.close()
 
 
 @asynccontextmanager
@@ -48,7 +123,14 @@ async def lifespan(app: FastAPI):
     pool = await asyncpg.create_pool(DSN, min_size=POOL_SIZE, max_size=POOL_SIZE)
     async with pool.acquire() as conn:
         await conn.execute(SCHEMA)
+        if AMQP_URL:
+            await conn.execute(OUTBOX_SCHEMA)
+    publisher = asyncio.create_task(relay()) if AMQP_URL else None
     yield
+    if publisher is not None:
+        publisher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await publisher
     await pool.close()
 
 
@@ -70,9 +152,11 @@ async def register(body: RegistrationRequest) -> ORJSONResponse:
             body.participant_type,
         )
         await conn.execute(
-            INSERT_EVENT,
+            INSERT_OUTBOX if AMQP_URL else INSERT_EVENT,
             uuid.uuid4(),
             "registration.submitted",
             orjson.dumps(body.model_dump(mode="json")).decode(),
         )
+    if AMQP_URL:
+        wake.set()
     return ORJSONResponse({"id": str(registration_id), "status": "pending_confirmation"}, status_code=202)

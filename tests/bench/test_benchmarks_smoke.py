@@ -27,7 +27,14 @@ SMOKE_RUNS = {
             "--connections",
             "8",
         ],
-        ["baseline", "registration", "ratio", "confirmations"],
+        [
+            "baseline",
+            "publishing_yardstick",
+            "registration",
+            "ratio",
+            "cpu_ratio_to_publishing_yardstick",
+            "confirmations",
+        ],
     ),
     "notification_throughput": (
         ["--n", "40", "--connections", "2"],
@@ -65,3 +72,4 @@ def test_benchmark_runs_and_prints_its_figures(name: str) -> None:
         )
     if name == "registration_throughput":
         assert figures["registration"]["non_2xx"] == 0 and not figures["confirmations"]["overbooked"]
+        assert figures["publishing_yardstick"]["non_2xx"] == 0
