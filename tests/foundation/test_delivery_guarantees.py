@@ -307,6 +307,20 @@ async def test_an_unroutable_publish_is_an_error_and_the_row_stays_unpublished(r
             await session.execute(outbox.delete().where(outbox.c.id == event_id))
 
 
+async def test_a_whole_relay_pass_fits_the_connections_write_queue(registration_settings):
+    """aiormq hands outgoing frames to its writer task through a bounded queue; a publish beyond its size
+    waits for the event loop's next turn. Under full intake that held the relay to about 500 events/s
+    while 1,200/s came in, and its backlog grew for as long as the load lasted."""
+    app = registration_app(registration_settings.model_copy(update={"outbox_poll_interval": 3600}))
+    runtime = app.state.runtime
+    async with app.router.lifespan_context(app):
+        await asyncio.wait_for(runtime.broker_ready.wait(), 30)
+        channel = await runtime.relay._publishing_channel()
+        assert (
+            channel.write_queue.maxsize >= runtime.relay.batch_size == registration_settings.outbox_batch_size
+        )
+
+
 async def test_a_service_role_cannot_read_another_services_schema(
     registration_settings, notification_settings
 ):
