@@ -31,6 +31,7 @@ from fastapi.responses import ORJSONResponse
 from pamqp.commands import Basic
 
 from services.registration.schemas import RegistrationRequest
+from shared.runtime import AMQP_WRITE_QUEUE_FRAMES
 
 DSN = os.environ["BENCH_DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://", 1)
 POOL_SIZE = int(os.environ.get("BENCH_POOL", "20"))
@@ -75,8 +76,8 @@ MARK = "UPDATE registration.yardstick_outbox SET published_at = now() WHERE id =
 
 async def relay() -> None:
     """Publish committed events: the leanest relay that loses none (confirms before marking)."""
-    # As in the services (shared.runtime): room for a whole pass in the connection's write queue.
-    aiormq.connection.Connection.FRAME_BUFFER_SIZE = 1024
+    # As in the services: room for a whole pass in the connection's write queue.
+    aiormq.connection.Connection.FRAME_BUFFER_SIZE = AMQP_WRITE_QUEUE_FRAMES
     connection = await aiormq.connect(AMQP_URL)
     channel = await connection.channel(publisher_confirms=True)
     assert pool is not None

@@ -385,7 +385,7 @@ class OutboxRelay:
     async def _publish(self, channel: aiormq.Channel, row: asyncpg.Record) -> None:
         """One publish, on aiormq's channel under aio-pika's: with ``wait=False`` a publish does not hold the
         channel's lock until its frames are written out, so a batch's publishes go out back to back (the
-        connection's write queue holds a whole pass: see ``FRAME_BUFFER_SIZE`` in ``shared.runtime``) and
+        connection's write queue holds a whole pass: see ``AMQP_WRITE_QUEUE_FRAMES`` in ``shared.runtime``) and
         their confirms are awaited together. The confirm is what counts: only a confirmed row is marked."""
         properties = aio_pika.Message(
             b"",

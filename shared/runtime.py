@@ -63,7 +63,15 @@ log = get_logger(__name__)
 # 1,200/s, and its backlog grew for as long as the load lasted. With room for a whole pass (and a
 # consumer's batch of acks), what a pass publishes goes out in the turn it is made. Every connection of
 # the process (relay, FastStream's) then holds at most this many frames, about a megabyte.
-aiormq.connection.Connection.FRAME_BUFFER_SIZE = 1024
+AMQP_WRITE_QUEUE_FRAMES = 1024
+
+
+def _make_room_for_a_relay_pass(outbox_batch_size: int) -> None:
+    """Size the AMQP write queue of every connection the process opens for a whole relay pass."""
+    connection = aiormq.connection.Connection
+    connection.FRAME_BUFFER_SIZE = max(
+        connection.FRAME_BUFFER_SIZE, AMQP_WRITE_QUEUE_FRAMES, outbox_batch_size
+    )
 
 
 @dataclass
@@ -357,6 +365,7 @@ def build_runtime(
     *,
     outbox: Table | None,
 ) -> ServiceRuntime:
+    _make_room_for_a_relay_pass(settings.outbox_batch_size)  # before any connection is opened
     engine = create_engine(
         settings.database_url,
         settings.db_schema,

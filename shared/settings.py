@@ -140,7 +140,7 @@ class ServiceSettings(BaseSettings):
     # Rows per relay pass; their publishes go out back to back and their confirms are awaited together.
     # A pass costs a handful of round trips, each a turn of a busy event loop, so under full intake the
     # relay fell behind with 100 rows per pass (bench/system_burst.py: mails during intake 148/s; 500: 213/s).
-    # Keep it below the AMQP write queue (1,024 frames, shared.runtime) so that a pass goes out in one turn.
+    # The AMQP write queue is sized for a whole pass (shared.runtime), so that a pass goes out in one turn.
     outbox_batch_size: int = 500
     outbox_publish_timeout: float = 10.0
     # Published outbox rows (they carry personal data) and inbox rows are deleted after these ages.
