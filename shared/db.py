@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -179,3 +180,86 @@ def deferred(session: AsyncConnection, flush: Flush) -> list[Any]:
     if pending is None:
         raise RuntimeError("deferred writes need an enclosing deferred_writes(session) block")
     return pending.setdefault(flush, [])
+
+
+class DatabaseSignal:
+    """A wake-up call between processes over Postgres ``LISTEN/NOTIFY``, on a connection of its own
+    (autocommit, outside any business transaction: a NOTIFY inside one holds a database-wide lock until it
+    commits).
+
+    ``send()`` is for a synchronous hook (an ``after_commit``): it never waits. At most one NOTIFY is in
+    flight; whatever is sent meanwhile becomes one more after it, at least ``min_interval`` seconds later.
+    ``listen(callback)`` calls ``callback`` on every notification, and once when the connection is lost;
+    calling it again reconnects a lost connection. A signal is only a hint: one sent while nobody listened, or while
+    the database was away, is lost, so a listener still polls.
+    """
+
+    def __init__(self, database_url: str, channel: str, min_interval: float = 0.005) -> None:
+        self.dsn = asyncpg_dsn(database_url)
+        self.channel = channel
+        self.min_interval = min_interval
+        self._connection: asyncpg.Connection | None = None
+        self._callback: Callable[[], None] | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._again = False
+
+    async def _connected(self) -> asyncpg.Connection:
+        if self._connection is None or self._connection.is_closed():
+            self._connection = None
+            connection = await asyncpg.connect(self.dsn, timeout=5)
+            if self._callback is not None:
+                callback = self._callback
+                await connection.add_listener(self.channel, lambda *_: callback())
+                # A lost connection hears nothing more: the listener is called, so that it looks for
+                # what it may have missed, and listens again.
+                connection.add_termination_listener(lambda *_: callback())
+            self._connection = connection
+        return self._connection
+
+    async def listen(self, callback: Callable[[], None]) -> bool:
+        """Listen (again, if the connection was lost); False while the database cannot be reached."""
+        if self._callback != callback and self._connection is not None:
+            await self.close()
+        self._callback = callback
+        try:
+            await self._connected()
+            return True
+        except Exception as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return False
+
+    def send(self) -> None:
+        if self._sender is not None and not self._sender.done():
+            self._again = True
+            return
+        self._again = False
+        self._sender = asyncio.get_running_loop().create_task(self._send(), name=f"notify-{self.channel}")
+
+    async def notify(self) -> None:
+        """One NOTIFY, now (raises if the database cannot be reached)."""
+        await (await self._connected()).execute(f'NOTIFY "{self.channel}"')
+
+    async def _send(self) -> None:
+        while True:
+            try:
+                await self.notify()
+            except Exception as exc:
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                self._connection = None  # the listener's poll covers what was lost
+            await asyncio.sleep(self.min_interval)
+            if not self._again:
+                return
+            self._again = False
+
+    async def close(self) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(BaseException):
+                await self._sender
+            self._sender = None
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.close(timeout=2)
+            self._connection = None

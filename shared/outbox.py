@@ -58,7 +58,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.db import SessionFactory, asyncpg_dsn, driver_connection, is_infrastructure_error
+from shared.db import DatabaseSignal, SessionFactory, driver_connection, is_infrastructure_error
 from shared.events import IntegrationEvent
 from shared.observability import (
     OUTBOX_BACKLOG,
@@ -214,7 +214,7 @@ class OutboxRelay:
         self._woken_locally = False
         self._last_notify = 0.0
         self._last_backlog = 0.0
-        self._listener: asyncpg.Connection | None = None
+        self._signal = DatabaseSignal(database_url, notify_channel(outbox.schema or "public"))
         self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -225,7 +225,7 @@ class OutboxRelay:
     async def stop(self) -> None:
         if self._task:
             await cancel_and_wait(self._task)
-        await self._close_listener()
+        await self._signal.close()
         await self._drop_connection()
 
     async def _drop_connection(self) -> None:
@@ -416,36 +416,19 @@ class OutboxRelay:
     # -- LISTEN/NOTIFY ---------------------------------------------------------------------------------
 
     async def _ensure_listener(self) -> None:
-        if self._listener is not None and not self._listener.is_closed():
-            return
-        try:
-            self._listener = await asyncpg.connect(asyncpg_dsn(self.database_url), timeout=5)
-            schema = self.outbox.schema or "public"
-            await self._listener.add_listener(notify_channel(schema), lambda *_: self._wake.set())
-        except Exception as exc:  # polling covers us until the database answers again
-            reraise_if_cancelled(exc)
-            log.info("outbox listener not connected", error=str(exc), service=self.service)
-            self._listener = None
+        if not await self._signal.listen(self._wake.set):  # polling covers us until the database answers
+            log.info("outbox listener not connected", service=self.service)
 
     async def _notify_other_replicas(self) -> None:
         """One NOTIFY per interval at most, and only when this process committed new rows."""
-        if not self._woken_locally or self._listener is None:
+        if not self._woken_locally:
             return
         if time.monotonic() - self._last_notify < self.notify_interval:
             return
         self._woken_locally = False
         self._last_notify = time.monotonic()
-        schema = self.outbox.schema or "public"
-        try:
-            await self._listener.execute(f"NOTIFY {notify_channel(schema)}")
-        except Exception as exc:
-            reraise_if_cancelled(exc)
-
-    async def _close_listener(self) -> None:
-        if self._listener is not None:
-            with contextlib.suppress(Exception):
-                await self._listener.close(timeout=2)
-            self._listener = None
+        with contextlib.suppress(Exception):
+            await self._signal.notify()
 
 
 class _RelayStatements:

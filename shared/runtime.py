@@ -104,6 +104,8 @@ class ServiceRuntime:
     consumers: list[EventConsumer] = field(default_factory=list)
     jobs: list[PeriodicJob] = field(default_factory=list)
     workers: list[Worker] = field(default_factory=list)
+    # Closed when the process stops, after the workers and consumers (connections of the service's own).
+    closing: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     extra_queues: tuple[ConsumerQueue, ...] = ()
     broker_ready: asyncio.Event = field(default_factory=asyncio.Event)
     # A service's per-process caches, owned by its runtime: two runtimes in one process (two replicas
@@ -117,6 +119,11 @@ class ServiceRuntime:
     @property
     def queues(self) -> tuple[ConsumerQueue, ...]:
         return QUEUES + self.extra_queues
+
+    @property
+    def uses_broker(self) -> bool:
+        """False for a process that neither consumes nor publishes (a mail sender of its own)."""
+        return bool(self.consumers or self.relay)
 
     @property
     def policy(self) -> QueuePolicy:
@@ -180,7 +187,10 @@ class ServiceRuntime:
         for consumer in self.consumers:
             consumer.health = self.health
             self.health.register(consumer.worker_name)
-        self._tasks.append(asyncio.create_task(self._connect_broker(), name="broker-connect"))
+        if self.uses_broker:
+            self._tasks.append(asyncio.create_task(self._connect_broker(), name="broker-connect"))
+        else:
+            self.health.unregister("broker")
         self._tasks.append(asyncio.create_task(self._watch_database(), name="database-watch"))
         for job in self.jobs:
             self.health.register(f"job:{job.name}")
@@ -202,6 +212,9 @@ class ServiceRuntime:
             await cancel_and_wait(task)
         for consumer in self.consumers:
             await consumer.close()
+        for close in self.closing:
+            with contextlib.suppress(Exception):
+                await close()
         if self.relay:
             await self.relay.stop()
         with contextlib.suppress(Exception):
@@ -468,7 +481,9 @@ def create_service_app(
     async def readyz() -> JSONResponse:
         # Ready means: what this service accepts is stored. That needs the database; it does not need
         # the broker, whose absence the outbox absorbs (and the body reports).
-        checks = {"database": await runtime.database_ready(), "broker": await runtime.broker_reachable()}
+        checks = {"database": await runtime.database_ready()}
+        if runtime.uses_broker:
+            checks["broker"] = await runtime.broker_reachable()
         ok = checks["database"]
         return JSONResponse(
             {"status": "ready" if ok else "not ready", "checks": checks, "workers": runtime.health.report()},

@@ -6,35 +6,52 @@ from fastapi import FastAPI
 
 from services.notification import api, service
 from services.notification.config import NotificationSettings
-from services.notification.dispatcher import Dispatcher
+from services.notification.dispatcher import DUE_CHANNEL, Dispatcher
 from services.notification.handlers import erasure_handlers, mail_handlers
 from services.notification.mail import parse_mailbox
 from services.notification.models import inbox, outbox
 from services.notification.rendering import TemplateRenderer
 from services.notification.smtp import SmtpPool
+from shared.db import DatabaseSignal
 from shared.retention import record_counts
 from shared.runtime import PeriodicJob, ServiceRuntime, build_runtime, create_service_app
 from shared.topology import NOTIFICATION_MAIL, privacy_queue
 
 
 def build(settings: NotificationSettings | None = None) -> tuple[ServiceRuntime, Dispatcher]:
+    """The process's parts by ``settings.role``: "all" of them, or the "ingest" or the "sender" side."""
     settings = settings or NotificationSettings()
-    runtime = build_runtime(settings, outbox=outbox)
+    ingests, sends = settings.role in ("all", "ingest"), settings.role in ("all", "sender")
+    runtime = build_runtime(settings, outbox=outbox if ingests else None)
+    # Between processes, "mails were recorded" travels as a NOTIFY; within one, as a direct call.
+    signal = DatabaseSignal(settings.database_url, DUE_CHANNEL) if settings.role != "all" else None
     dispatcher = Dispatcher(
         settings,
         runtime.session_factory,
         TemplateRenderer(),
         SmtpPool(settings, runtime.session_factory),
         health=runtime.health,
+        signal=signal if sends else None,
     )
+    if sends:
+        # A worker, not a job: a stop lets it finish (or hand back) the mails it claimed.
+        runtime.workers.append(dispatcher)
+    if not ingests:
+        return runtime, dispatcher
     message_id_domain = settings.message_id_domain or parse_mailbox(settings.mail_from).domain
-    runtime.consume(NOTIFICATION_MAIL, mail_handlers(message_id_domain), inbox, after_commit=dispatcher.wake)
+    runtime.consume(
+        NOTIFICATION_MAIL,
+        mail_handlers(message_id_domain),
+        inbox,
+        after_commit=dispatcher.wake if signal is None else signal.send,
+    )
+    runtime.consume(privacy_queue("notification"), erasure_handlers(message_id_domain), inbox)
+    if signal is not None:
+        runtime.closing.append(signal.close)
 
     async def purge_old_deliveries() -> None:
         async with runtime.transaction() as conn:
             await service.purge_old_deliveries(conn, settings)
-
-    runtime.consume(privacy_queue("notification"), erasure_handlers(message_id_domain), inbox)
 
     async def forget_recipients() -> None:
         async with runtime.transaction() as conn:
@@ -43,8 +60,6 @@ def build(settings: NotificationSettings | None = None) -> tuple[ServiceRuntime,
 
     runtime.jobs.append(PeriodicJob("forget-recipients", settings.retention_job_interval, forget_recipients))
     runtime.jobs.append(PeriodicJob("purge-deliveries", settings.purge_job_interval, purge_old_deliveries))
-    # A worker, not a job: a stop lets it finish (or hand back) the mails it claimed.
-    runtime.workers.append(dispatcher)
     return runtime, dispatcher
 
 
@@ -55,8 +70,8 @@ def create_app(settings: NotificationSettings | None = None) -> FastAPI:
         title="Mitwirkung — notification",
         description="Turns events into mail to residents, in their language, exactly once.",
         routers=[api.router],
-        consumes=[NOTIFICATION_MAIL, privacy_queue("notification")],
-        publishes=["privacy.erasure_completed"],
+        consumes=[NOTIFICATION_MAIL, privacy_queue("notification")] if runtime.consumers else [],
+        publishes=["privacy.erasure_completed"] if runtime.relay else [],
         domain_errors=api.DOMAIN_ERRORS,
     )
     app.state.dispatcher = dispatcher

@@ -7,6 +7,13 @@ class NotificationSettings(ServiceSettings):
     service_name: ClassVar[str] = "notification"
     model_config = settings_config("NOTIFICATION_")
 
+    # Which parts of the service this process runs. "all": everything (one process is enough for a small
+    # city and for development). Under load, run them as separate processes, each scalable on its own:
+    # "ingest" consumes the events, records the mails they owe, serves the API and runs the jobs;
+    # "sender" sends what is recorded (replicas share the work). An ingest process wakes the senders with
+    # a Postgres NOTIFY after each commit; a sender also polls every ``sender_poll_interval`` seconds.
+    role: Literal["all", "ingest", "sender"] = "all"
+
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
     smtp_username: str = ""

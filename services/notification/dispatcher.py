@@ -41,7 +41,7 @@ from services.notification.domain import Mark, RetryPolicy, mark_for
 from services.notification.mail import build_message, mailbox, parse_mailbox
 from services.notification.rendering import TemplateRenderer
 from services.notification.smtp import SendResult, SmtpPool
-from shared.db import SessionFactory
+from shared.db import DatabaseSignal, SessionFactory
 from shared.observability import WorkerHealth, cancel_and_wait, get_logger, reraise_if_cancelled
 from shared.retry import log_before_retry, wait_exponential_capped
 
@@ -51,6 +51,8 @@ MARK_WRITE_FIRST_RETRY_DELAY = 0.2
 # How often a sender looks for claims whose lease ran out (a sender died mid-send).
 LEASE_CHECK_INTERVAL = 1.0
 WORKER = "mail-sender"
+# The NOTIFY channel on which an ingest process tells the senders that mails were recorded.
+DUE_CHANNEL = "notification_mail_due"
 
 
 @dataclass(frozen=True)
@@ -135,8 +137,11 @@ class Dispatcher:
         pool: SmtpPool,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         health: WorkerHealth | None = None,
+        signal: DatabaseSignal | None = None,
     ) -> None:
         self.settings = settings
+        # A sender in a process of its own is woken by the ingest processes over this (and polls).
+        self.signal = signal
         self.session_factory = session_factory
         self.renderer = renderer
         self.pool = pool
@@ -242,6 +247,8 @@ class Dispatcher:
         and no more rows due."""
         in_flight: set[asyncio.Task[None]] = set()
         try:
+            if self.signal is not None:
+                await self.signal.listen(self.wake)
             while not self._stopping:
                 room = self.claim_limit - len(in_flight)
                 if in_flight and room < max(1, self.claim_limit // 2):
@@ -268,6 +275,8 @@ class Dispatcher:
                     await self._until_one_finishes(in_flight)
                     continue
                 self.passes += 1
+                if self.signal is not None:
+                    await self.signal.listen(self.wake)  # again, if the database was away
                 with contextlib.suppress(TimeoutError):
                     # asyncio.timeout, not wait_for: see OutboxRelay.run (a swallowed cancellation).
                     async with asyncio.timeout(self.settings.sender_poll_interval):
@@ -285,6 +294,8 @@ class Dispatcher:
                 await asyncio.gather(*in_flight, return_exceptions=True)
             await self.marks.drain()
             await self.pool.close()
+            if self.signal is not None:
+                await self.signal.close()
 
     async def _until_one_finishes(self, in_flight: set[asyncio.Task[None]]) -> None:
         """Until a send under way finishes, or the dispatcher is woken (to stop, or new rows are due)."""
