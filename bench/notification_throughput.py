@@ -8,10 +8,13 @@ and removed, as for the tests):
 
 (i)  bare: ``--connections`` aiosmtplib connections send N multipart/alternative mails, each built with
      the standard ``email`` package (about the size of our real mails), as fast as they can;
-(ii) pipeline: the notification app runs in this process (``smtp_pool_size=--connections``, no rate
-     limit, INFO logging as in production, written to a file); a separate process publishes N
-     ``registration.submitted`` events to the exchange, as the registration service would; the clock
-     runs from the first publish until all N deliveries are ``sent``.
+(ii) pipeline: the notification service as it is deployed (``--layout split``, the default): its ingest
+     side (``NOTIFICATION_ROLE=ingest``) as a process of its own, as Postgres and RabbitMQ are, and its
+     sender (``NOTIFICATION_ROLE=sender``, ``smtp_pool_size=--connections``) in this process, beside the
+     sink, where the bare sender runs; ``--layout one-process`` runs the whole service here instead. No
+     rate limit; INFO logging as in production (the sender's written to a file). A separate process
+     publishes N ``registration.submitted`` events to the exchange, as the registration service would;
+     the clock runs from the first publish until all N deliveries are ``sent``.
 
 Both sides run on uvloop, as the services do in production (uvicorn picks it when it is installed) and as
 the leanest sender would. The sink (aiosmtpd, a thread of this process) answers 250 to everything; its own
@@ -243,7 +246,30 @@ async def wait_sent(dsn: str, run: str, n: int, timeout: float, publisher: async
         await conn.close()
 
 
-async def pipeline(database_url: str, amqp_url: str, sink: Sink, port: int, n: int, connections: int) -> dict:
+def start_ingest(database_url: str, amqp_url: str) -> subprocess.Popen:
+    """The notification service's ingest side as its own process, as deployed."""
+    from bench.registration_throughput import start, wait_until_up
+
+    port = free_port()
+    process = start(
+        [sys.executable, "-m", "shared.cli", "serve", "notification"],
+        {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "AMQP_URL": amqp_url,
+            "NOTIFICATION_DATABASE_URL": database_url,
+            "NOTIFICATION_ROLE": "ingest",
+            "NOTIFICATION_PORT": str(port),
+            "LOG_LEVEL": "INFO",
+        },
+    )
+    wait_until_up(f"http://127.0.0.1:{port}/readyz")
+    return process
+
+
+async def pipeline(
+    database_url: str, amqp_url: str, sink: Sink, port: int, n: int, connections: int, split: bool
+) -> dict:
     from services.notification.app import create_app
     from services.notification.config import NotificationSettings
 
@@ -254,6 +280,7 @@ async def pipeline(database_url: str, amqp_url: str, sink: Sink, port: int, n: i
         smtp_pool_size=connections,
         rate_limit_per_minute=0,
         environment="development",
+        role="sender" if split else "all",
     )
     app = create_app(settings)
     # Production log level and format, but into a file: the last line of stdout is ours.
@@ -265,7 +292,8 @@ async def pipeline(database_url: str, amqp_url: str, sink: Sink, port: int, n: i
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     dsn = asyncpg_dsn(database_url)
     async with app.router.lifespan_context(app):
-        await asyncio.wait_for(app.state.runtime.broker_ready.wait(), 30)
+        if not split:
+            await asyncio.wait_for(app.state.runtime.broker_ready.wait(), 30)
         run = uuid.uuid4().hex[:8]
         _, publisher = await publish_from_another_process(amqp_url, run, 0, WARMUP)
         await wait_sent(dsn, run, WARMUP, 60, publisher)
@@ -311,6 +339,12 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=("bare", "pipeline"), help="run one side (for profiling); no ratio then"
     )
+    parser.add_argument(
+        "--layout",
+        choices=("split", "one-process"),
+        default="split",
+        help="the service's ingest side as its own process (as deployed), or all of it in one",
+    )
     args = parser.parse_args()
 
     logging.getLogger("mail.log").setLevel(logging.WARNING)
@@ -320,19 +354,20 @@ def main() -> None:
     controller.start()
     with ExitStack() as stack:
         stack.callback(controller.stop)
-        summary: dict = {"n": args.n, "connections": args.connections}
+        summary: dict = {"n": args.n, "connections": args.connections, "layout": args.layout}
         if args.only != "pipeline":
             bare_rate = _run(bare(port, args.n, args.connections))
             summary.update(bare_mails_per_s=round(bare_rate, 1), bare_mail_bytes=sink.bytes)
         if args.only != "bare":
+            from bench.registration_throughput import _stop
             from tests.support.infra import provision
 
             infra = provision(stack)
-            result = _run(
-                pipeline(
-                    infra.database_url("notification"), infra.amqp_url, sink, port, args.n, args.connections
-                )
-            )
+            database_url = infra.database_url("notification")
+            split = args.layout == "split"
+            if split:
+                stack.callback(_stop, start_ingest(database_url, infra.amqp_url))
+            result = _run(pipeline(database_url, infra.amqp_url, sink, port, args.n, args.connections, split))
             summary.update(
                 pipeline_mails_per_s=round(result["mails_per_s"], 1),
                 pipeline_mail_bytes=sink.bytes,

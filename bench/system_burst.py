@@ -1,4 +1,5 @@
-"""The whole system on one machine: the three services as their own processes, an aiosmtpd sink (its own
+"""The whole system on one machine: the three services as their own processes (as ``mitwirkung dev`` runs
+them: the notification service's ingest side and its sender apart), an aiosmtpd sink (its own
 process, `bench/sink.py`), local
 Postgres and RabbitMQ — as a city's IT would try it.
 
@@ -35,10 +36,9 @@ import asyncpg
 import psutil
 
 from bench.registration_throughput import _provisioned, _stop, start, wait_until_up
+from shared.cli import PROCESSES
 from shared.db import asyncpg_dsn
 from tests.support.smtp import free_port
-
-SERVICES = ("registration", "notification", "proposals")
 
 BURST_LUA = """
 local counter = 0
@@ -279,7 +279,7 @@ def main() -> None:
         assert sink_process.stdout is not None and sink_process.stdout.readline().strip() == "ready"
         sink = Sink(arrivals)
         infra = stack.enter_context(_provisioned())
-        ports = {name: free_port() for name in SERVICES}
+        ports = {name: free_port() for name, _, _ in PROCESSES}
         env = {
             **os.environ,
             "AMQP_URL": infra.amqp_url,
@@ -291,19 +291,21 @@ def main() -> None:
             "PROPOSALS_RATE_LIMIT_PER_MINUTE": "0",
         }
         pids = {}
-        for name in SERVICES:
-            prefix = name.upper()
+        # The processes `mitwirkung dev` runs (the notification service as its ingest side and its sender).
+        for name, service, extra in PROCESSES:
+            prefix = service.upper()
             process = start(
-                [sys.executable, "-m", "shared.cli", "serve", name],
+                [sys.executable, "-m", "shared.cli", "serve", service],
                 {
                     **env,
-                    f"{prefix}_DATABASE_URL": infra.database_url(name),
+                    **extra,
+                    f"{prefix}_DATABASE_URL": infra.database_url(service),
                     f"{prefix}_PORT": str(ports[name]),
                 },
             )
             stack.callback(_stop, process)
             pids[name] = process.pid
-        for name in SERVICES:
+        for name in ports:
             wait_until_up(f"http://127.0.0.1:{ports[name]}/readyz")
         url = f"http://127.0.0.1:{ports['registration']}"
         results: dict = {"burst": args.burst}

@@ -35,6 +35,14 @@ _SETTINGS = {
     "proposals": "services.proposals.config:ProposalsSettings",
 }
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+# The processes of the whole system, each a service with the environment it adds: the notification
+# service as its ingest side and its sender (see NotificationSettings.role), each scalable on its own.
+PROCESSES: tuple[tuple[str, str, dict[str, str]], ...] = (
+    ("registration", "registration", {}),
+    ("notification", "notification", {"NOTIFICATION_ROLE": "ingest"}),
+    ("notification-sender", "notification", {"NOTIFICATION_ROLE": "sender", "NOTIFICATION_PORT": "8004"}),
+    ("proposals", "proposals", {}),
+)
 
 
 def load_settings(service: str) -> ServiceSettings:
@@ -110,10 +118,13 @@ def cmd_dev(args: argparse.Namespace) -> int:
     env.setdefault("LOG_JSON", "false")
     exe = [sys.executable, "-m", "shared.cli"]
     procs = [subprocess.Popen([*exe, "mailsink", "--directory", args.mail_dir], env=env)]
-    procs += [subprocess.Popen([*exe, "serve", s], env=env) for s in SERVICES]
+    procs += [
+        subprocess.Popen([*exe, "serve", service], env={**env, **extra}) for _, service, extra in PROCESSES
+    ]
     print(
-        "Mitwirkung is starting: registration http://127.0.0.1:8001/docs, notification :8002, "
-        f"proposals :8003; mails land in {args.mail_dir}/ (SMTP sink on 127.0.0.1:1025). Ctrl-C stops.",
+        "Mitwirkung is starting: registration http://127.0.0.1:8001/docs, notification :8002 (its mail "
+        f"sender :8004), proposals :8003; mails land in {args.mail_dir}/ (SMTP sink on 127.0.0.1:1025). "
+        "Ctrl-C stops.",
         flush=True,
     )
 

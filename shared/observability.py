@@ -42,7 +42,12 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
     ]
     renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
-        processors=[*shared_processors, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # A line below the logger's level is dropped first, before it costs a time stamp and a dict.
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared_processors,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
@@ -95,6 +100,9 @@ WORKER_LAST_SUCCESS = Gauge(
     "mitwirkung_worker_last_success_timestamp_seconds",
     "When a background worker last did its work successfully (Unix time)",
     ["service", "worker"],
+)
+MAIL_ATTEMPTS = Counter(
+    "mitwirkung_mail_attempts_total", "Mail attempts, by the status they left their delivery in", ["status"]
 )
 WORKER_BACKLOG = Gauge(
     "mitwirkung_worker_backlog", "Work waiting for a background worker", ["service", "worker"]

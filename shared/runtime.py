@@ -104,6 +104,9 @@ class ServiceRuntime:
     consumers: list[EventConsumer] = field(default_factory=list)
     jobs: list[PeriodicJob] = field(default_factory=list)
     workers: list[Worker] = field(default_factory=list)
+    # False for a process that neither consumes nor publishes (a mail sender of its own): it connects to
+    # no broker, and its readiness does not mention one.
+    uses_broker: bool = True
     # Closed when the process stops, after the workers and consumers (connections of the service's own).
     closing: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     extra_queues: tuple[ConsumerQueue, ...] = ()
@@ -119,11 +122,6 @@ class ServiceRuntime:
     @property
     def queues(self) -> tuple[ConsumerQueue, ...]:
         return QUEUES + self.extra_queues
-
-    @property
-    def uses_broker(self) -> bool:
-        """False for a process that neither consumes nor publishes (a mail sender of its own)."""
-        return bool(self.consumers or self.relay)
 
     @property
     def policy(self) -> QueuePolicy:

@@ -42,7 +42,13 @@ from services.notification.mail import build_message, mailbox, parse_mailbox
 from services.notification.rendering import TemplateRenderer
 from services.notification.smtp import SendResult, SmtpPool
 from shared.db import DatabaseSignal, SessionFactory
-from shared.observability import WorkerHealth, cancel_and_wait, get_logger, reraise_if_cancelled
+from shared.observability import (
+    MAIL_ATTEMPTS,
+    WorkerHealth,
+    cancel_and_wait,
+    get_logger,
+    reraise_if_cancelled,
+)
 from shared.retry import log_before_retry, wait_exponential_capped
 
 log = get_logger(__name__)
@@ -85,27 +91,44 @@ class MarkWriter:
 
     async def _drain(self) -> None:
         while self._pending:
-            batch: list[tuple[Mark, asyncio.Future[None]]] = []
-            async for attempt in AsyncRetrying(
-                stop=stop_never,
-                retry=retry_if_exception_type(Exception),
-                wait=wait_exponential_capped(MARK_WRITE_FIRST_RETRY_DELAY, self.max_delay),
-                before_sleep=log_before_retry(log, "writing mail marks failed; keeping them"),
-            ):
-                with attempt:
-                    # Whatever arrived while the last try was running (or failing) joins this one.
-                    batch.extend(self._pending)
-                    self._pending = []
-                    try:
-                        await self._write([mark for mark, _ in batch])
-                    except Exception as exc:
-                        reraise_if_cancelled(exc)
-                        self.failing = True
-                        raise
-            self.failing = False
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(None)
+            # Whatever arrived while the last write was running joins this one.
+            batch, self._pending = self._pending, []
+            try:
+                await self._write([mark for mark, _ in batch])
+            except BaseException as exc:
+                # Kept (for a stop past its grace period, to be abandoned with the rest).
+                self._pending = batch + self._pending
+                if not isinstance(exc, Exception):
+                    raise
+                reraise_if_cancelled(exc)
+                self.failing = True
+                # Written again, with backoff, until it lands; what arrives meanwhile joins it.
+                await self._write_until_it_lands()
+                continue
+            self._resolve(batch)
+
+    async def _write_until_it_lands(self) -> None:
+        async for attempt in AsyncRetrying(
+            stop=stop_never,
+            retry=retry_if_exception_type(Exception),
+            wait=wait_exponential_capped(MARK_WRITE_FIRST_RETRY_DELAY, self.max_delay),
+            before_sleep=log_before_retry(log, "writing mail marks failed; keeping them"),
+        ):
+            with attempt:
+                batch, self._pending = self._pending, []
+                try:
+                    await self._write([mark for mark, _ in batch])
+                except BaseException:
+                    self._pending = batch + self._pending
+                    raise
+        self.failing = False
+        self._resolve(batch)
+
+    @staticmethod
+    def _resolve(batch: list[tuple[Mark, asyncio.Future[None]]]) -> None:
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
 
     @property
     def pending(self) -> int:
@@ -151,6 +174,8 @@ class Dispatcher:
         self.reply_to = parse_mailbox(settings.mail_reply_to) if settings.mail_reply_to else None
         self.marks = MarkWriter(self._write_marks, settings.mark_retry_max_seconds)
         self._wake = asyncio.Event()
+        # Set whenever a send under way finishes.
+        self._finished = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._last_backlog = 0.0
@@ -298,12 +323,16 @@ class Dispatcher:
                 await self.signal.close()
 
     async def _until_one_finishes(self, in_flight: set[asyncio.Task[None]]) -> None:
-        """Until a send under way finishes, or the dispatcher is woken (to stop, or new rows are due)."""
-        woken = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({*in_flight, woken}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            woken.cancel()
+        """Until a send under way finishes, or the dispatcher is woken (to stop, or new rows are due). One
+        event for all sends, not a callback on each of them per wait."""
+        if not self._finished.is_set() and not self._wake.is_set():
+            waits = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(self._finished.wait())}
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
+        self._finished.clear()
         self._wake.clear()
 
     async def dispatch_once(self) -> int:
@@ -326,6 +355,7 @@ class Dispatcher:
 
         def finished(done: asyncio.Task[None]) -> None:
             in_flight.discard(done)
+            self._finished.set()
             if self._last_send.get(key) is done:
                 del self._last_send[key]
 
@@ -395,7 +425,9 @@ class Dispatcher:
             # Abandoned by a stop past its grace period: the row's lease decides (it becomes 'unknown').
             log.error("mail attempt not recorded before stopping", delivery_id=str(row.id))
             raise
-        log.info(
+        MAIL_ATTEMPTS.labels(mark.status).inc()
+        # A sent mail is in the delivery log and the counter; a line each is for what went otherwise.
+        (log.debug if mark.status == "sent" else log.info)(
             "mail attempt recorded",
             delivery_id=str(row.id),
             outcome=result.outcome,

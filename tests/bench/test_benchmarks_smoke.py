@@ -38,7 +38,7 @@ SMOKE_RUNS = {
     ),
     "notification_throughput": (
         ["--n", "40", "--connections", "2"],
-        ["bare_mails_per_s", "pipeline_mails_per_s", "ratio"],
+        ["bare_mails_per_s", "pipeline_mails_per_s", "ratio", "layout"],
     ),
     "notification_rate_limit": (["--per-minute", "600", "--mails", "12"], ["arrived", "max_in_any_60s"]),
     "proposals_bench": (
@@ -67,7 +67,7 @@ def test_benchmark_runs_and_prints_its_figures(name: str) -> None:
     if name == "system_burst":
         assert figures["burst_result"]["missing"] == 0 and figures["burst_result"]["duplicates"] == 0
         assert figures["steady"]["mailed"] == figures["steady"]["posted"]
-        assert {"registration", "notification", "postgres", "rabbitmq", "sink"} <= set(
+        assert {"registration", "notification", "notification-sender", "postgres", "rabbitmq", "sink"} <= set(
             figures["burst_result"]["cpu_s"]
         )
     if name == "registration_throughput":
