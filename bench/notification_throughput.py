@@ -19,7 +19,9 @@ and removed, as for the tests):
 Both sides run on uvloop, as the services do in production (uvicorn picks it when it is installed) and as
 the leanest sender would. The sink (aiosmtpd, a thread of this process) answers 250 to everything; its own
 logging is off. Both runs are warmed up first (connections open, templates compiled). Prints JSON on its last line:
-``{"bare_mails_per_s", "pipeline_mails_per_s", "ratio", "n", ...}``.
+``{"bare_mails_per_s", "pipeline_mails_per_s", "ratio", "cpu_ratio", "n", ...}``, with the CPU time per
+mail of this process (sender and sink) on both sides and, for the pipeline, of the ingest process,
+Postgres and RabbitMQ.
 """
 
 from __future__ import annotations
@@ -139,12 +141,12 @@ async def bare(port: int, n: int, connections: int) -> float:
                 "mitwirkung@kaiserslautern.de", [f"bench-bare-{i}@example.org"], bare_message(i)
             )
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker(c) for c in clients))
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     for client in clients:
         await client.quit()
-    return n / elapsed
+    return n / elapsed, cpu * 1000 / n
 
 
 PUBLISHER = """
@@ -268,8 +270,17 @@ def start_ingest(database_url: str, amqp_url: str) -> subprocess.Popen:
 
 
 async def pipeline(
-    database_url: str, amqp_url: str, sink: Sink, port: int, n: int, connections: int, split: bool
+    database_url: str,
+    amqp_url: str,
+    sink: Sink,
+    port: int,
+    n: int,
+    connections: int,
+    ingest: subprocess.Popen | None,
 ) -> dict:
+    from bench.system_burst import CpuTime
+
+    split = ingest is not None
     from services.notification.app import create_app
     from services.notification.config import NotificationSettings
 
@@ -300,9 +311,14 @@ async def pipeline(
         await publisher
         received_before = sink.count
         run = uuid.uuid4().hex[:8]
+        # Where the time goes meanwhile: this process, the ingest process, Postgres, RabbitMQ.
+        others = CpuTime({"ingest": ingest.pid} if ingest is not None else {})
+        others.start()
         started, publisher = await publish_from_another_process(amqp_url, run, 0, n)
+        cpu = time.process_time()
         await wait_sent(dsn, run, n, 600, publisher)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        others.stop()
         await publisher
         received = sink.count - received_before
         conn = await asyncpg.connect(dsn)
@@ -321,7 +337,14 @@ async def pipeline(
         finally:
             await conn.close()
     log_stream.close()
-    return {"mails_per_s": n / elapsed, "statuses": statuses, "max_attempts": attempts, "received": received}
+    return {
+        "mails_per_s": n / elapsed,
+        "cpu_ms_per_mail": cpu * 1000 / n,
+        "others_cpu_ms_per_mail": {k: round(v * 1000 / n, 3) for k, v in others.seconds.items()},
+        "statuses": statuses,
+        "max_attempts": attempts,
+        "received": received,
+    }
 
 
 def _run(coroutine: Any) -> Any:
@@ -356,20 +379,29 @@ def main() -> None:
         stack.callback(controller.stop)
         summary: dict = {"n": args.n, "connections": args.connections, "layout": args.layout}
         if args.only != "pipeline":
-            bare_rate = _run(bare(port, args.n, args.connections))
-            summary.update(bare_mails_per_s=round(bare_rate, 1), bare_mail_bytes=sink.bytes)
+            bare_rate, bare_cpu = _run(bare(port, args.n, args.connections))
+            summary.update(
+                bare_mails_per_s=round(bare_rate, 1),
+                bare_cpu_ms_per_mail=round(bare_cpu, 3),
+                bare_mail_bytes=sink.bytes,
+            )
         if args.only != "bare":
             from bench.registration_throughput import _stop
             from tests.support.infra import provision
 
             infra = provision(stack)
             database_url = infra.database_url("notification")
-            split = args.layout == "split"
-            if split:
-                stack.callback(_stop, start_ingest(database_url, infra.amqp_url))
-            result = _run(pipeline(database_url, infra.amqp_url, sink, port, args.n, args.connections, split))
+            ingest = start_ingest(database_url, infra.amqp_url) if args.layout == "split" else None
+            if ingest is not None:
+                stack.callback(_stop, ingest)
+            result = _run(
+                pipeline(database_url, infra.amqp_url, sink, port, args.n, args.connections, ingest)
+            )
             summary.update(
                 pipeline_mails_per_s=round(result["mails_per_s"], 1),
+                # This process: the sender (or the whole service, one-process layout) and the sink.
+                pipeline_cpu_ms_per_mail=round(result["cpu_ms_per_mail"], 3),
+                pipeline_others_cpu_ms_per_mail=result["others_cpu_ms_per_mail"],
                 pipeline_mail_bytes=sink.bytes,
                 pipeline_statuses=result["statuses"],
                 pipeline_max_attempts=result["max_attempts"],
@@ -377,6 +409,11 @@ def main() -> None:
             )
         if args.only is None:
             summary["ratio"] = round(summary["pipeline_mails_per_s"] / summary["bare_mails_per_s"], 3)
+            # CPU per mail in this process (sender and sink), bare over pipeline: what the sender's own
+            # code costs, far less disturbed than the rates by other load on the machine.
+            summary["cpu_ratio"] = round(
+                summary["bare_cpu_ms_per_mail"] / summary["pipeline_cpu_ms_per_mail"], 3
+            )
     print(json.dumps(summary))
 
 

@@ -20,7 +20,8 @@ from babel.dates import format_date, format_time
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
-from jinja2 import BaseLoader, Environment, StrictUndefined, select_autoescape
+from jinja2 import BaseLoader, Environment, StrictUndefined, nodes, select_autoescape
+from jinja2.ext import InternationalizationExtension
 
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 DOMAIN = "messages"
@@ -102,12 +103,49 @@ def gettext_callables(language: str) -> dict[str, Any]:
     return {"gettext": t.gettext, "ngettext": t.ngettext, "pgettext": t.pgettext, "npgettext": t.npgettext}
 
 
-def template_environment(loader: BaseLoader, *, html_suffix: str = "html.j2") -> Environment:
+class _TranslatedAtCompileTime(InternationalizationExtension):
+    """``{% trans %}`` for an environment of one language: a sentence without a plural is looked up in the
+    catalog once, when the template is compiled, and becomes a constant of the compiled template (with
+    its placeholders filled in and escaped at render time, exactly as the runtime lookup would do).
+    Plural forms are still looked up when rendering (the count is known only then)."""
+
+    def _make_node(  # type: ignore[override]
+        self,
+        singular: str,
+        plural: str | None,
+        context: str | None,
+        variables: dict[str, nodes.Expr],
+        plural_expr: nodes.Expr | None,
+        vars_referenced: bool,
+        num_called_num: bool,
+    ) -> nodes.Output:
+        language = getattr(self.environment, "compile_time_language", None)
+        if language is None or plural_expr is not None:
+            return super()._make_node(
+                singular, plural, context, variables, plural_expr, vars_referenced, num_called_num
+            )
+        if not vars_referenced:
+            singular = singular.replace("%%", "%")
+        catalog = translations(language)
+        text = catalog.pgettext(context, singular) if context is not None else catalog.gettext(singular)
+        node: nodes.Expr = nodes.MarkSafeIfAutoescape(nodes.Const(text))
+        if variables:
+            node = nodes.Mod(
+                node, nodes.Dict([nodes.Pair(nodes.Const(key), value) for key, value in variables.items()])
+            )
+        return nodes.Output([node])
+
+
+def template_environment(
+    loader: BaseLoader, *, html_suffix: str = "html.j2", language: str | None = None
+) -> Environment:
     """A Jinja environment with the i18n extension; templates whose names end in ``html_suffix`` are
-    autoescaped, and every value in a translated sentence is escaped with them."""
+    autoescaped, and every value in a translated sentence is escaped with them. With ``language``, the
+    environment serves that language alone and translates its sentences when it compiles a template
+    (a mail is rendered for every recipient: the lookups would otherwise be half of its rendering)."""
     env = Environment(
         loader=loader,
-        extensions=["jinja2.ext.i18n"],
+        extensions=[_TranslatedAtCompileTime],
         autoescape=select_autoescape(enabled_extensions=(html_suffix,), default=False),
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -117,4 +155,6 @@ def template_environment(loader: BaseLoader, *, html_suffix: str = "html.j2") ->
         auto_reload=False,
     )
     env.policies["ext.i18n.trimmed"] = True
+    if language is not None:
+        env.compile_time_language = resolve(language)  # type: ignore[attr-defined]
     return env

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, TemplateNotFound
+from jinja2 import Environment, FileSystemLoader, TemplateNotFound
 
 from services.notification.mail import one_line
 from shared import i18n
@@ -41,9 +41,18 @@ def _format_datetime(value: Any, language: str = "de") -> str:
 class TemplateRenderer:
     def __init__(self, directory: Path = TEMPLATES_DIR) -> None:
         self.directory = directory
-        self.env = i18n.template_environment(FileSystemLoader(str(directory)))
-        self.env.filters["datetime"] = _format_datetime
-        self.env.filters["one_line"] = lambda value: one_line(str(value))
+        self._loader = FileSystemLoader(str(directory))
+        # One environment per language (see ``i18n.template_environment``), made on first use.
+        self._environments: dict[str, Environment] = {}
+
+    def environment(self, language: str) -> Environment:
+        env = self._environments.get(language)
+        if env is None:
+            env = i18n.template_environment(self._loader, language=language)
+            env.filters["datetime"] = _format_datetime
+            env.filters["one_line"] = lambda value: one_line(str(value))
+            self._environments[language] = env
+        return env
 
     def languages(self) -> list[str]:
         return i18n.languages()
@@ -62,6 +71,7 @@ class TemplateRenderer:
         self, template: str, language: str, context: dict[str, Any], footer: dict[str, str]
     ) -> RenderedMail:
         language = self.resolve_language(language)
+        env = self.environment(language)
         ctx = {
             **context,
             **i18n.gettext_callables(language),
@@ -71,7 +81,7 @@ class TemplateRenderer:
         }
         try:
             subject, text, html = (
-                self.env.get_template(f"{template}.{part}.j2").render(ctx) for part in PARTS
+                env.get_template(f"{template}.{part}.j2").render(ctx) for part in PARTS
             )
         except TemplateNotFound as exc:
             raise LookupError(f"template {template} is incomplete: {exc}") from exc

@@ -46,7 +46,7 @@ def render(name: str, lang: str, context: dict[str, Any] | None = None) -> Rende
 
 def when(value: str, lang: str) -> str:
     """A date as the templates show it (the ``datetime`` filter)."""
-    return RENDERER.env.filters["datetime"](value, lang)
+    return RENDERER.environment(lang).filters["datetime"](value, lang)
 
 
 def assert_in_both(mail: RenderedMail, *facts: str) -> None:
@@ -432,3 +432,45 @@ def test_no_calendar_for_the_other_templates() -> None:
             continue
         context = ctx(name)
         assert calendar_for(name, context, context["recipient"]["email"]) is None
+
+
+# --- sentences translated when a template is compiled --------------------------------------------------
+
+
+def _rendered_with_lookups_at_render_time(name: str, lang: str, context: dict[str, Any]) -> RenderedMail:
+    """The same template through a plain environment: every sentence looked up in the catalog as the
+    template renders, the way Jinja's i18n extension does it."""
+    from jinja2 import FileSystemLoader
+
+    from services.notification import rendering
+    from services.notification.mail import one_line
+    from shared import i18n
+
+    env = i18n.template_environment(FileSystemLoader(str(rendering.TEMPLATES_DIR)))
+    env.filters.update(RENDERER.environment(lang).filters)
+    language = i18n.resolve(lang)
+    full = {
+        **context,
+        **i18n.gettext_callables(language),
+        "lang": language,
+        "dir": i18n.text_direction(language),
+        "footer": FOOTER,
+    }
+    subject, text, html = (env.get_template(f"{name}.{part}.j2").render(full) for part in rendering.PARTS)
+    return RenderedMail(language=language, subject=one_line(subject), text=text, html=html)
+
+
+@pytest.mark.parametrize("lang", [*sorted(LANGUAGES), "xx"])
+def test_translating_when_compiling_renders_every_mail_exactly_as_looking_up_when_rendering(lang):
+    """The renderer translates each sentence once, when it compiles a template for a language: every
+    template, in every language (and the fallback), with a value that needs escaping in a placeholder,
+    comes out character for character as with the lookups at render time."""
+    for name in TEMPLATES:
+        context = ctx(name)
+        if "recipient" in context:
+            context["recipient"]["name"] = "Ayşe <b>&</b> O'Brien"
+        if "working_group" in context:
+            context["working_group"]["title"] = "Sprache & <Arbeit>"
+        assert RENDERER.render(
+            name, lang, copy.deepcopy(context), FOOTER
+        ) == _rendered_with_lookups_at_render_time(name, lang, copy.deepcopy(context)), (name, lang)
