@@ -40,6 +40,8 @@ from shared.cli import PROCESSES
 from shared.db import asyncpg_dsn
 from tests.support.smtp import free_port
 
+ONE_PROCESS_EACH = tuple((service, service, {}) for service in ("registration", "notification", "proposals"))
+
 BURST_LUA = """
 local counter = 0
 local thread_id = 0
@@ -263,6 +265,12 @@ def main() -> None:
     parser.add_argument("--steady-seconds", type=int, default=60)
     parser.add_argument("--timeout", type=float, default=300.0, help="how long to wait for the mails")
     parser.add_argument("--smoke", action="store_true", help="a few seconds with small numbers")
+    parser.add_argument(
+        "--layout",
+        choices=("split", "one-process"),
+        default="split",
+        help="the notification service as ingest + sender processes (as deployed), or as one",
+    )
     args = parser.parse_args()
     if args.smoke:
         args.burst, args.steady_rate, args.steady_seconds, args.timeout = 200, 20, 2, 60.0
@@ -279,7 +287,8 @@ def main() -> None:
         assert sink_process.stdout is not None and sink_process.stdout.readline().strip() == "ready"
         sink = Sink(arrivals)
         infra = stack.enter_context(_provisioned())
-        ports = {name: free_port() for name, _, _ in PROCESSES}
+        processes = PROCESSES if args.layout == "split" else ONE_PROCESS_EACH
+        ports = {name: free_port() for name, _, _ in processes}
         env = {
             **os.environ,
             "AMQP_URL": infra.amqp_url,
@@ -291,8 +300,9 @@ def main() -> None:
             "PROPOSALS_RATE_LIMIT_PER_MINUTE": "0",
         }
         pids = {}
-        # The processes `mitwirkung dev` runs (the notification service as its ingest side and its sender).
-        for name, service, extra in PROCESSES:
+        # The processes `mitwirkung dev` runs (the notification service as its ingest side and its sender),
+        # or with ``--layout one-process`` the notification service as one process.
+        for name, service, extra in processes:
             prefix = service.upper()
             process = start(
                 [sys.executable, "-m", "shared.cli", "serve", service],
@@ -308,7 +318,7 @@ def main() -> None:
         for name in ports:
             wait_until_up(f"http://127.0.0.1:{ports[name]}/readyz")
         url = f"http://127.0.0.1:{ports['registration']}"
-        results: dict = {"burst": args.burst}
+        results: dict = {"burst": args.burst, "layout": args.layout}
 
         cpu = CpuTime({**pids, "sink": sink_process.pid})
         with PeakRss(pids) as rss:

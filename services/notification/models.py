@@ -36,9 +36,12 @@ deliveries = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("sent_at", DateTime(timezone=True), nullable=True),
+    # The order rows were recorded in, also within one transaction (where they share now()).
+    Column("seq", BigInteger, Identity(always=True), nullable=False),
     Index(
         "ix_deliveries_due",
         "next_attempt_at",
+        "seq",
         postgresql_where=text("status IN ('pending', 'retrying', 'unknown')"),
     ),
     Index("ix_deliveries_sending", "lease_until", postgresql_where=text("status = 'sending'")),

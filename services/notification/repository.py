@@ -31,11 +31,13 @@ _DELIVERY_COLUMNS = (
 )
 # Any number of rows in one statement (their values as arrays), written for asyncpg: it runs for every
 # batch of events (SQLAlchemy's layers cost more than the statement).
+# Rows are numbered (``seq``) in the order given: the sender sends one person's mails in that order.
 _INSERT_DELIVERIES = (
     f"INSERT INTO {deliveries.fullname} ({', '.join(name for name, _ in _DELIVERY_COLUMNS)}) "
-    "SELECT * FROM unnest("
+    f"SELECT {', '.join(name for name, _ in _DELIVERY_COLUMNS)} FROM unnest("
     + ", ".join(f"${i}::{kind}[]" for i, (_, kind) in enumerate(_DELIVERY_COLUMNS, start=1))
-    + ") ON CONFLICT (dedup_key) DO NOTHING"
+    + f") WITH ORDINALITY AS given({', '.join(name for name, _ in _DELIVERY_COLUMNS)}, position) "
+    "ORDER BY position ON CONFLICT (dedup_key) DO NOTHING"
 )
 
 
@@ -89,7 +91,7 @@ _CLAIM = f"""
 WITH due AS (
     SELECT id, status AS previous_status FROM {deliveries.fullname}
     WHERE status IN ({_DUE}) AND next_attempt_at <= now()
-    ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
+    ORDER BY next_attempt_at, seq LIMIT $1 FOR UPDATE SKIP LOCKED
 )
 UPDATE {deliveries.fullname} d
 SET status = 'sending', lease_until = now() + make_interval(secs => $2), attempts = d.attempts + 1,
@@ -109,11 +111,17 @@ async def claim_due(
     (a savepoint if the caller began one); without ``expire_leases`` a single statement, one round trip."""
     db = await driver_connection(conn)
     if not expire_leases:
-        return [ClaimedRow(record) for record in await db.fetch(_CLAIM, limit, float(lease_seconds))]
+        return _in_order(await db.fetch(_CLAIM, limit, float(lease_seconds)))
     async with db.transaction():
         # A lease that ran out means a sender died mid-send: whether the relay took the mail is unknown.
         await db.execute(_EXPIRE_LEASES)
-        return [ClaimedRow(record) for record in await db.fetch(_CLAIM, limit, float(lease_seconds))]
+        return _in_order(await db.fetch(_CLAIM, limit, float(lease_seconds)))
+
+
+def _in_order(records: list[Any]) -> list[ClaimedRow]:
+    """The claimed rows in the order they fell due and were recorded: ``UPDATE … RETURNING`` returns
+    them in whatever order its join produced, and the sender starts one person's mails in list order."""
+    return [ClaimedRow(r) for r in sorted(records, key=lambda r: (r["next_attempt_at"], r["seq"]))]
 
 
 async def renew_lease(conn: AsyncConnection, delivery_id: Any, attempt: int, lease_seconds: float) -> bool:

@@ -74,3 +74,30 @@ async def test_rows_are_written_together_when_the_unit_ends_and_dropped_with_an_
                 deferred(session, counting)
     finally:
         await engine.dispose()
+
+
+async def test_one_persons_mails_recorded_in_one_batch_are_claimed_in_the_order_recorded(
+    notification_settings,
+):
+    """A receipt and the decision on it can arrive in one consumer batch: one INSERT, one transaction,
+    one ``now()``. The sender must still get the receipt first (it starts one person's mails in the
+    order it was handed them), however the database happens to store or return the rows."""
+    engine = create_engine(notification_settings.database_url, SCHEMA, 2)
+    session_factory = create_session_factory(engine)
+    people = [unique_email("order") for _ in range(60)]
+    try:
+        async with session_factory() as session, session.begin(), deferred_writes(session):
+            for email in people:
+                repo.stage_delivery(session, {**_row(email), "template": "proposal_submitted"})
+                repo.stage_delivery(session, {**_row(email), "template": "proposal_rejected"})
+        claimed = []
+        async with session_factory() as session:
+            # Everything due at once, as a sender with room for all of it claims (older rows of other
+            # tests may come along; they are not looked at).
+            claimed = await repo.claim_due(session, 60.0, 10_000)
+    finally:
+        await engine.dispose()
+    mine = [(row.recipient_email, row.template) for row in claimed if row.recipient_email in people]
+    assert len(mine) == 2 * len(people)
+    for email in people:
+        assert [t for e, t in mine if e == email] == ["proposal_submitted", "proposal_rejected"], email
