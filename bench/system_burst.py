@@ -36,11 +36,11 @@ import asyncpg
 import psutil
 
 from bench.registration_throughput import _provisioned, _stop, start, wait_until_up
-from shared.cli import PROCESSES
+from shared.cli import PROCESSES, SERVICES
 from shared.db import asyncpg_dsn
 from tests.support.smtp import free_port
 
-ONE_PROCESS_EACH = tuple((service, service, {}) for service in ("registration", "notification", "proposals"))
+ONE_PROCESS_EACH = tuple((service, service, {}) for service in SERVICES)
 
 BURST_LUA = """
 local counter = 0

@@ -13,6 +13,8 @@ import asyncpg
 from sqlalchemy import MetaData, event, exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from shared.observability import reraise_if_cancelled
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -225,8 +227,7 @@ class DatabaseSignal:
             await self._connected()
             return True
         except Exception as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                raise
+            reraise_if_cancelled(exc)
             return False
 
     def send(self) -> None:
@@ -245,8 +246,7 @@ class DatabaseSignal:
             try:
                 await self.notify()
             except Exception as exc:
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
+                reraise_if_cancelled(exc)
                 self._connection = None  # the listener's poll covers what was lost
             await asyncio.sleep(self.min_interval)
             if not self._again:

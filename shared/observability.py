@@ -163,10 +163,6 @@ class WorkerHealth:
         state.last_error = error if isinstance(error, str) else f"{type(error).__name__}: {error}"[:500]
         WORKER_HEALTHY.labels(self.service, worker).set(0)
 
-    def unregister(self, worker: str) -> None:
-        if self.workers.pop(worker, None) is not None:
-            WORKER_HEALTHY.remove(self.service, worker)
-
     def report(self) -> dict[str, dict[str, Any]]:
         return {name: state.as_dict() for name, state in sorted(self.workers.items())}
 

@@ -186,9 +186,8 @@ class ServiceRuntime:
             consumer.health = self.health
             self.health.register(consumer.worker_name)
         if self.uses_broker:
+            self.health.register("broker")
             self._tasks.append(asyncio.create_task(self._connect_broker(), name="broker-connect"))
-        else:
-            self.health.unregister("broker")
         self._tasks.append(asyncio.create_task(self._watch_database(), name="database-watch"))
         for job in self.jobs:
             self.health.register(f"job:{job.name}")
@@ -405,8 +404,7 @@ def build_runtime(
         broker=broker,
         health=WorkerHealth(settings.service_name),
     )
-    for worker in ("database", "broker"):
-        runtime.health.register(worker)
+    runtime.health.register("database")
     if outbox is not None:
         runtime.relay = OutboxRelay(
             service=settings.service_name,

@@ -25,6 +25,8 @@ def build(settings: NotificationSettings | None = None) -> tuple[ServiceRuntime,
     runtime = build_runtime(settings, outbox=outbox if ingests else None)
     # Between processes, "mails were recorded" travels as a NOTIFY; within one, as a direct call.
     signal = DatabaseSignal(settings.database_url, DUE_CHANNEL) if settings.role != "all" else None
+    if signal is not None:
+        runtime.closing.append(signal.close)
     dispatcher = Dispatcher(
         settings,
         runtime.session_factory,
@@ -47,8 +49,6 @@ def build(settings: NotificationSettings | None = None) -> tuple[ServiceRuntime,
         after_commit=dispatcher.wake if signal is None else signal.send,
     )
     runtime.consume(privacy_queue("notification"), erasure_handlers(message_id_domain), inbox)
-    if signal is not None:
-        runtime.closing.append(signal.close)
 
     async def purge_old_deliveries() -> None:
         async with runtime.transaction() as conn:

@@ -91,44 +91,36 @@ class MarkWriter:
 
     async def _drain(self) -> None:
         while self._pending:
-            # Whatever arrived while the last write was running joins this one.
-            batch, self._pending = self._pending, []
             try:
-                await self._write([mark for mark, _ in batch])
-            except BaseException as exc:
-                # Kept (for a stop past its grace period, to be abandoned with the rest).
-                self._pending = batch + self._pending
-                if not isinstance(exc, Exception):
-                    raise
+                written = await self._write_pending()
+            except Exception as exc:
                 reraise_if_cancelled(exc)
                 self.failing = True
-                # Written again, with backoff, until it lands; what arrives meanwhile joins it.
-                await self._write_until_it_lands()
-                continue
-            self._resolve(batch)
+                # Written again, with backoff, until it lands (tenacity only then: it costs as much as
+                # the write itself).
+                async for attempt in AsyncRetrying(
+                    stop=stop_never,
+                    retry=retry_if_exception_type(Exception),
+                    wait=wait_exponential_capped(MARK_WRITE_FIRST_RETRY_DELAY, self.max_delay),
+                    before_sleep=log_before_retry(log, "writing mail marks failed; keeping them"),
+                ):
+                    with attempt:
+                        written = await self._write_pending()
+                self.failing = False
+            for _, future in written:
+                if not future.done():
+                    future.set_result(None)
 
-    async def _write_until_it_lands(self) -> None:
-        async for attempt in AsyncRetrying(
-            stop=stop_never,
-            retry=retry_if_exception_type(Exception),
-            wait=wait_exponential_capped(MARK_WRITE_FIRST_RETRY_DELAY, self.max_delay),
-            before_sleep=log_before_retry(log, "writing mail marks failed; keeping them"),
-        ):
-            with attempt:
-                batch, self._pending = self._pending, []
-                try:
-                    await self._write([mark for mark, _ in batch])
-                except BaseException:
-                    self._pending = batch + self._pending
-                    raise
-        self.failing = False
-        self._resolve(batch)
-
-    @staticmethod
-    def _resolve(batch: list[tuple[Mark, asyncio.Future[None]]]) -> None:
-        for _, future in batch:
-            if not future.done():
-                future.set_result(None)
+    async def _write_pending(self) -> list[tuple[Mark, asyncio.Future[None]]]:
+        """Write every mark waiting now (whatever arrived while the last write ran, or failed, joins);
+        if the write fails, or is cancelled, they are kept for the next try (or ``abandon``)."""
+        batch, self._pending = self._pending, []
+        try:
+            await self._write([mark for mark, _ in batch])
+        except BaseException:
+            self._pending = batch + self._pending
+            raise
+        return batch
 
     @property
     def pending(self) -> int:
@@ -163,7 +155,8 @@ class Dispatcher:
         signal: DatabaseSignal | None = None,
     ) -> None:
         self.settings = settings
-        # A sender in a process of its own is woken by the ingest processes over this (and polls).
+        # A sender in a process of its own is woken by the ingest processes over this (and polls); its
+        # owner (the runtime) closes it.
         self.signal = signal
         self.session_factory = session_factory
         self.renderer = renderer
@@ -277,7 +270,7 @@ class Dispatcher:
             while not self._stopping:
                 room = self.claim_limit - len(in_flight)
                 if in_flight and room < max(1, self.claim_limit // 2):
-                    await self._until_one_finishes(in_flight)
+                    await self._until_one_finishes()
                     continue
                 try:
                     rows = await self._claim(room)
@@ -297,7 +290,7 @@ class Dispatcher:
                 if len(rows) == room:
                     continue  # more may be due: claim again as soon as there is room
                 if in_flight:
-                    await self._until_one_finishes(in_flight)
+                    await self._until_one_finishes()
                     continue
                 self.passes += 1
                 if self.signal is not None:
@@ -319,10 +312,8 @@ class Dispatcher:
                 await asyncio.gather(*in_flight, return_exceptions=True)
             await self.marks.drain()
             await self.pool.close()
-            if self.signal is not None:
-                await self.signal.close()
 
-    async def _until_one_finishes(self, in_flight: set[asyncio.Task[None]]) -> None:
+    async def _until_one_finishes(self) -> None:
         """Until a send under way finishes, or the dispatcher is woken (to stop, or new rows are due). One
         event for all sends, not a callback on each of them per wait."""
         if not self._finished.is_set() and not self._wake.is_set():

@@ -80,9 +80,7 @@ class TemplateRenderer:
             "footer": footer,
         }
         try:
-            subject, text, html = (
-                env.get_template(f"{template}.{part}.j2").render(ctx) for part in PARTS
-            )
+            subject, text, html = (env.get_template(f"{template}.{part}.j2").render(ctx) for part in PARTS)
         except TemplateNotFound as exc:
             raise LookupError(f"template {template} is incomplete: {exc}") from exc
         return RenderedMail(language=language, subject=one_line(subject), text=text, html=html)
