@@ -7,7 +7,9 @@ Run by hand (needs `wrk`: apt-get install -y wrk), on this machine's local Postg
 Prints JSON on its last line: requests/s and p99 of the yardstick (``bench/yardstick_app.py``: FastAPI +
 pydantic + raw asyncpg + orjson on uvloop/httptools, two INSERTs in one transaction) and of
 POST /v1/registrations (measured in the same run, rounds alternating), their ratio, and the confirmation
-rate with the overbooking check. A third contender, the same yardstick publishing its events as well (an
+rate with the overbooking check against the confirmation yardstick (``POST /v1/registrations/confirm`` of
+the same app: raw asyncpg, the service's own seat-deciding database function, its events published from the
+service's outbox by the yardstick's relay), also in alternating rounds. A third contender, the same yardstick publishing its events as well (an
 outbox row instead of the event row, and the leanest relay in its process: ``BENCH_AMQP_URL`` in
 ``bench/yardstick_app.py``), gives the ceiling for an intake that must not lose its events
 (``publishing_yardstick_cpu_ratio``, ``cpu_ratio_to_publishing_yardstick``). ``outbox_backlog_at_end``: events the relay had not yet published when a
@@ -34,6 +36,7 @@ import asyncpg
 import httpx
 import psutil
 
+from bench.cpu import CpuTime
 from shared.db import asyncpg_dsn
 from shared.tokens import hash_token
 from tests.support.infra import provision
@@ -112,6 +115,7 @@ def run_wrk(
         "rps": rps,
         "p50_ms": p50,
         "p99_ms": p99,
+        "requests": requests,
         "non_2xx": int(bad.group(1)) if bad else 0,
         "socket_errors": errors.group(1) if errors else "",
     }
@@ -246,6 +250,9 @@ def main() -> None:
                 "REGISTRATION_PORT": str(service_port),
                 "REGISTRATION_RATE_LIMIT_PER_MINUTE": "0",
                 "REGISTRATION_OPT_IN_MAILS_PER_HOUR": "0",
+                # The relay publishes when its own commits wake it, not every 2 s: the confirmation
+                # yardstick's rows, in the same outbox, are its relay's work.
+                "REGISTRATION_OUTBOX_POLL_INTERVAL": "3600",
                 "LOG_LEVEL": "WARNING",
             },
         )
@@ -296,24 +303,80 @@ def main() -> None:
             publishing_cpu / _median([r["cpu_ms_per_request"] for r in runs["registration"]]), 3
         )
 
-        # Confirmations racing into one working group: every token confirms once; the first `capacity`
-        # get seats, the rest the waitlist. Afterwards the seat counter and the rows must agree.
-        wg = f"bench-{uuid.uuid4().hex[:6]}"
-        tokens = asyncio.run(make_pending(db_url, wg, args.pending, args.capacity))
-        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
-            handle.write("\n".join(tokens))
-        time.sleep(2)  # let the relay and autovacuum settle after the inserts
-        lua = f'TOKENS = "{handle.name}"\nTHREADS = 2\n' + CONFIRM_LUA
-        confirm = run_wrk(service_url, lua, args.confirm_seconds, args.connections, server_pid=service.pid)
-        confirm["outbox_backlog_at_end"] = asyncio.run(outbox_backlog(db_url))
-        state = asyncio.run(seat_state(db_url, wg))
-        confirm["seat_state"] = state
-        confirm["overbooked"] = state.get("confirmed", 0) > args.capacity or state["counter"] != state.get(
-            "confirmed", 0
+        # Confirmations racing into one working group, against the confirmation yardstick (the same
+        # yardstick app, publishing from the service's outbox), in alternating rounds, each into a working
+        # group of its own: every token confirms once; the first `capacity` get seats, the rest the
+        # waitlist. Afterwards the seat counter and the rows must agree.
+        confirm_yardstick_port = free_port()
+        confirm_yardstick = start(
+            _yardstick_command(confirm_yardstick_port),
+            {**yardstick_env, "BENCH_AMQP_URL": infra.amqp_url, "BENCH_OUTBOX": "registration.outbox"},
         )
-        results["confirmations"] = confirm
+        stack.callback(_stop, confirm_yardstick)
+        confirm_yardstick_url = f"http://127.0.0.1:{confirm_yardstick_port}"
+        wait_until_up(f"{confirm_yardstick_url}/docs")
+        confirm_runs: dict[str, list[dict]] = {"yardstick": [], "registration": []}
+        for _ in range(args.rounds):
+            for name, url, pid in (
+                ("yardstick", confirm_yardstick_url, confirm_yardstick.pid),
+                ("registration", service_url, service.pid),
+            ):
+                confirm_runs[name].append(
+                    _confirm_round(
+                        db_url, url, pid, args.pending, args.capacity, args.confirm_seconds, args.connections
+                    )
+                )
+        confirmations = _median_run(confirm_runs["registration"])
+        confirmations["yardstick"] = _median_run(confirm_runs["yardstick"])
+        confirmations["ratio"] = round(confirmations["rps"] / confirmations["yardstick"]["rps"], 3)
+        confirmations["cpu_ratio"] = round(
+            _median([r["cpu_ms_per_request"] for r in confirm_runs["yardstick"]])
+            / _median([r["cpu_ms_per_request"] for r in confirm_runs["registration"]]),
+            3,
+        )
+        # Any round of either that overbooked (or whose counter disagrees with its rows) fails the check.
+        confirmations["overbooked"] = any(r["overbooked"] for runs in confirm_runs.values() for r in runs)
+        results["confirmations"] = confirmations
         results.update(connections=args.connections, seconds=args.seconds, rounds=args.rounds)
         print(json.dumps(results))
+
+
+def _confirm_round(
+    db_url: str, url: str, pid: int, pending: int, capacity: int, seconds: int, connections: int
+) -> dict:
+    """One round of confirmations into a new working group with ``pending`` registrations waiting."""
+    wg = f"bench-{uuid.uuid4().hex[:6]}"
+    tokens = asyncio.run(make_pending(db_url, wg, pending, capacity))
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
+        handle.write("\n".join(tokens))
+    time.sleep(2)  # let the relay and autovacuum settle after the inserts
+    lua = f'TOKENS = "{handle.name}"\nTHREADS = 2\n' + CONFIRM_LUA
+    # Where the machine's CPU goes per confirmation: the server's process, Postgres, RabbitMQ, and
+    # how busy both cores were (the rest is wrk, which drives the load from the same machine).
+    cpu = CpuTime({"server": pid})
+    machine_before = psutil.cpu_times()
+    cpu.start()
+    run = run_wrk(url, lua, seconds, connections, server_pid=pid)
+    cpu.stop()
+    machine = psutil.cpu_times()
+    busy = (
+        sum(machine)
+        - machine.idle
+        - machine.iowait
+        - (sum(machine_before) - machine_before.idle - machine_before.iowait)
+    )
+    wall = sum(machine) - sum(machine_before)
+    if run["requests"]:
+        run["cpu_ms_per_request_by_process"] = {
+            group: round(seconds * 1000 / run["requests"], 3) for group, seconds in cpu.seconds.items()
+        }
+        run["machine_cpu_ms_per_request"] = round(busy * 1000 / run["requests"], 3)
+    run["machine_busy_share"] = round(busy / wall, 3) if wall else 0.0
+    run["outbox_backlog_at_end"] = asyncio.run(outbox_backlog(db_url))
+    state = asyncio.run(seat_state(db_url, wg))
+    run["seat_state"] = state
+    run["overbooked"] = state.get("confirmed", 0) > capacity or state["counter"] != state.get("confirmed", 0)
+    return run
 
 
 def _median(values: list[float]) -> float:

@@ -12,12 +12,20 @@ row, and a task in the same process publishes what was committed (claim up to 50
 ``FOR UPDATE SKIP LOCKED``, publish them persistent with publisher confirms on aiormq, mark them), woken
 after each commit. That is the ceiling for an intake that must not lose its events: no FastAPI middleware,
 no SQLAlchemy, no idempotency, rate limit, token or catalog.
+
+``POST /v1/registrations/confirm`` is the yardstick for a confirmation: the token's hash looked up with the
+working group's ``catalog_version``, the event built with orjson (title and meetings cached per version),
+the seat decided by the service's own database function (``registration.confirm_registration()``, the
+leanest way to hold the working group's lock only inside the database), the answer in JSON. Its events go
+to ``registration.outbox``, so run it with ``BENCH_OUTBOX=registration.outbox`` (the relay then publishes
+from that table, and only when woken by its own commits, so that it never takes another process's rows).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import uuid
 from contextlib import asynccontextmanager
@@ -26,7 +34,7 @@ import aiormq
 import aiormq.connection
 import asyncpg
 import orjson
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import ORJSONResponse
 from pamqp.commands import Basic
 
@@ -37,6 +45,8 @@ DSN = os.environ["BENCH_DATABASE_URL"].replace("postgresql+asyncpg://", "postgre
 POOL_SIZE = int(os.environ.get("BENCH_POOL", "20"))
 AMQP_URL = os.environ.get("BENCH_AMQP_URL")
 EXCHANGE = os.environ.get("BENCH_EXCHANGE", "mitwirkung.events")
+# The table the relay publishes from: the yardstick's own outbox, or the service's (for confirmations).
+OUTBOX = os.environ.get("BENCH_OUTBOX", "registration.yardstick_outbox")
 pool: asyncpg.Pool | None = None
 wake = asyncio.Event()
 
@@ -68,10 +78,30 @@ INSERT_OUTBOX = (
     "INSERT INTO registration.yardstick_outbox (id, event_type, payload) VALUES ($1, $2, $3::jsonb)"
 )
 CLAIM = (
-    "SELECT id, event_type, payload::text AS payload FROM registration.yardstick_outbox "
+    f"SELECT id, event_type, payload::text AS payload FROM {OUTBOX} "
     "WHERE published_at IS NULL ORDER BY seq LIMIT 500 FOR UPDATE SKIP LOCKED"
 )
-MARK = "UPDATE registration.yardstick_outbox SET published_at = now() WHERE id = ANY($1::uuid[])"
+MARK = f"UPDATE {OUTBOX} SET published_at = now() WHERE id = ANY($1::uuid[])"
+# Its own outbox's relay also polls (every 2 s); one on the service's outbox only wakes for its own commits.
+POLL = 2.0 if OUTBOX == "registration.yardstick_outbox" else None
+FOR_CONFIRMATION = (
+    "SELECT r.id, r.working_group_id, r.status, r.expires_at, r.participant_type, r.name, r.email, r.language,"
+    " w.catalog_version FROM registration.registrations r"
+    " JOIN registration.working_groups w ON w.id = r.working_group_id WHERE r.token_hash = $1"
+)
+WORKING_GROUP = (
+    "SELECT w.title, coalesce(json_agg(json_build_object('number', m.number, 'starts_at', m.starts_at,"
+    " 'ends_at', m.ends_at, 'venue', m.venue, 'address', m.address, 'sequence', m.sequence,"
+    " 'cancelled', m.cancelled) ORDER BY m.number)"
+    " FILTER (WHERE m.number IS NOT NULL), '[]')::text AS meetings"
+    " FROM registration.working_groups w LEFT JOIN registration.meetings m ON m.working_group_id = w.id"
+    " WHERE w.id = $1 GROUP BY w.title"
+)
+DECIDE = (
+    "SELECT outcome, seat, waitlist_position FROM registration.confirm_registration("
+    "$1, $2, $3, now(), $4, $5::jsonb, 1, $5::jsonb, 1, NULL)"
+)
+working_groups: dict[tuple[str, int], dict] = {}
 
 
 async def relay() -> None:
@@ -84,7 +114,7 @@ async def relay() -> None:
     try:
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(2.0):
+                async with asyncio.timeout(POLL):
                     await wake.wait()
             wake.clear()
             await asyncio.sleep(0.005)  # let a burst of commits gather into one pass
@@ -161,3 +191,45 @@ async def register(body: RegistrationRequest) -> ORJSONResponse:
     if AMQP_URL:
         wake.set()
     return ORJSONResponse({"id": str(registration_id), "status": "pending_confirmation"}, status_code=202)
+
+
+@app.post("/v1/registrations/confirm")
+async def confirm(request: Request) -> ORJSONResponse:
+    """A double opt-in's second step, the leanest way (no page, rate limit, correlation id or retry)."""
+    token = orjson.loads(await request.body())["token"]
+    token_hash = hashlib.sha256(token.encode()).hexdigest()
+    assert pool is not None
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(FOR_CONFIRMATION, token_hash)
+        if row is None:
+            return ORJSONResponse({"detail": "not found"}, status_code=404)
+        if row["status"] != "pending_confirmation":  # a second click: the current status, as the service
+            return ORJSONResponse({"id": str(row["id"]), "status": row["status"]})
+        key = (row["working_group_id"], row["catalog_version"])
+        group = working_groups.get(key)
+        if group is None:
+            found = await conn.fetchrow(WORKING_GROUP, row["working_group_id"])
+            group = {"id": key[0], "title": found["title"], "meetings": orjson.loads(found["meetings"])}
+            working_groups[key] = group
+        payload = orjson.dumps(
+            {
+                "registration_id": str(row["id"]),
+                "recipient": {"email": row["email"], "name": row["name"], "language": row["language"]},
+                "working_group": {"id": group["id"], "title": group["title"]},
+                "meetings": group["meetings"],
+                "participant_type": row["participant_type"],
+                "links": {
+                    name: f"https://mitwirkung.example/v1/registrations/{name}?token={token}"
+                    for name in ("me", "cancel", "calendar")
+                },
+            }
+        ).decode()
+        decided = await conn.fetchrow(DECIDE, row["id"], key[0], key[1], uuid.uuid4(), payload)
+    if AMQP_URL:
+        wake.set()
+    if decided is None:
+        return ORJSONResponse({"detail": "not found"}, status_code=404)
+    body = {"id": str(row["id"]), "status": decided["outcome"]}
+    if decided["waitlist_position"] is not None:
+        body["waitlist_position"] = decided["waitlist_position"]
+    return ORJSONResponse(body)

@@ -72,4 +72,6 @@ def test_benchmark_runs_and_prints_its_figures(name: str) -> None:
         )
     if name == "registration_throughput":
         assert figures["registration"]["non_2xx"] == 0 and not figures["confirmations"]["overbooked"]
+        confirmations = figures["confirmations"]
+        assert confirmations["non_2xx"] == 0 and confirmations["yardstick"]["non_2xx"] == 0
         assert figures["publishing_yardstick"]["non_2xx"] == 0
