@@ -104,6 +104,11 @@ WORKER_LAST_SUCCESS = Gauge(
 MAIL_ATTEMPTS = Counter(
     "mitwirkung_mail_attempts_total", "Mail attempts, by the status they left their delivery in", ["status"]
 )
+CONFIRMATION_BATCH = Histogram(
+    "mitwirkung_registration_confirmation_batch_size",
+    "Confirmations of one working group decided together, under one lock and in one commit",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 WORKER_BACKLOG = Gauge(
     "mitwirkung_worker_backlog", "Work waiting for a background worker", ["service", "worker"]
 )

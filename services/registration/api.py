@@ -8,6 +8,7 @@ import io
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
@@ -204,7 +205,8 @@ async def cancel_page(request: Request, token: TokenQuery) -> HTMLResponse:
     responses={429: {"description": "Too many requests from this client (problem+json, Retry-After)"}},
 )
 async def confirm(request: Request) -> Response:
-    return await _token_action(request, service.confirm_registration)
+    decisions = service.seat_decisions_of(_runtime(request))
+    return await _token_action(request, partial(service.confirm_registration, decisions=decisions))
 
 
 @router.post(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, select, text, update
@@ -363,9 +363,23 @@ SELECT r.id, r.working_group_id, r.status, r.expires_at, r.participant_type, r.n
 FROM {registrations.fullname} r JOIN {working_groups.fullname} w ON w.id = r.working_group_id
 WHERE r.token_hash = $1
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """One confirmation to decide: the registration, the ``catalog_version`` its events were built for, and
+    both possible events as ``outbox.staged_row`` values (the same id; the database writes one of them)."""
+
+    registration_id: uuid.UUID
+    catalog_version: int
+    now: Any
+    confirmed: tuple[Any, ...]
+    waitlisted: tuple[Any, ...]
+
+
 _CONFIRM = (
-    "SELECT outcome, seat, waitlist_position "
-    f"FROM {registrations.schema}.confirm_registration($1, $2, $3, $4, $5, $6::jsonb, $7, $8::jsonb, $9, $10)"
+    "SELECT ordinal, outcome, seat, waitlist_position FROM "
+    f"{registrations.schema}.confirm_registrations($1, $2, $3, $4, $5, $6::jsonb[], $7, $8::jsonb[], $9, $10)"
 )
 
 
@@ -374,34 +388,32 @@ async def registration_for_confirmation(conn: AsyncConnection, token_hash: str) 
     return await (await driver_connection(conn)).fetchrow(_FOR_CONFIRMATION, token_hash)
 
 
-async def decide_confirmation(
-    conn: AsyncConnection,
-    registration_id: uuid.UUID,
-    working_group_id: str,
-    catalog_version: int,
-    now: Any,
-    confirmed: tuple[Any, ...],
-    waitlisted: tuple[Any, ...],
-) -> Any:
-    """Confirm with a seat or waitlist, with the event of the outcome (``confirmed`` and ``waitlisted``
-    are ``outbox.staged_row`` values; the position is filled in by the database). Returns (outcome,
-    seat, waitlist_position) with outcome ``confirmed``, ``waitlisted`` or ``stale`` (the meetings changed:
-    build the events again), or None when the registration is no longer pending."""
-    event_id, _, confirmed_version, confirmed_payload, correlation_id = confirmed
-    _, _, waitlisted_version, waitlisted_payload, _ = waitlisted
-    return await (await driver_connection(conn)).fetchrow(
+async def decide_confirmations(
+    conn: AsyncConnection, working_group_id: str, confirmations: Sequence[Confirmation]
+) -> list[Any]:
+    """Decide ``confirmations`` of one working group in the order given, under one lock and in one
+    statement (so one commit): each confirmed with a seat or waitlisted, with the event of its outcome (the
+    waitlist position is filled in by the database). Returns, for each, a record (outcome, seat,
+    waitlist_position) with outcome ``confirmed``, ``waitlisted`` or ``stale`` (the meetings changed: build
+    the events again), or None when the registration is no longer pending."""
+    confirmed, waitlisted = confirmations[0].confirmed, confirmations[0].waitlisted
+    rows = await (await driver_connection(conn)).fetch(
         _CONFIRM,
-        registration_id,
         working_group_id,
-        catalog_version,
-        now,
-        event_id,
-        confirmed_payload,
-        confirmed_version,
-        waitlisted_payload,
-        waitlisted_version,
-        correlation_id,
+        [c.registration_id for c in confirmations],
+        [c.now for c in confirmations],
+        [c.catalog_version for c in confirmations],
+        [c.confirmed[0] for c in confirmations],
+        [c.confirmed[3] for c in confirmations],
+        confirmed[2],
+        [c.waitlisted[3] for c in confirmations],
+        waitlisted[2],
+        [c.confirmed[4] for c in confirmations],
     )
+    decided: list[Any] = [None] * len(confirmations)
+    for row in rows:
+        decided[row["ordinal"] - 1] = row
+    return decided
 
 
 async def submit_registration(

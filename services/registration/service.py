@@ -4,10 +4,11 @@ refusals are ``domain`` errors (``api.py`` maps them to problem+json)."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +27,7 @@ from shared.audit import record as audit_log_record
 from shared.calendar import build_calendar
 from shared.i18n import BERLIN
 from shared.idempotency import forget_keys
+from shared.observability import CONFIRMATION_BATCH
 from shared.outbox import add_event, staged_row
 from shared.runtime import ServiceRuntime
 from shared.tokens import hash_token, token_for
@@ -372,19 +374,129 @@ async def _current_state(conn: AsyncConnection, token_hash: str) -> dict[str, An
     return await registration_state(conn, registration)
 
 
+class SeatDecisions:
+    """Confirmations of one working group decided together: group commit for the seat decision.
+
+    Every confirmation of a working group queues behind the group's row lock, and each held it through its
+    commit and the hand-over to the next waiting database backend; on a busy machine that hand-over set the
+    pace. Here the first confirmation of a working group decides at once, on its own connection; those
+    that arrive meanwhile wait, and when it is done the first of them decides all that wait (up to
+    ``max_batch``, in the order they came) in one statement: one lock, one commit. Nobody waits for more
+    than the batch under way and its own. One per process (``seat_decisions_of``); replicas each batch their
+    own, and the database's lock still orders them.
+    """
+
+    def __init__(self, max_batch: int = 64) -> None:
+        self.max_batch = max_batch
+        self._waiting: dict[str, list[_Waiting]] = {}
+        self._deciding: set[str] = set()  # working groups with a batch under way (their queue may be empty)
+
+    async def decide(self, conn: AsyncConnection, wg_id: str, confirmation: repo.Confirmation) -> Any:
+        """What ``repository.decide_confirmations`` answers for ``confirmation``, decided on ``conn`` (if this
+        call leads a batch) or on the connection of the call that leads it."""
+        while True:
+            waiting = _Waiting(confirmation, asyncio.get_running_loop().create_future())
+            queue = self._waiting.setdefault(wg_id, [])
+            queue.append(waiting)
+            if wg_id in self._deciding:
+                try:
+                    answer = await waiting.future
+                except asyncio.CancelledError:
+                    self._withdraw(wg_id, waiting)
+                    raise
+                if answer is _INTERRUPTED:
+                    continue  # the leader was cancelled mid-batch: decide again (no longer pending if it did)
+                if answer is not _LEAD:
+                    return answer
+            else:
+                self._deciding.add(wg_id)
+            return await self._lead(conn, wg_id, waiting)
+
+    async def _lead(self, conn: AsyncConnection, wg_id: str, leader: _Waiting) -> Any:
+        queue = self._waiting[wg_id]
+        taken, queue[: self.max_batch] = queue[: self.max_batch], []
+        # Not those whose caller was cancelled while waiting (their future is done, they are withdrawing).
+        batch = [waiting for waiting in taken if waiting is leader or not waiting.future.done()]
+        CONFIRMATION_BATCH.observe(len(batch))
+        others = [waiting.future for waiting in batch if waiting is not leader]
+        try:
+            decided = await repo.decide_confirmations(conn, wg_id, [w.confirmation for w in batch])
+        except asyncio.CancelledError:
+            _settle(others, lambda future: future.set_result(_INTERRUPTED))
+            raise
+        except BaseException as exc:
+            failure = exc
+            _settle(others, lambda future: future.set_exception(failure))
+            raise
+        finally:
+            self._hand_over(wg_id)
+        for waiting, answer in zip(batch, decided, strict=True):
+            if waiting is not leader and not waiting.future.done():  # done: its caller was cancelled
+                waiting.future.set_result(answer)
+        return decided[batch.index(leader)]
+
+    def _hand_over(self, wg_id: str) -> None:
+        """The batch is done: the first one still waiting leads the next, or the working group is idle."""
+        queue = self._waiting.get(wg_id, [])
+        while queue and queue[0].future.done():  # cancelled, not yet withdrawn
+            queue.pop(0)
+        if queue:
+            queue[0].future.set_result(_LEAD)
+        else:
+            self._deciding.discard(wg_id)
+            self._waiting.pop(wg_id, None)
+
+    def _withdraw(self, wg_id: str, waiting: _Waiting) -> None:
+        """A waiting call was cancelled: out of the queue; if it had just been made the leader, the next."""
+        queue = self._waiting.get(wg_id, [])
+        if waiting in queue:
+            queue.remove(waiting)
+        future = waiting.future
+        if future.done() and not future.cancelled() and future.result() is _LEAD:
+            self._hand_over(wg_id)
+
+
+def _settle(futures: list[asyncio.Future[Any]], settle: Callable[[asyncio.Future[Any]], None]) -> None:
+    """Settle every future; one already cancelled (its caller gone) is passed over."""
+    for future in futures:
+        if not future.done():
+            settle(future)
+
+
+@dataclass(eq=False, slots=True)
+class _Waiting:
+    confirmation: repo.Confirmation
+    future: asyncio.Future[Any]
+
+
+# What a waiting confirmation may be told instead of its outcome: lead the next batch, or decide again.
+_LEAD = object()
+_INTERRUPTED = object()
+
+
+def seat_decisions_of(runtime: ServiceRuntime) -> SeatDecisions:
+    """The runtime's :class:`SeatDecisions`."""
+    decisions: SeatDecisions = runtime.caches.setdefault("registration.seat_decisions", SeatDecisions())
+    return decisions
+
+
 async def confirm_registration(
     conn: AsyncConnection,
     settings: RegistrationSettings,
     catalog: CatalogCache,
     token: str,
     now: datetime | None = None,
+    *,
+    decisions: SeatDecisions | None = None,
 ) -> dict[str, Any]:
     """Double opt-in: a seat if one fits (first confirmed, first served), else the waitlist.
 
     The registration is read without a lock and both possible events are built; then the database decides
-    the seat under the working group's lock (``repository.decide_confirmation``, the rules of
+    the seat under the working group's lock (``repository.decide_confirmations``, the rules of
     ``domain.confirm``) and commits at once: every confirmation of the working group queues behind that
-    lock, so it is held only inside the database.
+    lock, so it is held only inside the database. With ``decisions`` (the process's
+    :class:`SeatDecisions`), confirmations of the same working group that arrive together are decided
+    together, under one lock and in one commit.
     """
     now = now or datetime.now(UTC)
     token_hash = hash_token(token)
@@ -424,9 +536,13 @@ async def confirm_registration(
             payload,
             correlation_id,
         )
-        decided = await repo.decide_confirmation(
-            conn, registration["id"], wg_id, registration["catalog_version"], now, confirmed, waitlisted
+        confirmation = repo.Confirmation(
+            registration["id"], registration["catalog_version"], now, confirmed, waitlisted
         )
+        if decisions is None:
+            decided = (await repo.decide_confirmations(conn, wg_id, [confirmation]))[0]
+        else:
+            decided = await decisions.decide(conn, wg_id, confirmation)
         if decided is None:
             return await _current_state(conn, token_hash)  # a second click (or the expiry job) was first
         if decided["outcome"] == "confirmed":

@@ -7,14 +7,14 @@ from __future__ import annotations
 import itertools
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy import text
 
 from services.registration import domain
 from services.registration import repository as repo
 from shared import events as ev
-from tests.registration.support import pending_tokens
+from tests.registration.support import catalog_version, confirmation_of, insert_pending, pending_tokens
 from tests.support.catalog import create_working_group
 
 # Small numbers reach every branch: full, reserved seats left or not, general seats left or not, quotas
@@ -42,37 +42,20 @@ async def test_the_database_decides_every_seat_as_the_domain_does(api):
                 ),
                 {"c": capacity, "r": reserved, "g": general, "cr": confirmed_reserved, "wg": wg},
             )
-            await session.execute(
-                text(
-                    "INSERT INTO registrations (id, working_group_id, status, language, participant_type, "
-                    "token_hash, expires_at) VALUES (:id, :wg, 'pending_confirmation', 'de', :t, :h, :e)"
-                ),
-                {
-                    "id": registration_id,
-                    "wg": wg,
-                    "t": participant_type,
-                    "h": uuid.uuid4().hex,
-                    "e": now + timedelta(days=1),
-                },
-            )
-            version = (
-                await session.execute(
-                    text("SELECT catalog_version FROM working_groups WHERE id = :wg"), {"wg": wg}
-                )
-            ).scalar_one()
+            await insert_pending(session, wg, registration_id, participant_type)
+            version = await catalog_version(session, wg)
         group = domain.GroupCounters(wg, capacity, reserved, general, confirmed_reserved, 7, 3, version)
         expected = domain.confirm(group, participant_type)
         confirmed_id, waitlisted_id = uuid.uuid4(), uuid.uuid4()
         async with runtime.transaction() as session:
-            decided = await repo.decide_confirmation(
-                session,
+            confirmation = repo.Confirmation(
                 registration_id,
-                wg,
                 version,
                 now,
                 (confirmed_id, "registration.confirmed", 1, json.dumps({"kind": "confirmed"}), None),
                 (waitlisted_id, "registration.waitlisted", 1, json.dumps({"kind": "waitlisted"}), None),
             )
+            [decided] = await repo.decide_confirmations(session, wg, [confirmation])
             row = (
                 await session.execute(
                     text(
@@ -124,25 +107,18 @@ async def test_a_decided_registration_is_not_decided_again_and_stale_meetings_ch
     registration_id = uuid.uuid4()
     now = datetime.now(UTC)
     async with runtime.transaction() as session:
-        await session.execute(
-            text(
-                "INSERT INTO registrations (id, working_group_id, status, language, participant_type, "
-                "token_hash, expires_at) VALUES (:id, :wg, 'pending_confirmation', 'de', 'resident', :h, :e)"
-            ),
-            {"id": registration_id, "wg": wg, "h": uuid.uuid4().hex, "e": now + timedelta(days=1)},
-        )
+        await insert_pending(session, wg, registration_id)
 
     async def decide(version: int):
         async with runtime.transaction() as session:
-            return await repo.decide_confirmation(
-                session,
+            confirmation = repo.Confirmation(
                 registration_id,
-                wg,
                 version,
                 now,
                 (uuid.uuid4(), "registration.confirmed", 1, "{}", None),
                 (uuid.uuid4(), "registration.waitlisted", 1, "{}", None),
             )
+            return (await repo.decide_confirmations(session, wg, [confirmation]))[0]
 
     stale = await decide(-1)  # built with meetings that are no longer current
     assert stale["outcome"] == "stale"
@@ -196,3 +172,75 @@ async def test_the_events_the_database_writes_are_the_events_consumers_read(api,
         ev.RegistrationConfirmed.version,
         ev.RegistrationWaitlisted.version,
     ]
+
+
+async def test_a_batch_is_decided_in_its_order_as_one_confirmation_after_another(api):
+    """``confirm_registrations`` (migration 0010) decides a batch under one lock: each in the order given,
+    by the same rules as alone; a stale one and one no longer pending are left as they were."""
+    runtime = api.runtime
+    wg = await create_working_group(runtime, capacity=3, expert_reserved=1)
+    now = datetime.now(UTC)
+    kinds = ["resident", "expert", "resident", "resident", "expert", "resident", "expert"]
+    ids = [uuid.uuid4() for _ in kinds]
+    async with runtime.transaction() as session:
+        for registration_id, kind in zip(ids, kinds, strict=True):
+            await insert_pending(session, wg, registration_id, kind)
+        version = await catalog_version(session, wg)
+
+    def confirmation(registration_id: uuid.UUID, version: int) -> repo.Confirmation:
+        return confirmation_of(registration_id, version, now)
+
+    async with runtime.transaction() as session:  # the fourth is decided before the batch
+        [alone] = await repo.decide_confirmations(session, wg, [confirmation(ids[3], version)])
+    assert alone["outcome"] == "confirmed"
+    batch = [confirmation(i, version) for i in ids]
+    batch[1] = confirmation(ids[1], version - 1)  # built for meetings that have changed since
+    async with runtime.transaction() as session:
+        decided = await repo.decide_confirmations(session, wg, batch)
+
+    # What the domain decides, one after the other, from the counters after the fourth's seat.
+    group = domain.GroupCounters(wg, 3, 1, 1, 0, 0, 0, version)
+    want: list[tuple | None] = []
+    for index, kind in enumerate(kinds):
+        if index == 1:
+            want.append(("stale", None, None))
+        elif index == 3:
+            want.append(None)  # no longer pending
+        else:
+            outcome = domain.confirm(group, kind)
+            group = outcome.group
+            want.append((outcome.status, outcome.seat, outcome.waitlist_position))
+    got = [None if d is None else (d["outcome"], d["seat"], d["waitlist_position"]) for d in decided]
+    assert got == want
+    # The second resident finds the general seats taken; the expert after it still gets the reserved one.
+    assert [w[0] for w in want if w] == [
+        "confirmed",
+        "stale",
+        "waitlisted",
+        "confirmed",
+        "waitlisted",
+        "waitlisted",
+    ]
+    async with runtime.transaction() as session:
+        statuses = dict(
+            (
+                await session.execute(
+                    text("SELECT id, status FROM registrations WHERE working_group_id = :wg"), {"wg": wg}
+                )
+            ).all()
+        )
+        events = (
+            (
+                await session.execute(
+                    text(
+                        "SELECT payload ->> 'registration_id' FROM outbox "
+                        "WHERE payload ->> 'registration_id' = ANY(:ids) ORDER BY seq"
+                    ),
+                    {"ids": [str(i) for i in ids]},
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert statuses[ids[1]] == "pending_confirmation"  # the stale one: nothing written
+    assert events == [str(ids[i]) for i in (3, 0, 2, 4, 5, 6)]  # one event each, in the order decided
