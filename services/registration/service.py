@@ -526,6 +526,10 @@ async def confirm_registration(
             registration["participant_type"],
             Links(settings.public_url).for_token(token),
         )
+        if conn.in_transaction():
+            # What was read through SQLAlchemy (the catalog, when not cached) began a transaction; the
+            # decision must commit on its own, at once, before anyone it was decided for gets an answer.
+            await conn.commit()
         confirmed = staged_row(conn, ev.RegistrationConfirmed(**about))
         # A waitlisted event carries the same fields and the place, which the database fills in.
         event_id, _, _, payload, correlation_id = confirmed

@@ -184,3 +184,22 @@ async def test_a_leader_cancelled_mid_batch_makes_the_others_decide_again(api, m
         "waitlisted",
     ]
     assert not decisions._deciding and not decisions._waiting
+
+
+async def test_a_confirmation_is_committed_before_it_is_answered(api, registration_settings):
+    """Even when the caller's unit had begun a transaction (the catalog read through SQLAlchemy when it is
+    not cached), the decision commits on its own: the answer a batch hands out is already durable."""
+    runtime = api.runtime
+    wg = await create_working_group(runtime, capacity=5)
+    [token] = await pending_tokens(api, registration_settings, wg, 1)
+    decisions = service.SeatDecisions()
+    async with runtime.transaction() as conn:
+        await conn.execute(text("SELECT 1"))  # a transaction is open on the unit
+        service.catalog_of(runtime).invalidate(wg)
+        answer = await service.confirm_registration(
+            conn, registration_settings, service.catalog_of(runtime), token, decisions=decisions
+        )
+        assert answer["status"] == "confirmed"
+        # Seen from another connection while the caller's unit is still open.
+        state = await seat_state(runtime, wg)
+        assert state["confirmed"] == 1 == state["counter"]
