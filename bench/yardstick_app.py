@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import uuid
 from contextlib import asynccontextmanager
@@ -41,6 +40,7 @@ from pamqp.commands import Basic
 
 from services.registration.schemas import RegistrationRequest
 from shared.runtime import AMQP_WRITE_QUEUE_FRAMES
+from shared.tokens import hash_token
 
 DSN = os.environ["BENCH_DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://", 1)
 POOL_SIZE = int(os.environ.get("BENCH_POOL", "20"))
@@ -204,7 +204,7 @@ async def register(body: RegistrationRequest) -> ORJSONResponse:
 async def confirm(request: Request) -> ORJSONResponse:
     """A double opt-in's second step, the leanest way (no page, rate limit, correlation id or retry)."""
     token = orjson.loads(await request.body())["token"]
-    token_hash = hashlib.sha256(token.encode()).hexdigest()
+    token_hash = hash_token(token)
     assert pool is not None
     async with pool.acquire() as conn:
         row = await conn.fetchrow(FOR_CONFIRMATION, token_hash)

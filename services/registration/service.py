@@ -8,7 +8,7 @@ import asyncio
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -422,11 +422,10 @@ class SeatDecisions:
         try:
             decided = await repo.decide_confirmations(conn, wg_id, [w.confirmation for w in batch])
         except asyncio.CancelledError:
-            _settle(others, lambda future: future.set_result(_INTERRUPTED))
+            _settle(others, result=_INTERRUPTED)
             raise
         except BaseException as exc:
-            failure = exc
-            _settle(others, lambda future: future.set_exception(failure))
+            _settle(others, exception=exc)
             raise
         finally:
             self._hand_over(wg_id)
@@ -456,11 +455,17 @@ class SeatDecisions:
             self._hand_over(wg_id)
 
 
-def _settle(futures: list[asyncio.Future[Any]], settle: Callable[[asyncio.Future[Any]], None]) -> None:
-    """Settle every future; one already cancelled (its caller gone) is passed over."""
+def _settle(
+    futures: list[asyncio.Future[Any]], *, result: object = None, exception: BaseException | None = None
+) -> None:
+    """Settle every future alike; one already cancelled (its caller gone) is passed over."""
     for future in futures:
-        if not future.done():
-            settle(future)
+        if future.done():
+            continue
+        if exception is not None:
+            future.set_exception(exception)
+        else:
+            future.set_result(result)
 
 
 @dataclass(eq=False, slots=True)
