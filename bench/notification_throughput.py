@@ -4,38 +4,46 @@ a bare sender, both into the same local SMTP sink.
 Run by hand, on this machine's local Postgres and RabbitMQ (a fresh database, roles and vhost are made
 and removed, as for the tests):
 
-    .venv/bin/python -m bench.notification_throughput [--n 2000] [--connections 5]
+    .venv/bin/python -m bench.notification_throughput [--n 2000] [--connections 5] [--rounds 3]
 
 (i)  bare: ``--connections`` aiosmtplib connections send N multipart/alternative mails, each built with
      the standard ``email`` package (about the size of our real mails), as fast as they can;
 (ii) pipeline: the notification service as it is deployed (``--layout split``, the default): its ingest
      side (``NOTIFICATION_ROLE=ingest``) as a process of its own, as Postgres and RabbitMQ are, and its
-     sender (``NOTIFICATION_ROLE=sender``, ``smtp_pool_size=--connections``) in this process, beside the
-     sink, where the bare sender runs; ``--layout one-process`` runs the whole service here instead. No
-     rate limit; INFO logging as in production (the sender's written to a file). A separate process
-     publishes N ``registration.submitted`` events to the exchange, as the registration service would;
-     the clock runs from the first publish until all N deliveries are ``sent``.
+     sender (``NOTIFICATION_ROLE=sender``, ``smtp_pool_size=--connections``) in this process, where the
+     bare sender runs; ``--layout one-process`` runs the whole service here instead. No rate limit; INFO
+     logging as in production (the sender's written to a file). A separate process publishes N
+     ``registration.submitted`` events to the exchange, as the registration service would; the clock runs
+     from the first publish until all N deliveries are ``sent``.
 
 Both sides run on uvloop, as the services do in production (uvicorn picks it when it is installed) and as
-the leanest sender would. The sink (aiosmtpd, a thread of this process) answers 250 to everything; its own
-logging is off. Both runs are warmed up first (connections open, templates compiled). Prints JSON on its last line:
-``{"bare_mails_per_s", "pipeline_mails_per_s", "ratio", "cpu_ratio", "n", ...}``, with the CPU time per
-mail of this process (sender and sink) on both sides and, for the pipeline, of the ingest process,
-Postgres and RabbitMQ.
+the leanest sender would. The sink is ``bench/sink.py``, a process of its own, as a relay is: in this
+process, as a thread, it took the GIL from whichever sender ran beside it, and slowed the bare sender
+most (that arrangement gave the bare sender about half its rate). Both are warmed up first (connections
+open, templates compiled), then ``--rounds`` rounds alternate bare and pipeline in one event loop, so that
+both see the same machine. Prints JSON on its last line: ``{"bare_mails_per_s", "pipeline_mails_per_s",
+"ratio", "cpu_ratio", "ratios_per_round", "n", ...}`` (medians of the rounds), with the CPU time per mail of
+this process (the sender) on both sides, of the sink, and, for the pipeline, of the ingest process,
+Postgres and RabbitMQ, and the pipeline's timeline (``pipeline_timeline_s``: seconds after the first
+publish until the first and the last of the N mails were recorded, the first was sent, and all were sent).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import secrets
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from email import policy
@@ -50,8 +58,10 @@ from typing import Any
 import aiosmtplib
 import asyncpg
 import uvloop
-from aiosmtpd.controller import Controller
 
+from bench.cpu import CpuTime
+from bench.sink import Arrivals
+from bench.sink import spawn as spawn_sink
 from shared.db import asyncpg_dsn
 from tests.support.smtp import free_port
 
@@ -87,19 +97,6 @@ HTML = (
 SUBJECT = "Bitte bestätigen Sie Ihre Anmeldung: Arbeitskreis „Sprachförderung“"
 
 
-class Sink:
-    """Answers 250 to every mail and counts them."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.bytes = 0
-
-    async def handle_DATA(self, server: object, session: object, envelope) -> str:  # noqa: ANN001
-        self.count += 1
-        self.bytes = len(envelope.original_content or b"")
-        return "250 OK"
-
-
 # The leanest way the standard library builds the same mail: compat32 MIME classes, quoted-printable
 # bodies, base64 encoded words for the non-ASCII headers and a boundary chosen up front (no scan of the
 # text) — the same choices as services/notification/mail.py, without its safety checks and templates.
@@ -128,7 +125,8 @@ def bare_message(i: int) -> bytes:
     return msg.as_bytes()
 
 
-async def bare(port: int, n: int, connections: int) -> float:
+async def bare(port: int, n: int, connections: int, sink_pid: int) -> tuple[float, float, float]:
+    """Mails per second, and the CPU milliseconds per mail of this process and of the sink."""
     clients = [aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False) for _ in range(connections)]
     for client in clients:
         await client.connect()
@@ -141,12 +139,15 @@ async def bare(port: int, n: int, connections: int) -> float:
                 "mitwirkung@kaiserslautern.de", [f"bench-bare-{i}@example.org"], bare_message(i)
             )
 
+    sink = CpuTime({"sink": sink_pid})
+    sink.start()
     started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker(c) for c in clients))
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    sink.stop()
     for client in clients:
         await client.quit()
-    return n / elapsed, cpu * 1000 / n
+    return n / elapsed, cpu * 1000 / n, sink.seconds.get("sink", 0.0) * 1000 / n
 
 
 PUBLISHER = """
@@ -269,18 +270,12 @@ def start_ingest(database_url: str, amqp_url: str) -> subprocess.Popen:
     return process
 
 
-async def pipeline(
-    database_url: str,
-    amqp_url: str,
-    sink: Sink,
-    port: int,
-    n: int,
-    connections: int,
-    ingest: subprocess.Popen | None,
-) -> dict:
-    from bench.system_burst import CpuTime
-
-    split = ingest is not None
+@contextlib.asynccontextmanager
+async def sender(
+    database_url: str, amqp_url: str, port: int, connections: int, split: bool
+) -> AsyncIterator[str]:
+    """The notification service's sender in this process (all of the service with ``split`` False), warmed
+    up with a few mails; yields the DSN of its database."""
     from services.notification.app import create_app
     from services.notification.config import NotificationSettings
 
@@ -296,55 +291,111 @@ async def pipeline(
     app = create_app(settings)
     # Production log level and format, but into a file: the last line of stdout is ours.
     LOG_FILE.parent.mkdir(exist_ok=True)
-    log_stream = LOG_FILE.open("w")
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(log_stream)
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
-    dsn = asyncpg_dsn(database_url)
-    async with app.router.lifespan_context(app):
-        if not split:
-            await asyncio.wait_for(app.state.runtime.broker_ready.wait(), 30)
-        run = uuid.uuid4().hex[:8]
-        _, publisher = await publish_from_another_process(amqp_url, run, 0, WARMUP)
-        await wait_sent(dsn, run, WARMUP, 60, publisher)
-        await publisher
-        received_before = sink.count
-        run = uuid.uuid4().hex[:8]
-        # Where the time goes meanwhile: this process, the ingest process, Postgres, RabbitMQ.
-        others = CpuTime({"ingest": ingest.pid} if ingest is not None else {})
-        others.start()
+    with LOG_FILE.open("w") as log_stream:
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(log_stream)
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
+        dsn = asyncpg_dsn(database_url)
+        async with app.router.lifespan_context(app):
+            if not split:
+                await asyncio.wait_for(app.state.runtime.broker_ready.wait(), 30)
+            run = uuid.uuid4().hex[:8]
+            _, publisher = await publish_from_another_process(amqp_url, run, 0, WARMUP)
+            await wait_sent(dsn, run, WARMUP, 60, publisher)
+            await publisher
+            yield dsn
+
+
+async def pipeline_round(
+    dsn: str, amqp_url: str, sink: Arrivals, sink_pid: int, n: int, ingest: subprocess.Popen | None
+) -> dict:
+    """N events published by another process, until all N deliveries are sent."""
+    received_before = await settled_count(sink)
+    run = uuid.uuid4().hex[:8]
+    # Where the time goes meanwhile: this process, the ingest process, Postgres, RabbitMQ.
+    others = CpuTime({"sink": sink_pid, **({"ingest": ingest.pid} if ingest is not None else {})})
+    others.start()
+    conn = await asyncpg.connect(dsn)
+    try:
         started, publisher = await publish_from_another_process(amqp_url, run, 0, n)
+        # The database's clock at the first publish, for the timeline below.
+        db_started = await conn.fetchval(
+            "SELECT clock_timestamp() - make_interval(secs => $1)", time.perf_counter() - started
+        )
         cpu = time.process_time()
         await wait_sent(dsn, run, n, 600, publisher)
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         others.stop()
         await publisher
-        received = sink.count - received_before
-        conn = await asyncpg.connect(dsn)
-        try:
-            statuses = dict(
-                await conn.fetch(
-                    "SELECT status, count(*) FROM notification.deliveries WHERE recipient_email LIKE $1 "
-                    "GROUP BY status",
-                    f"bench-{run}-%",
-                )
-            )
-            attempts = await conn.fetchval(
-                "SELECT max(attempts) FROM notification.deliveries WHERE recipient_email LIKE $1",
+        received = await settled_count(sink) - received_before
+        statuses = dict(
+            await conn.fetch(
+                "SELECT status, count(*) FROM notification.deliveries WHERE recipient_email LIKE $1 "
+                "GROUP BY status",
                 f"bench-{run}-%",
             )
-        finally:
-            await conn.close()
-    log_stream.close()
+        )
+        attempts, first_recorded, last_recorded, first_sent = await conn.fetchrow(
+            "SELECT max(attempts), extract(epoch FROM min(created_at) - $2::timestamptz)::float8,"
+            " extract(epoch FROM max(created_at) - $2::timestamptz)::float8,"
+            " extract(epoch FROM min(sent_at) - $2::timestamptz)::float8"
+            " FROM notification.deliveries WHERE recipient_email LIKE $1",
+            f"bench-{run}-%",
+            db_started,
+        )
+    finally:
+        await conn.close()
     return {
         "mails_per_s": n / elapsed,
         "cpu_ms_per_mail": cpu * 1000 / n,
-        "others_cpu_ms_per_mail": {k: round(v * 1000 / n, 3) for k, v in others.seconds.items()},
+        "others_cpu_ms_per_mail": {k: v * 1000 / n for k, v in others.seconds.items()},
         "statuses": statuses,
         "max_attempts": attempts,
         "received": received,
+        # The timeline, in seconds after the first publish: the ingest side's pace (the first and the last
+        # of the N mails recorded), the first mail sent, and the whole run.
+        "first_recorded_s": first_recorded,
+        "last_recorded_s": last_recorded,
+        "first_sent_s": first_sent,
+        "elapsed_s": elapsed,
     }
+
+
+async def settled_count(sink: Arrivals) -> int:
+    """The mails at the sink once it has written down what it received (it flushes every 0.1 s)."""
+    await asyncio.sleep(0.25)
+    return sink.count()
+
+
+async def rounds(
+    args: argparse.Namespace,
+    port: int,
+    sink: Arrivals,
+    sink_pid: int,
+    database_url: str,
+    amqp_url: str,
+    ingest: subprocess.Popen | None,
+) -> tuple[list[tuple[float, float, float]], list[dict]]:
+    """Bare and pipeline rounds, alternating in one event loop, so that both see the same machine."""
+    bare_runs: list[tuple[float, float, float]] = []
+    pipeline_runs: list[dict] = []
+    async with contextlib.AsyncExitStack() as stack:
+        dsn = ""
+        if args.only != "bare":
+            dsn = await stack.enter_async_context(
+                sender(database_url, amqp_url, port, args.connections, ingest is not None)
+            )
+        for _ in range(args.rounds):
+            if args.only != "pipeline":
+                bare_runs.append(await bare(port, args.n, args.connections, sink_pid))
+            if args.only != "bare":
+                pipeline_runs.append(await pipeline_round(dsn, amqp_url, sink, sink_pid, args.n, ingest))
+    return bare_runs, pipeline_runs
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
 
 
 def _run(coroutine: Any) -> Any:
@@ -359,6 +410,7 @@ def main() -> None:
     )
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="bare and pipeline alternate; medians")
     parser.add_argument(
         "--only", choices=("bare", "pipeline"), help="run one side (for profiling); no ratio then"
     )
@@ -370,46 +422,69 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
-    sink = Sink()
     port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
     with ExitStack() as stack:
-        stack.callback(controller.stop)
-        summary: dict = {"n": args.n, "connections": args.connections, "layout": args.layout}
-        if args.only != "pipeline":
-            bare_rate, bare_cpu = _run(bare(port, args.n, args.connections))
-            summary.update(
-                bare_mails_per_s=round(bare_rate, 1),
-                bare_cpu_ms_per_mail=round(bare_cpu, 3),
-                bare_mail_bytes=sink.bytes,
-            )
+        arrivals = stack.enter_context(tempfile.TemporaryDirectory()) + "/arrivals.tsv"
+        sink_process = spawn_sink(stack, port, arrivals)
+        sink = Arrivals(arrivals)
+        summary: dict = {
+            "n": args.n,
+            "connections": args.connections,
+            "layout": args.layout,
+            "rounds": args.rounds,
+        }
+        database_url, amqp_url, ingest = "", "", None
         if args.only != "bare":
             from bench.registration_throughput import _stop
             from tests.support.infra import provision
 
             infra = provision(stack)
-            database_url = infra.database_url("notification")
-            ingest = start_ingest(database_url, infra.amqp_url) if args.layout == "split" else None
+            database_url, amqp_url = infra.database_url("notification"), infra.amqp_url
+            ingest = start_ingest(database_url, amqp_url) if args.layout == "split" else None
             if ingest is not None:
                 stack.callback(_stop, ingest)
-            result = _run(
-                pipeline(database_url, infra.amqp_url, sink, port, args.n, args.connections, ingest)
-            )
+        bare_runs, pipeline_runs = _run(
+            rounds(args, port, sink, sink_process.pid, database_url, amqp_url, ingest)
+        )
+        if bare_runs:
             summary.update(
-                pipeline_mails_per_s=round(result["mails_per_s"], 1),
-                # This process: the sender (or the whole service, one-process layout) and the sink.
-                pipeline_cpu_ms_per_mail=round(result["cpu_ms_per_mail"], 3),
-                pipeline_others_cpu_ms_per_mail=result["others_cpu_ms_per_mail"],
-                pipeline_mail_bytes=sink.bytes,
-                pipeline_statuses=result["statuses"],
-                pipeline_max_attempts=result["max_attempts"],
-                pipeline_mails_received=result["received"],
+                bare_mails_per_s=round(_median([rate for rate, _, _ in bare_runs]), 1),
+                bare_cpu_ms_per_mail=round(_median([cpu for _, cpu, _ in bare_runs]), 3),
+                bare_sink_cpu_ms_per_mail=round(_median([sink_cpu for _, _, sink_cpu in bare_runs]), 3),
+                bare_mail_bytes=len(bare_message(0)),
+                bare_rounds_mails_per_s=[round(rate, 1) for rate, _, _ in bare_runs],
+            )
+        if pipeline_runs:
+            others = pipeline_runs[0]["others_cpu_ms_per_mail"]
+            statuses: dict[str, int] = {}
+            for run in pipeline_runs:
+                for status, count in run["statuses"].items():
+                    statuses[status] = statuses.get(status, 0) + count
+            summary.update(
+                pipeline_mails_per_s=round(_median([r["mails_per_s"] for r in pipeline_runs]), 1),
+                # This process: the sender (or the whole service, one-process layout).
+                pipeline_cpu_ms_per_mail=round(_median([r["cpu_ms_per_mail"] for r in pipeline_runs]), 3),
+                pipeline_others_cpu_ms_per_mail={
+                    name: round(_median([r["others_cpu_ms_per_mail"][name] for r in pipeline_runs]), 3)
+                    for name in others
+                },
+                pipeline_mail_bytes=sink.last_size,
+                pipeline_statuses=statuses,
+                pipeline_max_attempts=max(r["max_attempts"] for r in pipeline_runs),
+                pipeline_mails_received=sum(r["received"] for r in pipeline_runs),
+                pipeline_rounds_mails_per_s=[round(r["mails_per_s"], 1) for r in pipeline_runs],
+                pipeline_timeline_s={
+                    key: round(_median([r[key] for r in pipeline_runs]), 2)
+                    for key in ("first_recorded_s", "last_recorded_s", "first_sent_s", "elapsed_s")
+                },
             )
         if args.only is None:
             summary["ratio"] = round(summary["pipeline_mails_per_s"] / summary["bare_mails_per_s"], 3)
-            # CPU per mail in this process (sender and sink), bare over pipeline: what the sender's own
+            summary["ratios_per_round"] = [
+                round(p["mails_per_s"] / rate, 3)
+                for (rate, _, _), p in zip(bare_runs, pipeline_runs, strict=True)
+            ]
+            # CPU per mail in this process (the sender), bare over pipeline: what the sender's own
             # code costs, far less disturbed than the rates by other load on the machine.
             summary["cpu_ratio"] = round(
                 summary["bare_cpu_ms_per_mail"] / summary["pipeline_cpu_ms_per_mail"], 3

@@ -4,8 +4,9 @@ generator competes with it for the GIL and became the slowest part of the system
     python -m bench.sink --port 2525 --out arrivals.tsv
 
 Answers 250 to everything and writes one line per mail: the arrival time (``time.monotonic()``, the same
-clock in every process of the machine), the first recipient and the Message-ID. Lines are flushed every
-0.1 s, so a reader sees each mail within that time.
+clock in every process of the machine), the first recipient, the Message-ID and the size in bytes. Lines
+are flushed every 0.1 s, so a reader sees each mail within that time. ``spawn`` starts it for a benchmark;
+``Arrivals`` reads what it recorded.
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ import argparse
 import asyncio
 import re
 import signal
+import subprocess
+import sys
 import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 
 from aiosmtpd.smtp import SMTP
 
@@ -29,7 +34,8 @@ class Recorder:
         found = _MESSAGE_ID.search(envelope.original_content or b"")
         message_id = found.group(1).decode() if found else "<none>"
         recipient = (envelope.rcpt_tos or ["-"])[0].lower()
-        self.out.write(f"{time.monotonic():.6f}\t{recipient}\t{message_id}\n")
+        size = len(envelope.original_content or b"")
+        self.out.write(f"{time.monotonic():.6f}\t{recipient}\t{message_id}\t{size}\n")
         return "250 OK"
 
 
@@ -52,6 +58,59 @@ async def serve(host: str, port: int, path: str) -> None:
     server.close()
     recorder.out.flush()
     recorder.out.close()
+
+
+def spawn(stack: ExitStack, port: int, path: str) -> subprocess.Popen:
+    """The sink as a process of its own, ready to take mail; stopped when ``stack`` closes."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.sink", "--port", str(port), "--out", path],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    stack.callback(_stop, process)
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    return process
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@dataclass
+class Arrivals:
+    """What the sink process recorded: read from its file as it grows. Mails are counted by Message-ID;
+    the first mail of each recipient is noted with its arrival time."""
+
+    path: str
+    arrivals: list[float] = field(default_factory=list)
+    message_ids: dict[str, int] = field(default_factory=dict)
+    first_mail_at: dict[str, float] = field(default_factory=dict)
+    last_size: int = 0
+    _offset: int = 0
+    _rest: bytes = b""
+
+    def refresh(self) -> None:
+        with open(self.path, "rb") as handle:
+            handle.seek(self._offset)
+            chunk = handle.read()
+        self._offset += len(chunk)
+        lines = (self._rest + chunk).split(b"\n")
+        self._rest = lines.pop()
+        for line in lines:
+            at, recipient, message_id, size = line.decode().split("\t")
+            arrived = float(at)
+            self.arrivals.append(arrived)
+            self.message_ids[message_id] = self.message_ids.get(message_id, 0) + 1
+            self.first_mail_at.setdefault(recipient, arrived)
+            self.last_size = int(size)
+
+    def count(self) -> int:
+        self.refresh()
+        return len(self.arrivals)
 
 
 def main() -> None:

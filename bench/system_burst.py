@@ -30,13 +30,14 @@ import threading
 import time
 import uuid
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 
 import asyncpg
 import psutil
 
 from bench.cpu import CpuTime
 from bench.registration_throughput import _provisioned, _stop, start, wait_until_up
+from bench.sink import Arrivals
+from bench.sink import spawn as spawn_sink
 from shared.cli import PROCESSES, SERVICES
 from shared.db import asyncpg_dsn
 from tests.support.smtp import free_port
@@ -61,37 +62,6 @@ response = function(status, headers, body)
   if done >= PER_THREAD then wrk.thread:stop() end
 end
 """
-
-
-@dataclass
-class Sink:
-    """What the sink process (``bench/sink.py``) recorded: read from its file as it grows. Mails are
-    counted by Message-ID; the first mail of each recipient is noted with its arrival time."""
-
-    path: str
-    arrivals: list[float] = field(default_factory=list)
-    message_ids: dict[str, int] = field(default_factory=dict)
-    first_mail_at: dict[str, float] = field(default_factory=dict)
-    _offset: int = 0
-    _rest: bytes = b""
-
-    def refresh(self) -> None:
-        with open(self.path, "rb") as handle:
-            handle.seek(self._offset)
-            chunk = handle.read()
-        self._offset += len(chunk)
-        lines = (self._rest + chunk).split(b"\n")
-        self._rest = lines.pop()
-        for line in lines:
-            at, recipient, message_id = line.decode().split("\t")
-            arrived = float(at)
-            self.arrivals.append(arrived)
-            self.message_ids[message_id] = self.message_ids.get(message_id, 0) + 1
-            self.first_mail_at.setdefault(recipient, arrived)
-
-    def count(self) -> int:
-        self.refresh()
-        return len(self.arrivals)
 
 
 def run_burst(url: str, database_url: str, n: int, connections: int, threads: int = 2) -> tuple[float, float]:
@@ -191,7 +161,7 @@ async def run_steady(url: str, rate: int, seconds: int, connections: int = 32) -
     return sent
 
 
-def wait_for_mails(sink: Sink, expected: int, timeout: float) -> None:
+def wait_for_mails(sink: Arrivals, expected: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while sink.count() < expected and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -245,14 +215,8 @@ def main() -> None:
     smtp_port = free_port()
     with ExitStack() as stack:
         arrivals = stack.enter_context(tempfile.TemporaryDirectory()) + "/arrivals.tsv"
-        sink_process = subprocess.Popen(
-            [sys.executable, "-m", "bench.sink", "--port", str(smtp_port), "--out", arrivals],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        stack.callback(_stop, sink_process)
-        assert sink_process.stdout is not None and sink_process.stdout.readline().strip() == "ready"
-        sink = Sink(arrivals)
+        sink_process = spawn_sink(stack, smtp_port, arrivals)
+        sink = Arrivals(arrivals)
         infra = stack.enter_context(_provisioned())
         processes = PROCESSES if args.layout == "split" else ONE_PROCESS_EACH
         ports = {name: free_port() for name, _, _ in processes}
