@@ -13,6 +13,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, Str
 
 
 def _no_control_characters(value: str) -> str:
+    if value.isascii() and value.isprintable():
+        return value  # printable ASCII holds no control or format character: no need to look at each
     for ch in value:
         if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") and ch not in ("\u200c", "\u200d"):
             raise ValueError("must not contain control characters")
