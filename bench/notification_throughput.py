@@ -4,7 +4,7 @@ a bare sender, both into the same local SMTP sink.
 Run by hand, on this machine's local Postgres and RabbitMQ (a fresh database, roles and vhost are made
 and removed, as for the tests):
 
-    .venv/bin/python -m bench.notification_throughput [--n 2000] [--connections 5] [--rounds 3]
+    .venv/bin/python -m bench.notification_throughput [--n 2000] [--connections 5] [--rounds 3] [--senders 1]
 
 (i)  bare: ``--connections`` aiosmtplib connections send N multipart/alternative mails, each built with
      the standard ``email`` package (about the size of our real mails), as fast as they can;
@@ -14,7 +14,10 @@ and removed, as for the tests):
      bare sender runs; ``--layout one-process`` runs the whole service here instead. No rate limit; INFO
      logging as in production (the sender's written to a file). A separate process publishes N
      ``registration.submitted`` events to the exchange, as the registration service would; the clock runs
-     from the first publish until all N deliveries are ``sent``.
+     from the first publish until all N deliveries are ``sent``. With ``--senders N`` (split layout), N − 1
+     more sender replicas run as processes of their own, each with ``--connections`` connections, sharing
+     the delivery log with the one here: how far the deployed system scales on this machine, not a
+     comparison with the one-process bare sender.
 
 Both sides run on uvloop, as the services do in production (uvicorn picks it when it is installed) and as
 the leanest sender would. The sink is ``bench/sink.py``, a process of its own, as a relay is: in this
@@ -249,8 +252,9 @@ async def wait_sent(dsn: str, run: str, n: int, timeout: float, publisher: async
         await conn.close()
 
 
-def start_ingest(database_url: str, amqp_url: str) -> subprocess.Popen:
-    """The notification service's ingest side as its own process, as deployed."""
+def start_part(role: str, database_url: str, amqp_url: str, **env: str) -> subprocess.Popen:
+    """A part of the notification service (``ingest``, or a ``sender`` replica) as its own process, as
+    deployed; ``env`` adds NOTIFICATION_* settings."""
     from bench.registration_throughput import start, wait_until_up
 
     port = free_port()
@@ -261,9 +265,10 @@ def start_ingest(database_url: str, amqp_url: str) -> subprocess.Popen:
             "PYTHONPATH": str(ROOT),
             "AMQP_URL": amqp_url,
             "NOTIFICATION_DATABASE_URL": database_url,
-            "NOTIFICATION_ROLE": "ingest",
+            "NOTIFICATION_ROLE": role,
             "NOTIFICATION_PORT": str(port),
             "LOG_LEVEL": "INFO",
+            **{f"NOTIFICATION_{name.upper()}": value for name, value in env.items()},
         },
     )
     wait_until_up(f"http://127.0.0.1:{port}/readyz")
@@ -308,13 +313,14 @@ async def sender(
 
 
 async def pipeline_round(
-    dsn: str, amqp_url: str, sink: Arrivals, sink_pid: int, n: int, ingest: subprocess.Popen | None
+    dsn: str, amqp_url: str, sink: Arrivals, n: int, others_pids: dict[str, int]
 ) -> dict:
     """N events published by another process, until all N deliveries are sent."""
     received_before = await settled_count(sink)
     run = uuid.uuid4().hex[:8]
-    # Where the time goes meanwhile: this process, the ingest process, Postgres, RabbitMQ.
-    others = CpuTime({"sink": sink_pid, **({"ingest": ingest.pid} if ingest is not None else {})})
+    # Where the time goes meanwhile: this process, the sink, the ingest process and any further senders,
+    # Postgres, RabbitMQ.
+    others = CpuTime(others_pids)
     others.start()
     conn = await asyncpg.connect(dsn)
     try:
@@ -375,7 +381,7 @@ async def rounds(
     sink_pid: int,
     database_url: str,
     amqp_url: str,
-    ingest: subprocess.Popen | None,
+    parts: dict[str, subprocess.Popen],
 ) -> tuple[list[tuple[float, float, float]], list[dict]]:
     """Bare and pipeline rounds, alternating in one event loop, so that both see the same machine."""
     bare_runs: list[tuple[float, float, float]] = []
@@ -384,13 +390,14 @@ async def rounds(
         dsn = ""
         if args.only != "bare":
             dsn = await stack.enter_async_context(
-                sender(database_url, amqp_url, port, args.connections, ingest is not None)
+                sender(database_url, amqp_url, port, args.connections, "ingest" in parts)
             )
         for _ in range(args.rounds):
             if args.only != "pipeline":
                 bare_runs.append(await bare(port, args.n, args.connections, sink_pid))
             if args.only != "bare":
-                pipeline_runs.append(await pipeline_round(dsn, amqp_url, sink, sink_pid, args.n, ingest))
+                others = {"sink": sink_pid, **{name: part.pid for name, part in parts.items()}}
+                pipeline_runs.append(await pipeline_round(dsn, amqp_url, sink, args.n, others))
     return bare_runs, pipeline_runs
 
 
@@ -412,6 +419,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3, help="bare and pipeline alternate; medians")
     parser.add_argument(
+        "--senders",
+        type=int,
+        default=1,
+        help="sender replicas (split layout): this process's, and the rest as processes of their own",
+    )
+    parser.add_argument(
         "--only", choices=("bare", "pipeline"), help="run one side (for profiling); no ratio then"
     )
     parser.add_argument(
@@ -431,20 +444,33 @@ def main() -> None:
             "n": args.n,
             "connections": args.connections,
             "layout": args.layout,
+            "senders": args.senders if args.layout == "split" else 1,
             "rounds": args.rounds,
         }
-        database_url, amqp_url, ingest = "", "", None
+        database_url, amqp_url = "", ""
+        # The service's other processes: the ingest side, and senders beyond the one in this process.
+        parts: dict[str, subprocess.Popen] = {}
         if args.only != "bare":
             from bench.registration_throughput import _stop
             from tests.support.infra import provision
 
             infra = provision(stack)
             database_url, amqp_url = infra.database_url("notification"), infra.amqp_url
-            ingest = start_ingest(database_url, amqp_url) if args.layout == "split" else None
-            if ingest is not None:
-                stack.callback(_stop, ingest)
+            if args.layout == "split":
+                parts["ingest"] = start_part("ingest", database_url, amqp_url)
+                for number in range(2, args.senders + 1):
+                    parts[f"sender-{number}"] = start_part(
+                        "sender",
+                        database_url,
+                        amqp_url,
+                        smtp_port=str(port),
+                        smtp_pool_size=str(args.connections),
+                        rate_limit_per_minute="0",
+                    )
+            for part in parts.values():
+                stack.callback(_stop, part)
         bare_runs, pipeline_runs = _run(
-            rounds(args, port, sink, sink_process.pid, database_url, amqp_url, ingest)
+            rounds(args, port, sink, sink_process.pid, database_url, amqp_url, parts)
         )
         if bare_runs:
             summary.update(
@@ -484,11 +510,14 @@ def main() -> None:
                 round(p["mails_per_s"] / rate, 3)
                 for (rate, _, _), p in zip(bare_runs, pipeline_runs, strict=True)
             ]
-            # CPU per mail in this process (the sender), bare over pipeline: what the sender's own
-            # code costs, far less disturbed than the rates by other load on the machine.
-            summary["cpu_ratio"] = round(
-                summary["bare_cpu_ms_per_mail"] / summary["pipeline_cpu_ms_per_mail"], 3
+            # CPU per mail of the sender (this process, and any further sender replicas), bare over
+            # pipeline: what the sender's own code costs, far less disturbed than the rates by other load.
+            senders_cpu = summary["pipeline_cpu_ms_per_mail"] + sum(
+                cpu
+                for name, cpu in summary["pipeline_others_cpu_ms_per_mail"].items()
+                if name.startswith("sender-")
             )
+            summary["cpu_ratio"] = round(summary["bare_cpu_ms_per_mail"] / senders_cpu, 3)
     print(json.dumps(summary))
 
 
