@@ -392,17 +392,13 @@ async def rounds(
             dsn = await stack.enter_async_context(
                 sender(database_url, amqp_url, port, args.connections, "ingest" in parts)
             )
+        others = {"sink": sink_pid, **{name: part.pid for name, part in parts.items()}}
         for _ in range(args.rounds):
             if args.only != "pipeline":
                 bare_runs.append(await bare(port, args.n, args.connections, sink_pid))
             if args.only != "bare":
-                others = {"sink": sink_pid, **{name: part.pid for name, part in parts.items()}}
                 pipeline_runs.append(await pipeline_round(dsn, amqp_url, sink, args.n, others))
     return bare_runs, pipeline_runs
-
-
-def _median(values: list[float]) -> float:
-    return statistics.median(values)
 
 
 def _run(coroutine: Any) -> Any:
@@ -474,9 +470,11 @@ def main() -> None:
         )
         if bare_runs:
             summary.update(
-                bare_mails_per_s=round(_median([rate for rate, _, _ in bare_runs]), 1),
-                bare_cpu_ms_per_mail=round(_median([cpu for _, cpu, _ in bare_runs]), 3),
-                bare_sink_cpu_ms_per_mail=round(_median([sink_cpu for _, _, sink_cpu in bare_runs]), 3),
+                bare_mails_per_s=round(statistics.median([rate for rate, _, _ in bare_runs]), 1),
+                bare_cpu_ms_per_mail=round(statistics.median([cpu for _, cpu, _ in bare_runs]), 3),
+                bare_sink_cpu_ms_per_mail=round(
+                    statistics.median([sink_cpu for _, _, sink_cpu in bare_runs]), 3
+                ),
                 bare_mail_bytes=len(bare_message(0)),
                 bare_rounds_mails_per_s=[round(rate, 1) for rate, _, _ in bare_runs],
             )
@@ -487,11 +485,15 @@ def main() -> None:
                 for status, count in run["statuses"].items():
                     statuses[status] = statuses.get(status, 0) + count
             summary.update(
-                pipeline_mails_per_s=round(_median([r["mails_per_s"] for r in pipeline_runs]), 1),
+                pipeline_mails_per_s=round(statistics.median([r["mails_per_s"] for r in pipeline_runs]), 1),
                 # This process: the sender (or the whole service, one-process layout).
-                pipeline_cpu_ms_per_mail=round(_median([r["cpu_ms_per_mail"] for r in pipeline_runs]), 3),
+                pipeline_cpu_ms_per_mail=round(
+                    statistics.median([r["cpu_ms_per_mail"] for r in pipeline_runs]), 3
+                ),
                 pipeline_others_cpu_ms_per_mail={
-                    name: round(_median([r["others_cpu_ms_per_mail"][name] for r in pipeline_runs]), 3)
+                    name: round(
+                        statistics.median([r["others_cpu_ms_per_mail"][name] for r in pipeline_runs]), 3
+                    )
                     for name in others
                 },
                 pipeline_mail_bytes=sink.last_size,
@@ -500,7 +502,7 @@ def main() -> None:
                 pipeline_mails_received=sum(r["received"] for r in pipeline_runs),
                 pipeline_rounds_mails_per_s=[round(r["mails_per_s"], 1) for r in pipeline_runs],
                 pipeline_timeline_s={
-                    key: round(_median([r[key] for r in pipeline_runs]), 2)
+                    key: round(statistics.median([r[key] for r in pipeline_runs]), 2)
                     for key in ("first_recorded_s", "last_recorded_s", "first_sent_s", "elapsed_s")
                 },
             )

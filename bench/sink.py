@@ -62,6 +62,8 @@ async def serve(host: str, port: int, path: str) -> None:
 
 def spawn(stack: ExitStack, port: int, path: str) -> subprocess.Popen:
     """The sink as a process of its own, ready to take mail; stopped when ``stack`` closes."""
+    from bench.registration_throughput import _stop  # here: the sink's own process need not load it
+
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.sink", "--port", str(port), "--out", path],
         stdout=subprocess.PIPE,
@@ -70,14 +72,6 @@ def spawn(stack: ExitStack, port: int, path: str) -> subprocess.Popen:
     stack.callback(_stop, process)
     assert process.stdout is not None and process.stdout.readline().strip() == "ready"
     return process
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 @dataclass

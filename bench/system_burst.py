@@ -85,20 +85,12 @@ def run_burst(url: str, database_url: str, n: int, connections: int, threads: in
         wrk.wait()
 
 
-async def stored_registrations(database_url: str) -> int:
-    """How many registrations the burst made (wrk may have had a few more requests in flight than n)."""
+async def count_rows(database_url: str, table: str) -> int:
+    """The rows of ``table`` (the databases are fresh): the registrations the burst made (wrk may have had
+    a few more requests in flight than n), the mails the ingest side has recorded so far."""
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
-        return int(await conn.fetchval("SELECT count(*) FROM registration.registrations"))
-    finally:
-        await conn.close()
-
-
-async def recorded_mails(database_url: str) -> int:
-    """How many mails the notification service's ingest side has recorded so far (its database is fresh)."""
-    conn = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        return int(await conn.fetchval("SELECT count(*) FROM notification.deliveries"))
+        return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
     finally:
         await conn.close()
 
@@ -267,8 +259,10 @@ def main() -> None:
                 url, infra.database_url("registration"), args.burst, args.connections
             )
             during_intake = sink.count()
-            recorded_during_intake = asyncio.run(recorded_mails(infra.database_url("notification")))
-            posted = asyncio.run(stored_registrations(infra.database_url("registration")))
+            recorded_during_intake = asyncio.run(
+                count_rows(infra.database_url("notification"), "notification.deliveries")
+            )
+            posted = asyncio.run(count_rows(infra.database_url("registration"), "registration.registrations"))
             wait_for_mails(sink, posted, args.timeout)
             sink.refresh()
             cpu.stop()
