@@ -25,7 +25,7 @@ from services.notification.app import create_app
 from services.notification.config import NotificationSettings
 from shared.events import Recipient, RegistrationSubmitted, SelfServiceLinks, WorkingGroupInfo
 from tests.support.events import publish_event
-from tests.support.infra import provision
+from tests.support.infra import RUN_SECRETS, provision
 from tests.support.smtp import free_port
 
 
@@ -57,6 +57,9 @@ async def run(infra, per_minute: int, mails: int) -> dict:
         smtp_port=port,
         rate_limit_per_minute=per_minute,
         log_level="WARNING",
+        environment="test",
+        address_hash_secret=RUN_SECRETS["NOTIFICATION_ADDRESS_HASH_SECRET"],
+        staff_jwt_secret=RUN_SECRETS["STAFF_JWT_SECRET"],
     )
     app = create_app(settings)
     try:

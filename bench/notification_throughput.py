@@ -66,6 +66,7 @@ from bench.cpu import CpuTime
 from bench.sink import Arrivals
 from bench.sink import spawn as spawn_sink
 from shared.db import asyncpg_dsn
+from tests.support.infra import RUN_SECRETS, service_environment
 from tests.support.smtp import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -262,6 +263,7 @@ def start_part(role: str, database_url: str, amqp_url: str, **env: str) -> subpr
         [sys.executable, "-m", "shared.cli", "serve", "notification"],
         {
             **os.environ,
+            **service_environment(),
             "PYTHONPATH": str(ROOT),
             "AMQP_URL": amqp_url,
             "NOTIFICATION_DATABASE_URL": database_url,
@@ -290,7 +292,9 @@ async def sender(
         smtp_port=port,
         smtp_pool_size=connections,
         rate_limit_per_minute=0,
-        environment="development",
+        environment="test",
+        address_hash_secret=RUN_SECRETS["NOTIFICATION_ADDRESS_HASH_SECRET"],
+        staff_jwt_secret=RUN_SECRETS["STAFF_JWT_SECRET"],
         role="sender" if split else "all",
     )
     app = create_app(settings)

@@ -29,6 +29,7 @@ from bench.registration_throughput import _provisioned, _stop, register_lua, run
 from shared.auth import mint_token
 from shared.db import asyncpg_dsn
 from shared.settings import ServiceSettings
+from tests.support.infra import service_environment
 from tests.support.smtp import free_port
 
 JWT_SECRET = "bench-secret-that-is-at-least-32-bytes"
@@ -155,6 +156,7 @@ def main() -> None:
         ports = {"registration": free_port(), "proposals": free_port()}
         base_env = {
             **os.environ,
+            **service_environment(),
             "AMQP_URL": infra.amqp_url,
             "LOG_LEVEL": "WARNING",
             "STAFF_JWT_SECRET": JWT_SECRET,

@@ -39,7 +39,7 @@ import psutil
 from bench.cpu import CpuTime
 from shared.db import asyncpg_dsn
 from shared.tokens import hash_token
-from tests.support.infra import provision
+from tests.support.infra import provision, service_environment
 from tests.support.smtp import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -245,6 +245,7 @@ def main() -> None:
             [python, "-m", "shared.cli", "serve", "registration"],
             {
                 **os.environ,
+                **service_environment(),
                 "REGISTRATION_DATABASE_URL": db_url,
                 "AMQP_URL": infra.amqp_url,
                 "REGISTRATION_PORT": str(service_port),

@@ -37,7 +37,7 @@ from pamqp.commands import Basic
 
 from shared.db import asyncpg_dsn
 from shared.topology import EVENTS_EXCHANGE, QUEUES
-from tests.support.infra import provision
+from tests.support.infra import provision, service_environment
 
 PAYLOAD = (
     '{"registration_id": "00000000-0000-4000-8000-000000000001", "recipient": {"email": '
@@ -100,6 +100,7 @@ async def _purge(channel: aio_pika.abc.AbstractChannel) -> None:
 async def run(infra, events: int, rounds: int) -> dict:
     os.environ["REGISTRATION_DATABASE_URL"] = infra.database_url("registration")
     os.environ["AMQP_URL"] = infra.amqp_url
+    os.environ.update(service_environment())
     from services.registration.app import build
     from services.registration.config import RegistrationSettings
 

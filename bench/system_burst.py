@@ -40,6 +40,7 @@ from bench.sink import Arrivals
 from bench.sink import spawn as spawn_sink
 from shared.cli import PROCESSES, SERVICES
 from shared.db import asyncpg_dsn
+from tests.support.infra import service_environment
 from tests.support.smtp import free_port
 
 ONE_PROCESS_EACH = tuple((service, service, {}) for service in SERVICES)
@@ -223,9 +224,9 @@ def main() -> None:
         ports = {name: free_port() for name, _, _ in processes}
         env = {
             **os.environ,
+            **service_environment(),
             "AMQP_URL": infra.amqp_url,
             "LOG_LEVEL": "WARNING",
-            "STAFF_JWT_SECRET": "bench-secret-that-is-at-least-32-bytes",
             "NOTIFICATION_SMTP_PORT": str(smtp_port),
             "REGISTRATION_RATE_LIMIT_PER_MINUTE": "0",
             "REGISTRATION_OPT_IN_MAILS_PER_HOUR": "0",

@@ -17,13 +17,14 @@ import asyncio
 import gc
 import importlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
 from typing import TYPE_CHECKING
 
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, read_secrets_file
 
 if TYPE_CHECKING:
     from shared.migrations import ServiceDatabase
@@ -57,9 +58,34 @@ def service_database(service: str) -> ServiceDatabase:
     return ServiceDatabase(service, settings.database_url, settings.migrator_database_url)
 
 
+def make_development_secrets() -> str | None:
+    """Give a development installation its own random secrets (once; kept in var/, outside the repo).
+    Only where ENVIRONMENT is explicitly development and the environment does not set them itself."""
+    settings = [load_settings(service) for service in SERVICES]
+    if any(s.environment != "development" for s in settings):
+        return None
+    variables = sorted({v for s in settings for v in s.secret_variables.values()})
+    path = settings[0].secrets_file
+    present = read_secrets_file(path)
+    wanted = [v for v in variables if not os.environ.get(v) and not present.get(v)]
+    if not wanted:
+        return None
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as handle:
+        if not present:
+            handle.write("# Made by `mitwirkung setup` for this development installation. Never commit it.\n")
+        for variable in wanted:
+            handle.write(f"{variable}={secrets.token_urlsafe(48)}\n")
+    return path
+
+
 def cmd_setup(args: argparse.Namespace) -> int:
     from shared.migrations import bootstrap, migrate_service
 
+    made = make_development_secrets()
+    if made:
+        print(f"development secrets made for this installation: {made}")
     admin_url = os.environ.get("MITWIRKUNG_ADMIN_DATABASE_URL", DEFAULT_ADMIN_URL)
     services = [service_database(s) for s in SERVICES]
     asyncio.run(bootstrap(admin_url, services))
@@ -111,10 +137,11 @@ def cmd_mails(args: argparse.Namespace) -> int:
 
 def cmd_dev(args: argparse.Namespace) -> int:
     """Run the whole system in the foreground; Ctrl-C stops all of it."""
+    # `dev` is development by definition: the services take the secrets `setup` made for this machine.
+    os.environ.setdefault("ENVIRONMENT", "development")
     if not args.skip_setup:
         cmd_setup(args)
     env = {**os.environ}
-    env.setdefault("STAFF_JWT_SECRET", "dev-secret-change-me-not-for-production")
     env.setdefault("LOG_JSON", "false")
     exe = [sys.executable, "-m", "shared.cli"]
     procs = [subprocess.Popen([*exe, "mailsink", "--directory", args.mail_dir], env=env)]
@@ -166,9 +193,16 @@ def cmd_token(args: argparse.Namespace) -> int:
 
     from shared.auth import mint_token
 
+    # Minting a local token is a development act: it takes the secret `setup` made unless one is set.
+    os.environ.setdefault("ENVIRONMENT", "development")
     settings = load_settings(args.service)
     if not settings.staff_jwt_secret:
-        settings.staff_jwt_secret = "dev-secret-change-me-not-for-production"
+        print(
+            "mitwirkung token: no STAFF_JWT_SECRET (in development, run `mitwirkung setup` and set "
+            "ENVIRONMENT=development)",
+            file=sys.stderr,
+        )
+        return 2
     print(mint_token(settings, args.subject, args.role, ttl=timedelta(hours=args.hours)))
     return 0
 

@@ -375,6 +375,7 @@ def build_runtime(
     *,
     outbox: Table | None,
 ) -> ServiceRuntime:
+    settings.refuse_unsafe()
     _make_room_for_a_relay_pass(settings.outbox_batch_size)  # before any connection is opened
     engine = create_engine(
         settings.database_url,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, PrivateAttr
 from pydantic.fields import FieldInfo
@@ -32,6 +33,7 @@ SHARED_VARIABLES = (
     "office_phone",
     "office_email",
     "privacy_url",
+    "secrets_file",
 )
 
 # Values that appear in this repository (compose file, `mitwirkung dev`, defaults): public, so never keys.
@@ -66,6 +68,30 @@ def secret_problem(name: str, value: str) -> str | None:
 
 
 DEFAULT_PORTS = {"registration": 8001, "notification": 8002, "proposals": 8003}
+# Where `mitwirkung setup` keeps the secrets it made for a development installation (outside the repo's
+# tracked files: var/ is ignored). Only a process whose ENVIRONMENT is explicitly "development" reads it.
+DEVELOPMENT_SECRETS_FILE = "var/secrets.env"
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0:0:0:0:0:0:0:1"})
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip().strip("[]").lower()
+    return host in _LOOPBACK_HOSTS or host.endswith(".localhost") or host.startswith("127.")
+
+
+def read_secrets_file(path: str) -> dict[str, str]:
+    """``NAME=value`` lines of a secrets file made by `mitwirkung setup`; {} when there is none."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except FileNotFoundError:
+        return {}
+    values = {}
+    for line in lines:
+        name, sep, value = line.partition("=")
+        if sep and not name.lstrip().startswith("#"):
+            values[name.strip()] = value.strip()
+    return values
 
 
 class _UnprefixedSharedSource(PydanticBaseSettingsSource):
@@ -90,6 +116,9 @@ class ServiceSettings(BaseSettings):
     """Defaults shared by all services; override per service with its env prefix."""
 
     service_name: ClassVar[str] = ""
+    # The secrets this service needs: field name -> the variable that sets it. None has a default in code;
+    # a development installation gets its own random ones from `mitwirkung setup` (DEVELOPMENT_SECRETS_FILE).
+    secret_variables: ClassVar[dict[str, str]] = {"staff_jwt_secret": "STAFF_JWT_SECRET"}
     _database_url_defaulted: bool = PrivateAttr(default=False)
 
     model_config = SettingsConfigDict(extra="ignore", env_nested_delimiter="__")
@@ -161,9 +190,13 @@ class ServiceSettings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
-    # ENVIRONMENT (or <SVC>_ENVIRONMENT). In production the service refuses to start with a missing,
-    # published or short secret, an empty issuer, or a database role it would share with other services.
-    environment: Literal["development", "test", "production"] = "development"
+    # ENVIRONMENT (or <SVC>_ENVIRONMENT). Unset means production: a forgotten variable must not run a city's
+    # installation with development rules. In production the service refuses to start with a missing,
+    # published or short secret, an empty issuer, a database role shared with other services, RabbitMQ's
+    # guest account, public URLs on localhost, or a loopback bind behind a public URL. Elsewhere it refuses
+    # to start without its secrets; only "development" takes them from ``secrets_file`` (made by setup).
+    environment: Literal["development", "test", "production"] = "production"
+    secrets_file: str = DEVELOPMENT_SECRETS_FILE
 
     @classmethod
     def settings_customise_sources(
@@ -192,14 +225,55 @@ class ServiceSettings(BaseSettings):
                 f"postgresql+asyncpg://mitwirkung_{name}:mitwirkung_{name}@127.0.0.1:5432/mitwirkung"
             )
 
+        if self.environment == "development":
+            made_by_setup = read_secrets_file(self.secrets_file)
+            for field, variable in self.secret_variables.items():
+                if not getattr(self, field) and made_by_setup.get(variable):
+                    setattr(self, field, made_by_setup[variable])
+
+    def missing_secrets(self) -> list[str]:
+        """The variables of the secrets this service needs and has not got."""
+        missing = []
+        for field, variable in self.secret_variables.items():
+            if field == "staff_jwt_secret" and (self.staff_jwt_public_key or self.staff_jwt_jwks_url):
+                continue
+            if not getattr(self, field):
+                missing.append(variable)
+        return missing
+
+    def startup_problems(self) -> list[str]:
+        """Why this process must not serve, in its environment (empty: it may)."""
         if self.environment == "production":
-            problems = self.production_problems()
-            if problems:
-                raise InsecureConfiguration("refusing to start in production: " + "; ".join(problems))
+            return self.production_problems()
+        missing = self.missing_secrets()
+        if not missing:
+            return []
+        hint = (
+            f"run `mitwirkung setup` to make this installation's development secrets ({self.secrets_file})"
+            if self.environment == "development"
+            else "set them"
+        )
+        return [f"{', '.join(missing)} not set: {hint}"]
+
+    def refuse_unsafe(self) -> None:
+        """Raise :class:`InsecureConfiguration` unless this configuration may serve. Called when a process
+        starts serving; `setup` and `migrate` need only the database and do not call it."""
+        problems = self.startup_problems()
+        if not problems:
+            return
+        prefix = str(self.model_config.get("env_prefix") or "")
+        if self.environment == "production" and not (
+            os.environ.get("ENVIRONMENT") or os.environ.get(f"{prefix}ENVIRONMENT")
+        ):
+            problems.append(
+                "ENVIRONMENT is not set, so production rules apply (development: ENVIRONMENT=development)"
+            )
+        raise InsecureConfiguration(f"refusing to start ({self.environment}): " + "; ".join(problems))
 
     def production_problems(self) -> list[str]:
         """What makes this configuration unsafe for production (subclasses add their own)."""
         problems = []
+        prefix = str(self.model_config.get("env_prefix") or "")
         if not (self.staff_jwt_public_key or self.staff_jwt_jwks_url):
             problem = secret_problem("STAFF_JWT_SECRET", self.staff_jwt_secret)
             if problem:
@@ -212,7 +286,25 @@ class ServiceSettings(BaseSettings):
             problems.append("STAFF_JWT_ISSUER is empty")
         if not self.staff_jwt_audience.strip():
             problems.append("STAFF_JWT_AUDIENCE is empty")
-        prefix = str(self.model_config.get("env_prefix") or "")
+        for field, variable in self.secret_variables.items():
+            if field != "staff_jwt_secret":
+                problem = secret_problem(variable, getattr(self, field))
+                if problem:
+                    problems.append(problem)
+        amqp = urlsplit(self.amqp_url)
+        if (amqp.username or "guest") == "guest":
+            problems.append("AMQP_URL uses RabbitMQ's default guest account: give each service its own user")
+        for variable, url in (
+            ("REGISTRATION_PUBLIC_URL", self.registration_public_url),
+            ("PROPOSALS_PUBLIC_URL", self.proposals_public_url),
+        ):
+            if is_loopback(urlsplit(url).hostname or "localhost"):
+                problems.append(f"{variable} points at this machine ({url}): mailed links would not work")
+        if self.has_public_url() and is_loopback(self.host):
+            problems.append(
+                f"{prefix}HOST is {self.host}: behind its public URL nothing can reach it (set 0.0.0.0 or "
+                "the address the city's proxy reaches)"
+            )
         shared = os.environ.get("DATABASE_URL")
         if self._database_url_defaulted:
             problems.append(
@@ -224,6 +316,10 @@ class ServiceSettings(BaseSettings):
                 f"DATABASE_URL is shared by all services: set {prefix}DATABASE_URL, one role each"
             )
         return problems
+
+    def has_public_url(self) -> bool:
+        """Whether residents reach this service at a public URL of its own (its pages and mailed links)."""
+        return False
 
     @property
     def db_schema(self) -> str:

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from services.notification.config import NotificationSettings
 from services.proposals.config import ProposalsSettings
 from services.registration.config import RegistrationSettings
-from tests.support.infra import TestInfra, provision
+from tests.support.infra import RUN_SECRETS, TestInfra, provision
 from tests.support.smtp import SmtpServer
 
 JWT_SECRET = "test-secret-at-least-32-bytes-long!!"
@@ -49,7 +49,10 @@ def registration_settings(infra: TestInfra) -> RegistrationSettings:
     # outage tests with hundreds of registrations) would close registration for whichever test comes
     # later. tests/registration/test_abuse_limits.py sets the cap it tests.
     return RegistrationSettings(
-        **_common(infra, "registration"), public_url="http://forms.test", opt_in_mails_per_hour=0
+        **_common(infra, "registration"),
+        token_secret=RUN_SECRETS["REGISTRATION_TOKEN_SECRET"],
+        public_url="http://forms.test",
+        opt_in_mails_per_hour=0,
     )
 
 
@@ -57,6 +60,7 @@ def registration_settings(infra: TestInfra) -> RegistrationSettings:
 def notification_settings(infra: TestInfra, smtp: SmtpServer) -> NotificationSettings:
     return NotificationSettings(
         **_common(infra, "notification"),
+        address_hash_secret=RUN_SECRETS["NOTIFICATION_ADDRESS_HASH_SECRET"],
         smtp_port=smtp.port,
         retry_base_seconds=0.2,
         retry_max_seconds=1.0,
@@ -67,7 +71,9 @@ def notification_settings(infra: TestInfra, smtp: SmtpServer) -> NotificationSet
 
 @pytest.fixture(scope="session")
 def proposals_settings(infra: TestInfra) -> ProposalsSettings:
-    return ProposalsSettings(**_common(infra, "proposals"))
+    return ProposalsSettings(
+        **_common(infra, "proposals"), token_secret=RUN_SECRETS["PROPOSALS_TOKEN_SECRET"]
+    )
 
 
 @pytest.fixture

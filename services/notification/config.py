@@ -6,6 +6,14 @@ from shared.settings import ServiceSettings, settings_config
 class NotificationSettings(ServiceSettings):
     service_name: ClassVar[str] = "notification"
     model_config = settings_config("NOTIFICATION_")
+    secret_variables: ClassVar[dict[str, str]] = {
+        **ServiceSettings.secret_variables,
+        "address_hash_secret": "NOTIFICATION_ADDRESS_HASH_SECRET",
+    }
+
+    # Erased addresses are remembered as keyed hashes under this secret (never in the clear), so that an
+    # event still in flight for them sends nothing. Required.
+    address_hash_secret: str = ""
 
     # Which parts of the service this process runs. "all": everything (one process is enough for a small
     # city and for development). Under load, run them as separate processes, each scalable on its own:

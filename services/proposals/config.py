@@ -1,11 +1,15 @@
 from typing import ClassVar
 
-from shared.settings import ServiceSettings, secret_problem, settings_config
+from shared.settings import ServiceSettings, settings_config
 
 
 class ProposalsSettings(ServiceSettings):
     service_name: ClassVar[str] = "proposals"
     model_config = settings_config("PROPOSALS_")
+    secret_variables: ClassVar[dict[str, str]] = {
+        **ServiceSettings.secret_variables,
+        "token_secret": "PROPOSALS_TOKEN_SECRET",
+    }
 
     public_url: str = ""
     districts_file: str = ""
@@ -24,15 +28,9 @@ class ProposalsSettings(ServiceSettings):
 
     def model_post_init(self, __context: object) -> None:
         super().model_post_init(__context)
-        if not self.token_secret and self.environment != "production":
-            self.token_secret = "dev-proposals-token-secret-not-for-production"
         if not self.public_url:
             self.public_url = self.proposals_public_url
         self.public_url = self.public_url.rstrip("/")
 
-    def production_problems(self) -> list[str]:
-        problems = super().production_problems()
-        problem = secret_problem("PROPOSALS_TOKEN_SECRET", self.token_secret)
-        if problem:
-            problems.append(problem)
-        return problems
+    def has_public_url(self) -> bool:
+        return True

@@ -1,13 +1,15 @@
 from typing import ClassVar
 
-from shared.settings import ServiceSettings, secret_problem, settings_config
-
-DEVELOPMENT_TOKEN_SECRET = "dev-token-secret-not-for-production"
+from shared.settings import ServiceSettings, settings_config
 
 
 class RegistrationSettings(ServiceSettings):
     service_name: ClassVar[str] = "registration"
     model_config = settings_config("REGISTRATION_")
+    secret_variables: ClassVar[dict[str, str]] = {
+        **ServiceSettings.secret_variables,
+        "token_secret": "REGISTRATION_TOKEN_SECRET",
+    }
 
     public_url: str = ""
     # Self-service tokens are HMACs of the registration id under this secret (keep it secret, keep it
@@ -39,15 +41,9 @@ class RegistrationSettings(ServiceSettings):
 
     def model_post_init(self, __context: object) -> None:
         super().model_post_init(__context)
-        if not self.token_secret and self.environment != "production":
-            self.token_secret = DEVELOPMENT_TOKEN_SECRET
         if not self.public_url:
             self.public_url = self.registration_public_url
         self.public_url = self.public_url.rstrip("/")
 
-    def production_problems(self) -> list[str]:
-        problems = super().production_problems()
-        problem = secret_problem("REGISTRATION_TOKEN_SECRET", self.token_secret)
-        if problem:
-            problems.append(problem)
-        return problems
+    def has_public_url(self) -> bool:
+        return True

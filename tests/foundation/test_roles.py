@@ -15,6 +15,7 @@ from services.registration.app import create_app as create_registration_app
 from shared.auth import effective_roles, mint_token
 from tests.conftest import _common, running
 from tests.support.catalog import create_working_group
+from tests.support.infra import RUN_SECRETS
 from tests.support.smtp import SmtpServer
 
 ROLES = ("none", "staff", "moderator", "admin")
@@ -49,7 +50,11 @@ def test_only_admin_implies_the_other_roles():
 async def clients(infra, registration_settings):
     smtp = SmtpServer()
     smtp.start()
-    notification_settings = NotificationSettings(**_common(infra, "notification"), smtp_port=smtp.port)
+    notification_settings = NotificationSettings(
+        **_common(infra, "notification"),
+        address_hash_secret=RUN_SECRETS["NOTIFICATION_ADDRESS_HASH_SECRET"],
+        smtp_port=smtp.port,
+    )
     notification_app = create_notification_app(notification_settings)
     registration_app = create_registration_app(
         registration_settings.model_copy(update={"rate_limit_per_minute": 0})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import subprocess
 import uuid
@@ -21,6 +22,22 @@ from sqlalchemy.engine import make_url
 from shared.migrations import ServiceDatabase, bootstrap, migrate_service, migrator_url_for
 
 SERVICES = ("registration", "notification", "proposals")
+# This run's secrets: a service refuses to start without them, and none has a default in code.
+RUN_SECRETS = {
+    variable: secrets.token_urlsafe(32)
+    for variable in (
+        "STAFF_JWT_SECRET",
+        "REGISTRATION_TOKEN_SECRET",
+        "PROPOSALS_TOKEN_SECRET",
+        "NOTIFICATION_ADDRESS_HASH_SECRET",
+    )
+}
+
+
+def service_environment() -> dict[str, str]:
+    """What a service process started by the tests or the benchmarks needs besides its database and
+    broker: the test environment and this run's secrets."""
+    return {"ENVIRONMENT": "test", **RUN_SECRETS}
 
 
 @dataclass
