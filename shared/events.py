@@ -54,6 +54,10 @@ class Recipient(BaseModel):
     email: str
     name: str
     language: Language = "de"
+    # Whether the person showed that the mailbox is theirs (confirmed by the link in a mail, or acted with
+    # a mailed token). Until then, anyone may have typed the address: a mail to it carries no text that
+    # person typed (no name, no title), so the city's relay cannot be made to carry a stranger's words.
+    address_proven: bool = False
 
 
 class MeetingInfo(BaseModel):

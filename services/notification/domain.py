@@ -55,7 +55,28 @@ def template_name(event_type: str) -> str:
     return event_type.replace(".", "_")
 
 
+# What a person may have typed into an event (besides the address): a mail to an address nobody has proven
+# carries none of it, in no header and no part, so the city's relay cannot be made to carry a stranger's
+# words (a title like "Account locked: https://…") to anyone's mailbox under the city's name.
+TYPED_BY_A_PERSON = ("title", "duplicate_of_title")
+
+
 def intents_for(event: ev.IntegrationEvent) -> list[MailIntent]:
+    return [_without_typed_text(intent) for intent in _intents(event)]
+
+
+def _without_typed_text(intent: MailIntent) -> MailIntent:
+    if intent.recipient.address_proven:
+        return intent
+    recipient = intent.recipient.model_copy(update={"name": ""})
+    context = {key: value for key, value in intent.context.items() if key not in TYPED_BY_A_PERSON}
+    for key in ("recipient", "author"):
+        if isinstance(context.get(key), dict):
+            context[key] = {**context[key], "name": ""}
+    return MailIntent(intent.template, recipient, context)
+
+
+def _intents(event: ev.IntegrationEvent) -> list[MailIntent]:
     template = template_name(event.event_type)
     payload = event.model_dump(mode="json")
     if isinstance(event, ev._RegistrationEvent):

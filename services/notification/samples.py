@@ -13,7 +13,11 @@ from shared.i18n import BERLIN
 _REG = uuid.UUID("00000000-0000-4000-8000-000000000001")
 _PROPOSAL = uuid.UUID("00000000-0000-4000-8000-000000000002")
 
-_recipient = ev.Recipient(email="ayse.yilmaz@example.org", name="Ayşe Yılmaz", language="de")
+# Registered people have proven their address once they confirmed; a proposal's author never has.
+_recipient = ev.Recipient(
+    email="ayse.yilmaz@example.org", name="Ayşe Yılmaz", language="de", address_proven=True
+)
+_unproven = _recipient.model_copy(update={"address_proven": False})
 _wg = ev.WorkingGroupInfo(id="sprachfoerderung", title="Sprachförderung")
 _meetings = [
     ev.MeetingInfo(
@@ -44,20 +48,20 @@ _proposal = {
     "title": "Sprachcafé im Stadtteiltreff",
     "working_group": _wg,
     "district": ev.DistrictInfo(id="innenstadt-ost", name="Innenstadt Ost"),
-    "author": _recipient,
+    "author": _unproven,
     "public_url": "http://localhost:8003/v1/proposals/00000000-0000-4000-8000-000000000002",
     "status_url": "http://localhost:8003/v1/proposals/mine?token=SAMPLE",
 }
 _statement = "Vielen Dank. Der Arbeitskreis greift den Vorschlag auf."
 
 SAMPLE_EVENTS: list[ev.IntegrationEvent] = [
-    ev.RegistrationSubmitted(**_reg),
+    ev.RegistrationSubmitted(**{**_reg, "recipient": _unproven}),
     ev.RegistrationResubmitted(**_reg, status="waitlisted", waitlist_position=3),
     ev.RegistrationConfirmed(**_reg),
     ev.RegistrationWaitlisted(**_reg, waitlist_position=4),
     ev.RegistrationPromoted(**_reg),
     ev.RegistrationCancelled(**_reg),
-    ev.RegistrationExpired(**_reg),
+    ev.RegistrationExpired(**{**_reg, "recipient": _unproven}),
     ev.MeetingRescheduled(
         working_group=_wg,
         meeting=_meetings[0].model_copy(

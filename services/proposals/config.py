@@ -21,6 +21,10 @@ class ProposalsSettings(ServiceSettings):
     # At most this many receipt mails per address and 24 h from the public form: the form cannot be
     # used to flood a mailbox. Further proposals are stored; their author gets no receipt.
     receipt_mails_per_address_per_day: int = 10
+    # The last guard: at most this many receipts city-wide per hour (0 = no cap); beyond it proposals are
+    # still stored and answered alike, their authors get no receipt. Sized above what one client can send
+    # under rate_limit_per_minute (20 a minute are 1,200 an hour), so one client alone cannot reach it.
+    receipt_mails_per_hour: int = 2000
     # Authors' contact data is removed this many days after their proposal's outcome (or its rejection,
     # merging or withdrawal); the proposal stays, anonymous.
     author_retention_days: float = 180.0

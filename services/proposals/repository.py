@@ -111,12 +111,28 @@ _RECEIPTS_SINCE = (
     .where(proposals.c.created_at >= bindparam("since"))
     .scalar_subquery()
 )
+# Receipts of the last hour, city-wide, counted up to the cap only (a guard, read on every intake): the
+# proposals still waiting for moderation that left an address (ix_proposals_queue).
+_RECENT_RECEIPTS = (
+    select(func.count())
+    .select_from(
+        select(literal(1))
+        .select_from(proposals)
+        .where(proposals.c.status == "submitted")
+        .where(proposals.c.submitted_at >= bindparam("hour_ago"))
+        .where(proposals.c.author_email.is_not(None))
+        .limit(bindparam("receipt_cap"))
+        .subquery()
+    )
+    .scalar_subquery()
+)
 _INTAKE_LABELS = (
     select(
         working_groups.c.title,
         districts.c.name.label("district_name"),
         districts.c.active.label("district_active"),
         _RECEIPTS_SINCE.label("receipts"),
+        _RECENT_RECEIPTS.label("receipts_last_hour"),
     )
     .select_from(working_groups)
     .outerjoin(districts, districts.c.id == bindparam("district_id"))
@@ -160,10 +176,13 @@ async def intake_labels(
     district_id: str | None,
     email: str | None,
     receipts_since: datetime,
+    hour_ago: datetime,
+    receipt_cap: int,
 ) -> Row[Any] | None:
-    """The working group's title, the district's name and state, and how many proposals came from
-    ``email`` since ``receipts_since`` (the receipt-mail budget), in one round trip; None when the working
-    group is unknown (district_name is None when the district is)."""
+    """The working group's title, the district's name and state, how many proposals came from ``email``
+    since ``receipts_since`` (the receipt-mail budget of an address) and how many receipts the city sent
+    since ``hour_ago`` (counted up to ``receipt_cap``), in one round trip; None when the working group is
+    unknown (district_name is None when the district is)."""
     return (
         await session.execute(
             _INTAKE_LABELS,
@@ -172,6 +191,8 @@ async def intake_labels(
                 "district_id": district_id,
                 "email": email,
                 "since": receipts_since,
+                "hour_ago": hour_ago,
+                "receipt_cap": max(receipt_cap, 0),
             },
         )
     ).first()

@@ -103,8 +103,15 @@ async def submit_proposal(
     """The intake's hot path: one round trip to read (labels, receipt budget), one to write the proposal
     with its history entry, the event built from what is known (no re-read)."""
     email = str(body.author_email) if body.author_email else None
+    now = datetime.now(UTC)
     labels = await repo.intake_labels(
-        session, body.working_group_id, body.district_id, email, datetime.now(UTC) - timedelta(days=1)
+        session,
+        body.working_group_id,
+        body.district_id,
+        email,
+        now - timedelta(days=1),
+        now - timedelta(hours=1),
+        settings.receipt_mails_per_hour,
     )
     if labels is None:
         raise domain.InvalidReference("there is no working group with this id", field="working_group_id")
@@ -112,7 +119,14 @@ async def submit_proposal(
         _require_active_district(labels.district_name, labels.district_active)
     proposal_id = uuid.uuid4()
     state = domain.submit()
-    mail_author = email is not None and labels.receipts < settings.receipt_mails_per_address_per_day
+    mail_author = (
+        email is not None
+        and labels.receipts < settings.receipt_mails_per_address_per_day
+        and (
+            settings.receipt_mails_per_hour <= 0
+            or labels.receipts_last_hour < settings.receipt_mails_per_hour
+        )
+    )
     token = token_for(settings.token_secret, proposal_id) if email else None
     await repo.insert_submitted_proposal(
         session,

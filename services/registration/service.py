@@ -213,8 +213,18 @@ async def working_group_view(conn: AsyncConnection, wg_id: str) -> dict[str, Any
 # --- registering ------------------------------------------------------------------------------------------
 
 
+# A registration's address is proven once the person confirmed it or acted with a mailed token (a
+# cancellation needs the link from a mail); before that, or when it expired unconfirmed, it is not.
+_UNPROVEN_STATUSES = frozenset({"pending_confirmation", "expired"})
+
+
 def recipient_of(row: Row[Any]) -> ev.Recipient:
-    return ev.Recipient(email=row.email or "", name=row.name or "", language=row.language)
+    return ev.Recipient(
+        email=row.email or "",
+        name=row.name or "",
+        language=row.language,
+        address_proven=row.status not in _UNPROVEN_STATUSES,
+    )
 
 
 def _about(
@@ -523,6 +533,7 @@ async def confirm_registration(
             email=registration["email"] or "",
             name=registration["name"] or "",
             language=registration["language"],
+            address_proven=True,  # confirming with the mailed link proves it
         )
         about = _about(
             registration["id"],
@@ -594,7 +605,9 @@ async def cancel_registration(
     await repo.store_seat_counters(conn, group, now)
     entry = await catalog.entry(conn, group.id, group.catalog_version)
     links = Links(settings.public_url).for_token(token)
-    about = _about(registration.id, recipient_of(registration), entry, registration.participant_type, links)
+    # Cancelling with the mailed link proves the address, whatever the registration's state was.
+    recipient = recipient_of(registration).model_copy(update={"address_proven": True})
+    about = _about(registration.id, recipient, entry, registration.participant_type, links)
     await add_event(conn, outbox, ev.RegistrationCancelled(**about, previous_status=registration.status))
     if seat_freed:
         await _promote_from_waitlist(conn, settings, catalog, group, now)

@@ -114,31 +114,26 @@ def key_facts(name: str, c: dict[str, Any], lang: str) -> tuple[list[str], list[
             [links.get("confirm_url", "")],
         ),
         "proposal_submitted": (
-            [c.get("title", ""), wg, c.get("status_url") or ""],
-            [c.get("public_url") or ""],
+            [wg, c.get("status_url") or ""],
+            [c.get("public_url") or "", *TYPED_BY_AUTHORS],
         ),
-        "proposal_withdrawn": ([c.get("title", ""), wg], [c.get("status_url") or ""]),
+        "proposal_withdrawn": ([wg], [c.get("status_url") or "", *TYPED_BY_AUTHORS]),
         "proposal_published": (
-            [c.get("title", ""), c.get("public_statement") or "", c.get("public_url") or ""],
-            [],
+            [c.get("public_statement") or "", c.get("public_url") or ""],
+            [*TYPED_BY_AUTHORS],
         ),
-        "proposal_rejected": ([c.get("title", ""), c.get("public_statement", "")], []),
+        "proposal_rejected": ([c.get("public_statement", "")], [*TYPED_BY_AUTHORS]),
         "proposal_changes_requested": (
-            [c.get("title", ""), c.get("public_statement", ""), c.get("edit_url", "")],
-            [c.get("public_url") or "-"],
+            [c.get("public_statement", ""), c.get("edit_url", "")],
+            [c.get("public_url") or "-", *TYPED_BY_AUTHORS],
         ),
         "proposal_marked_duplicate": (
-            [
-                c.get("title", ""),
-                c.get("public_statement", ""),
-                c.get("duplicate_of_title", ""),
-                c.get("duplicate_of_url") or "",
-            ],
-            [],
+            [c.get("public_statement", ""), c.get("duplicate_of_url") or ""],
+            [*TYPED_BY_AUTHORS, "Sprachcafé für alle"],
         ),
         "proposal_outcome_decided": (
-            [c.get("title", ""), c.get("public_statement", ""), c.get("public_url") or ""],
-            [c.get("outcome", "")],
+            [wg, c.get("public_statement", ""), c.get("public_url") or ""],
+            [c.get("outcome", ""), *TYPED_BY_AUTHORS],
         ),
         "privacy_erasure_request_submitted": ([c.get("confirm_url", ""), str(c.get("valid_hours"))], []),
         # The last mail of an erasure: no link, no address, nothing about the person.
@@ -186,9 +181,19 @@ def test_templates_never_mark_values_safe() -> None:
 
 
 OPT_IN_TEMPLATES = ("registration_submitted", "registration_resubmitted")
-# Mails that address nobody by name: opt-in mails (the name is unproven) and the erasure mails (the
-# request names nobody; the last mail is sent when nothing about the person is left).
-NAMELESS_TEMPLATES = (*OPT_IN_TEMPLATES, "privacy_erasure_request_submitted", "privacy_erasure_finished")
+PROPOSAL_TEMPLATES = tuple(name for name in TEMPLATES if name.startswith("proposal_"))
+# Mails that address nobody by name: mails to an address nobody has proven (opt-in mails, an expired
+# registration, every mail to a proposal's author) and the erasure mails (the request names nobody; the
+# last mail is sent when nothing about the person is left).
+NAMELESS_TEMPLATES = (
+    *OPT_IN_TEMPLATES,
+    "registration_expired",
+    *PROPOSAL_TEMPLATES,
+    "privacy_erasure_request_submitted",
+    "privacy_erasure_finished",
+)
+# What the sample proposals' authors typed: never in a mail, since their address is not proven.
+TYPED_BY_AUTHORS = ("Sprachcafé im Stadtteiltreff",)
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
@@ -253,10 +258,10 @@ def test_html_part_escapes_what_a_person_typed(lang: str) -> None:
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
-def test_proposal_title_is_escaped_and_subject_stays_one_line(lang: str) -> None:
-    context = ctx("proposal_published")
-    context["title"] = "Café <b>für</b>\r\nalle & jeden"
-    mail = render("proposal_published", lang, context)
+def test_a_working_group_title_is_escaped_and_subject_stays_one_line(lang: str) -> None:
+    context = ctx("registration_submitted")
+    context["working_group"]["title"] = "Café <b>für</b>\r\nalle & jeden"
+    mail = render("registration_submitted", lang, context)
     assert "\n" not in mail.subject and "\r" not in mail.subject
     assert "Café <b>für</b> alle & jeden" in mail.subject
     assert "<b>" not in mail.html
@@ -361,7 +366,8 @@ def test_optional_values_may_be_null(name: str, context: dict[str, Any], lang: s
     mail = render(name, lang, copy.deepcopy(context))
     assert mail.language == lang
     assert_clean(mail)
-    assert (context["recipient"]["name"] in mail.text) is (name not in OPT_IN_TEMPLATES)
+    named = context["recipient"]["name"]
+    assert bool(named and named in mail.text) is (name not in NAMELESS_TEMPLATES)
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
