@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from shared import events as ev
+from shared.addresses import normalised
 from shared.retry import equal_jitter, exponential_delay
 
 DELIVERY_STATUSES = ("held", "pending", "sending", "sent", "retrying", "failed", "unknown")
@@ -105,13 +106,9 @@ def final_mail_context(request_id: uuid.UUID | str, language: str) -> dict[str, 
     return {"request_id": str(request_id), "recipient": {"name": "", "email": "", "language": language}}
 
 
-def normalised_address(email: str) -> str:
-    return email.strip().lower()
-
-
 def dedup_key(event_id: str, template: str, email: str) -> str:
     """The delivery's unique key: one mail per event, template and recipient, however often it arrives."""
-    return f"{event_id}:{template}:{email.strip().lower()}"
+    return f"{event_id}:{template}:{normalised(email)}"
 
 
 @dataclass(frozen=True)

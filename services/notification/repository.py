@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notification.domain import DUE_STATUSES, PERSONAL_CONTEXT_KEYS, SETTLED_STATUSES, Mark
 from services.notification.models import deliveries, outbox
+from shared.addresses import sql_equals_address, sql_json_holds_address
 from shared.db import deferred, driver_connection
 
 _DELIVERY_COLUMNS = (
@@ -204,32 +205,43 @@ async def list_deliveries(
 # --- erasure on request and retention ----------------------------------------------------------------------
 
 
-def _mentions(column: Any, address: str) -> Any:
-    return func.lower(column.cast(Text)).contains(address, autoescape=True)
+def _holds_address(address: str) -> Any:
+    """The rows of mails to ``address`` (normalised): its recipient, or the deduplication key
+    ``{event_id}:{template}:{address}`` whose third part is the address, or a context that holds the address
+    as a value. Exact matches only: never a row of an address that merely contains this one."""
+    return or_(
+        sql_equals_address(deliveries.c.recipient_email, address),
+        func.regexp_replace(deliveries.c.dedup_key, "^[^:]*:[^:]*:", "") == address,
+        sql_json_holds_address(deliveries.c.context, address),
+    )
 
 
 async def delete_mentioning(conn: AsyncConnection, address: str) -> int:
-    """Delete every delivery-log row that holds ``address`` (lower case; in the recipient, the
-    deduplication key, the context or a relay answer) and every published event carrying it."""
+    """Delete every delivery-log row of ``address`` (normalised; see :func:`_holds_address`) and every
+    published event carrying it as a value. A relay answer of another row that quotes the address (as a
+    word of its own) loses its text, not its row."""
     removed = await conn.execute(
-        deliveries.delete()
-        .where(
-            or_(
-                func.lower(deliveries.c.recipient_email) == address,
-                _mentions(deliveries.c.dedup_key, address),
-                _mentions(deliveries.c.context, address),
-                _mentions(deliveries.c.last_error, address),
-            )
-        )
-        .returning(deliveries.c.id)
+        deliveries.delete().where(_holds_address(address)).returning(deliveries.c.id)
+    )
+    await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.last_error.op("~*")(_quoted_in_text(address)))
+        .values(last_error=None)
     )
     events = await conn.execute(
         outbox.delete()
         .where(outbox.c.published_at.is_not(None))
-        .where(_mentions(outbox.c.payload, address))
+        .where(sql_json_holds_address(outbox.c.payload, address))
         .returning(outbox.c.id)
     )
     return len(removed.all()) + len(events.all())
+
+
+def _quoted_in_text(address: str) -> str:
+    """A regular expression (Postgres ARE) for ``address`` as a word of its own within a text, e.g.
+    ``<a.s@example.org>`` in a relay's answer, not within ``maria.s@example.org``."""
+    escaped = "".join(c if c.isalnum() else "\\" + c for c in address)
+    return f"(^|[^a-z0-9._%+\\-]){escaped}($|[^a-z0-9.\\-]|\\.($|[^a-z0-9]))"
 
 
 async def release_held(conn: AsyncConnection, dedup_key: str) -> None:

@@ -19,6 +19,7 @@ from services.notification.rendering import RenderedMail, TemplateRenderer
 from services.notification.samples import sample_context
 from shared import audit
 from shared import events as ev
+from shared.addresses import normalised
 from shared.events import LANGUAGES, IntegrationEvent
 from shared.inbox import EventMeta
 from shared.outbox import add_event
@@ -98,7 +99,7 @@ async def purge_old_deliveries(conn: AsyncConnection, settings: NotificationSett
 async def erase_address(
     conn: AsyncConnection, event: ev.PrivacyErasureRequested, message_id_domain: str
 ) -> None:
-    erased = await repo.delete_mentioning(conn, domain.normalised_address(event.email))
+    erased = await repo.delete_mentioning(conn, normalised(event.email))
     key = domain.final_mail_key(event.request_id)
     await repo.insert_delivery(
         conn,
