@@ -16,6 +16,7 @@ from services.notification.domain import DUE_STATUSES, PERSONAL_CONTEXT_KEYS, SE
 from services.notification.models import deliveries, outbox
 from shared.addresses import sql_equals_address, sql_json_holds_address
 from shared.db import deferred, driver_connection
+from shared.links import without_links
 
 _DELIVERY_COLUMNS = (
     ("id", "uuid"),
@@ -158,11 +159,15 @@ async def due_count(conn: AsyncConnection) -> int:
 # the row is still 'sending' under this claim, or 'unknown' because the lease ran out and nobody claimed it
 # since (the late answer is then still the truth, and spares the recipient a copy). Written for asyncpg: it
 # runs for every few mails, and as one statement it needs no transaction of its own.
+# A mail that went out (or never will) keeps no working link in its row: every value of its context that
+# carries a token becomes null in the same statement (a context without one is not even parsed).
 _MARK = f"""
 UPDATE {deliveries.fullname} d
 SET status = m.status, last_error = m.error, subject = coalesce(m.subject, d.subject),
     next_attempt_at = coalesce(m.next_attempt_at, d.next_attempt_at), sent_at = m.sent_at,
-    lease_until = NULL, updated_at = m.at
+    lease_until = NULL, updated_at = m.at,
+    context = CASE WHEN m.status IN ({", ".join(f"'{s}'" for s in SETTLED_STATUSES)})
+                   THEN {without_links("d.context")} ELSE d.context END
 FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
             $7::timestamptz[], $8::timestamptz[])
      AS m(id, attempt, status, error, subject, next_attempt_at, sent_at, at)
