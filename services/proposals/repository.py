@@ -377,6 +377,24 @@ async def forget_authors_decided_before(session: AsyncConnection, cutoff: dateti
     return len(result.all())
 
 
+async def forget_authors_unfinished_before(session: AsyncConnection, cutoff: datetime) -> int:
+    """Remove authors' contact data where the proposal's story never ended and nothing changed since
+    ``cutoff``: never moderated, left in ``changes_requested``, or published without an outcome."""
+    unfinished = or_(
+        proposals.c.status.in_(("submitted", "changes_requested")),
+        and_(proposals.c.status == "published", proposals.c.outcome_at.is_(None)),
+    )
+    result = await session.execute(
+        proposals.update()
+        .where(proposals.c.author_email.is_not(None))
+        .where(unfinished)
+        .where(proposals.c.updated_at < cutoff)
+        .values(**_FORGET_AUTHOR)
+        .returning(proposals.c.id)
+    )
+    return len(result.all())
+
+
 async def forget_outbox_rows_mentioning(session: AsyncConnection, email: str) -> int:
     """Events already published keep their payload for a while (housekeeping deletes them later): drop
     those that carry the address now."""
