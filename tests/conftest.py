@@ -62,6 +62,7 @@ def notification_settings(infra: TestInfra, smtp: SmtpServer) -> NotificationSet
         retry_max_seconds=1.0,
         sender_poll_interval=0.2,
         sending_lease_seconds=2.0,
+        address_hash_secret="test-address-hash-secret-of-32-bytes!",
     )
 
 

@@ -1,6 +1,6 @@
 from typing import ClassVar, Literal
 
-from shared.settings import ServiceSettings, settings_config
+from shared.settings import ServiceSettings, secret_problem, settings_config
 
 
 class NotificationSettings(ServiceSettings):
@@ -45,4 +45,19 @@ class NotificationSettings(ServiceSettings):
     # Retention: a sent (or failed) mail's row loses its recipient, links and personal context after this.
     recipient_retention_days: float = 60.0
     retention_job_interval: float = 3600.0
+    # Erasure wins over events still in flight: the key of the keyed hash (HMAC-SHA256) under which erased
+    # addresses are remembered, so that an event for one that arrives later records no mail. No default:
+    # set NOTIFICATION_ADDRESS_HASH_SECRET (required in production).
+    address_hash_secret: str = ""
+    # How long an erased address's hash is kept: the longest an event can wait before it is handled —
+    # the backlog and the retry queue (``max_age_hours``-bounded redeliveries) and an operator's replay of
+    # the dead-letter queue within two days (the runbook's replay window).
+    erased_address_hours: float = 48.0
     purge_job_interval: float = 3600.0
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        problem = secret_problem("NOTIFICATION_ADDRESS_HASH_SECRET", self.address_hash_secret)
+        if problem:
+            problems.append(problem)
+        return problems

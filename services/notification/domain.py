@@ -13,6 +13,8 @@ template), the states of a delivery and what one attempt's outcome makes of it, 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -104,6 +106,12 @@ def final_mail_key(request_id: uuid.UUID | str) -> str:
 def final_mail_context(request_id: uuid.UUID | str, language: str) -> dict[str, Any]:
     """What the last mail of an erasure may show: no name, no address."""
     return {"request_id": str(request_id), "recipient": {"name": "", "email": "", "language": language}}
+
+
+def address_hash(secret: str, email: str) -> str:
+    """The keyed hash (HMAC-SHA256) an erased address is remembered by: it matches the address again,
+    without keeping it."""
+    return hmac.new(secret.encode(), normalised(email).encode(), hashlib.sha256).hexdigest()
 
 
 def dedup_key(event_id: str, template: str, email: str) -> str:

@@ -65,3 +65,15 @@ send_budget = Table(
     # A slot whose process died in flight frees at this time.
     Column("expires_at", DateTime(timezone=True), nullable=False),
 )
+
+# Erasure wins over events in flight: the keyed hash of every address erased within the last
+# ``erased_address_hours`` (never the address), and the time the erasure was asked for. An event for such an
+# address, older than the erasure, records no mail.
+erased_addresses = Table(
+    "erased_addresses",
+    metadata,
+    Column("address_hash", Text, primary_key=True),
+    Column("erased_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_erased_addresses_recorded", "recorded_at"),
+)

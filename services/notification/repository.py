@@ -8,12 +8,12 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Text, delete, func, literal, or_, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notification.domain import DUE_STATUSES, PERSONAL_CONTEXT_KEYS, SETTLED_STATUSES, Mark
-from services.notification.models import deliveries, outbox
+from services.notification.models import deliveries, erased_addresses, outbox
 from shared.addresses import sql_equals_address, sql_json_holds_address
 from shared.db import deferred, driver_connection
 from shared.links import without_links
@@ -34,19 +34,26 @@ _DELIVERY_COLUMNS = (
 # Any number of rows in one statement (their values as arrays), written for asyncpg: it runs for every
 # batch of events (SQLAlchemy's layers cost more than the statement).
 # Rows are numbered (``seq``) in the order given: the sender sends one person's mails in that order.
+# Erasure wins over events in flight: a row whose recipient (by keyed hash) was erased after its event
+# occurred is not recorded (an event without a time counts as older). Rows without a hash always are.
+_FILTER_COLUMNS = (("recipient_hash", "text"), ("occurred_at", "timestamptz"))
+_GIVEN_COLUMNS = _DELIVERY_COLUMNS + _FILTER_COLUMNS
 _INSERT_DELIVERIES = (
     f"INSERT INTO {deliveries.fullname} ({', '.join(name for name, _ in _DELIVERY_COLUMNS)}) "
     f"SELECT {', '.join(name for name, _ in _DELIVERY_COLUMNS)} FROM unnest("
-    + ", ".join(f"${i}::{kind}[]" for i, (_, kind) in enumerate(_DELIVERY_COLUMNS, start=1))
-    + f") WITH ORDINALITY AS given({', '.join(name for name, _ in _DELIVERY_COLUMNS)}, position) "
+    + ", ".join(f"${i}::{kind}[]" for i, (_, kind) in enumerate(_GIVEN_COLUMNS, start=1))
+    + f") WITH ORDINALITY AS given({', '.join(name for name, _ in _GIVEN_COLUMNS)}, position) "
+    f"WHERE NOT EXISTS (SELECT FROM {erased_addresses.fullname} e WHERE e.address_hash = given.recipient_hash "
+    "AND (given.occurred_at IS NULL OR given.occurred_at <= e.erased_at)) "
     "ORDER BY position ON CONFLICT (dedup_key) DO NOTHING"
 )
 
 
 async def insert_deliveries(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     """Record intended mails (``status`` defaults to pending); one already recorded under the same
-    ``dedup_key`` stays as it is. In the caller's transaction, which must have begun."""
-    columns = {name: [row.get(name) for row in rows] for name, _ in _DELIVERY_COLUMNS}
+    ``dedup_key`` stays as it is, and one with a ``recipient_hash`` of an address erased after its event's
+    ``occurred_at`` is dropped. In the caller's transaction, which must have begun."""
+    columns = {name: [row.get(name) for row in rows] for name, _ in _GIVEN_COLUMNS}
     columns["context"] = [None if c is None else orjson.dumps(c).decode() for c in columns["context"]]
     columns["status"] = [status or "pending" for status in columns["status"]]
     await (await driver_connection(conn)).execute(_INSERT_DELIVERIES, *columns.values())
@@ -221,13 +228,18 @@ def _holds_address(address: str) -> Any:
     )
 
 
-async def delete_mentioning(conn: AsyncConnection, address: str) -> int:
+async def delete_mentioning(conn: AsyncConnection, address: str) -> tuple[int, datetime | None]:
     """Delete every delivery-log row of ``address`` (normalised; see :func:`_holds_address`) and every
     published event carrying it as a value. A relay answer of another row that quotes the address (as a
-    word of its own) loses its text, not its row."""
-    removed = await conn.execute(
-        deliveries.delete().where(_holds_address(address)).returning(deliveries.c.id)
-    )
+    word of its own) loses its text, not its row. Returns how many records went and, if a sender had
+    claimed one of the rows (its mail may be going out right now), when that claim's lease ends."""
+    removed = (
+        await conn.execute(
+            deliveries.delete()
+            .where(_holds_address(address))
+            .returning(deliveries.c.status, deliveries.c.lease_until)
+        )
+    ).all()
     await conn.execute(
         update(deliveries)
         .where(deliveries.c.last_error.op("~*")(_quoted_in_text(address)))
@@ -239,7 +251,39 @@ async def delete_mentioning(conn: AsyncConnection, address: str) -> int:
         .where(sql_json_holds_address(outbox.c.payload, address))
         .returning(outbox.c.id)
     )
-    return len(removed.all()) + len(events.all())
+    leases = [r.lease_until for r in removed if r.status == "sending" and r.lease_until is not None]
+    return len(removed) + len(events.all()), max(leases, default=None)
+
+
+async def remember_erased(conn: AsyncConnection, address_hash: str, erased_at: datetime) -> None:
+    """Remember an erased address by its keyed hash (a later erasure of the same address moves the time)."""
+    statement = insert(erased_addresses).values(address_hash=address_hash, erased_at=erased_at)
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[erased_addresses.c.address_hash],
+            set_={
+                "erased_at": func.greatest(erased_addresses.c.erased_at, statement.excluded.erased_at),
+                "recorded_at": func.now(),
+            },
+        )
+    )
+
+
+async def forget_erased_before(conn: AsyncConnection, cutoff: datetime) -> int:
+    """Drop the hashes of addresses erased (recorded) before ``cutoff``."""
+    result = await conn.execute(
+        delete(erased_addresses).where(erased_addresses.c.recorded_at < cutoff).returning(literal(1))
+    )
+    return len(result.all())
+
+
+async def not_due_before(conn: AsyncConnection, dedup_key: str, at: datetime) -> None:
+    """The mail under ``dedup_key`` becomes due no earlier than ``at``."""
+    await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.dedup_key == dedup_key)
+        .values(next_attempt_at=func.greatest(deliveries.c.next_attempt_at, at))
+    )
 
 
 def _quoted_in_text(address: str) -> str:
@@ -255,7 +299,12 @@ async def release_held(conn: AsyncConnection, dedup_key: str) -> None:
         update(deliveries)
         .where(deliveries.c.dedup_key == dedup_key)
         .where(deliveries.c.status == "held")
-        .values(status="pending", next_attempt_at=func.now(), updated_at=func.now())
+        # Not before a mail to the address that a sender had claimed when it was erased has gone.
+        .values(
+            status="pending",
+            next_attempt_at=func.greatest(func.now(), deliveries.c.next_attempt_at),
+            updated_at=func.now(),
+        )
     )
 
 

@@ -28,6 +28,7 @@ def production(monkeypatch):
         "STAFF_JWT_ISSUER",
         "REGISTRATION_TOKEN_SECRET",
         "PROPOSALS_TOKEN_SECRET",
+        "NOTIFICATION_ADDRESS_HASH_SECRET",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ENVIRONMENT", "production")  # unprefixed: read by every service
@@ -36,6 +37,7 @@ def production(monkeypatch):
     monkeypatch.setenv("REGISTRATION_TOKEN_SECRET", OTHER_SECRET)
     # The proposals service's own link secret (its production check is the lead's, in services/proposals).
     monkeypatch.setenv("PROPOSALS_TOKEN_SECRET", "p0s-" + "z" * 40)
+    monkeypatch.setenv("NOTIFICATION_ADDRESS_HASH_SECRET", "h4s-" + "w" * 40)
     for service in SETTINGS:
         monkeypatch.setenv(
             f"{service.upper()}_DATABASE_URL",
@@ -84,6 +86,23 @@ def test_production_refuses_a_weak_self_service_token_secret(production, value, 
         production.setenv("REGISTRATION_TOKEN_SECRET", value)
     with pytest.raises(InsecureConfiguration, match=reason):
         RegistrationSettings()
+
+
+@pytest.mark.parametrize(
+    "value,reason",
+    [
+        (None, "NOTIFICATION_ADDRESS_HASH_SECRET is not set"),
+        ("change-me", "published development value"),
+        ("short", "shorter than 32 bytes"),
+    ],
+)
+def test_production_refuses_a_weak_address_hash_secret(production, value, reason):
+    if value is None:
+        production.delenv("NOTIFICATION_ADDRESS_HASH_SECRET")
+    else:
+        production.setenv("NOTIFICATION_ADDRESS_HASH_SECRET", value)
+    with pytest.raises(InsecureConfiguration, match=reason):
+        NotificationSettings()
 
 
 def test_production_mode_is_read_without_a_prefix_and_with_one(production):
