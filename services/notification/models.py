@@ -45,10 +45,12 @@ deliveries = Table(
         postgresql_where=text("status IN ('pending', 'retrying', 'unknown')"),
     ),
     Index("ix_deliveries_sending", "lease_until", postgresql_where=text("status = 'sending'")),
-    Index("ix_deliveries_recipient", "recipient_email"),
     Index("ix_deliveries_event", "event_id"),
     Index("ix_deliveries_created", "created_at"),
 )
+
+# Addresses are matched as normalised (``shared.addresses``): the staff's lookup and erasure.
+Index("ix_deliveries_recipient", func.lower(func.btrim(deliveries.c.recipient_email)))
 
 # Append-only record of staff reads of the delivery log (who searched, when, with which filters).
 audit_log = audit_log_table(metadata)

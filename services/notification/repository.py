@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notification.domain import DUE_STATUSES, PERSONAL_CONTEXT_KEYS, SETTLED_STATUSES, Mark
 from services.notification.models import deliveries, erased_addresses, outbox
-from shared.addresses import sql_equals_address, sql_json_holds_address
+from shared.addresses import normalised, sql_equals_address, sql_json_holds_address
 from shared.db import deferred, driver_connection
 from shared.links import without_links
 
@@ -206,7 +206,7 @@ async def list_deliveries(
 ) -> Sequence[Row[Any]]:
     query = select(deliveries).order_by(deliveries.c.created_at.desc()).limit(limit)
     if recipient:
-        query = query.where(deliveries.c.recipient_email.ilike(recipient.strip()))
+        query = query.where(sql_equals_address(deliveries.c.recipient_email, normalised(recipient)))
     if event_id:
         query = query.where(deliveries.c.event_id == event_id)
     if status:

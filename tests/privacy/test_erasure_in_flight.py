@@ -6,6 +6,7 @@ that occurs after the erasure (the person registers again) is mailed as ever."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -137,3 +138,55 @@ async def test_erased_address_hashes_go_after_48_hours(infra, notification_setti
             )
     assert left == {recent}
     assert notification_settings.erased_address_hours == 48
+
+
+async def test_a_mail_claimed_when_the_address_is_erased_goes_before_the_last_mail(
+    infra, notification_settings, smtp
+):
+    """A sender had claimed a mail to the address (it may be on the wire) when the erasure came: its row
+    goes, and the last mail is not due before that claim's lease has ended."""
+    email = unique_email("claimed")
+    app = notification_app(notification_settings)
+    runtime = app.state.runtime
+    async with running(app):
+        async with runtime.transaction() as conn:
+            lease_until = await conn.scalar(select(func.now() + timedelta(seconds=3)))
+            event_id = str(uuid.uuid4())
+            await conn.execute(
+                deliveries.insert().values(
+                    id=uuid.uuid4(),
+                    dedup_key=f"{event_id}:registration_submitted:{email}",
+                    event_id=event_id,
+                    event_type="registration.submitted",
+                    template="registration_submitted",
+                    language="de",
+                    recipient_email=email,
+                    recipient_name="",
+                    message_id=f"<{event_id}@test>",
+                    context={},
+                    status="sending",
+                    attempts=1,
+                    lease_until=lease_until,
+                )
+            )
+        request_id = uuid.uuid4()
+        erasure = ev.PrivacyErasureRequested(request_id=request_id, email=email, language="en")
+        async with runtime.transaction() as conn:
+            await notification_service.erase_address(
+                conn, erasure, "test", notification_settings.address_hash_secret
+            )
+        async with runtime.transaction() as conn:
+            await notification_service.release_final_mail(
+                conn, ev.PrivacyErasureFinished(request_id=request_id)
+            )
+            rows = (
+                await conn.execute(
+                    select(deliveries.c.template, deliveries.c.next_attempt_at).where(
+                        deliveries.c.recipient_email == email
+                    )
+                )
+            ).all()
+        assert [(r.template, r.next_attempt_at) for r in rows] == [("privacy_erasure_finished", lease_until)]
+        last = (await smtp.wait_for(email, timeout=15))[0]
+        arrived = last.received_at + (time.time() - time.monotonic())  # received_at is monotonic
+        assert arrived >= lease_until.timestamp() - 0.05
