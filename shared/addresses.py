@@ -8,6 +8,10 @@ only; mail is always sent to the address as given.
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import exists, func, literal, literal_column, select
+
 # Providers that ignore dots in the local part (``j.doe@gmail.com`` is ``jdoe@gmail.com``).
 _DOTLESS_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
 
@@ -30,3 +34,23 @@ def mailbox(email: str) -> str:
     if domain in _DOTLESS_DOMAINS:
         local = local.replace(".", "") or local
     return f"{local}@{domain}"
+
+
+# --- matching an address in SQL (erasure and retention) ---------------------------------------------------
+
+# Every string value of a JSON document, at any depth (keys are not values).
+_STRING_VALUES = "'strict $.** ? (@.type() == \"string\")'::jsonpath"
+
+
+def sql_equals_address(column: Any, address: str) -> Any:
+    """SQL: a text column holds ``address`` (already :func:`normalised`) and nothing else."""
+    return func.lower(func.btrim(column)) == address
+
+
+def sql_json_holds_address(document: Any, address: str) -> Any:
+    """SQL: a JSONB document holds ``address`` (already :func:`normalised`) as one of its string values,
+    exactly (letter case and surrounding space aside), at any depth — never as part of a longer string,
+    and ``_`` or ``%`` in the address are plain characters."""
+    values = func.jsonb_path_query(document, literal_column(_STRING_VALUES)).table_valued("value")
+    text = values.render_derived().c.value.op("#>>")(literal_column("'{}'::text[]"))
+    return exists(select(literal(1)).where(func.lower(func.btrim(text)) == address))

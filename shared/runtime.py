@@ -33,7 +33,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse
 from faststream.rabbit import Channel, RabbitBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import Table, delete, text
+from sqlalchemy import Table, Text, delete, func, literal_column, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tenacity import AsyncRetrying
 
@@ -42,6 +42,7 @@ from shared.auth import TokenVerifier
 from shared.db import SessionFactory, create_engine, create_session_factory
 from shared.http import DomainErrors, RequestContextMiddleware, install_error_handlers
 from shared.inbox import EventConsumer, Handler
+from shared.links import without_links
 from shared.observability import (
     WorkerHealth,
     cancel_and_wait,
@@ -326,6 +327,14 @@ class ServiceRuntime:
                     delete(table).where(
                         table.c.published_at < now - timedelta(hours=self.settings.outbox_retention_hours)
                     )
+                )
+                # What stays until then keeps no working link (a value carrying a token becomes null) once
+                # it has been published for a minute (a replay of what just went out still has it).
+                await session.execute(
+                    update(table)
+                    .where(table.c.published_at < now - timedelta(minutes=1))
+                    .where(func.strpos(table.c.payload.cast(Text), "token=") > 0)
+                    .values(payload=literal_column(without_links("payload")))
                 )
             for inbox in {id(c.inbox): c.inbox for c in self.consumers}.values():
                 await session.execute(

@@ -44,11 +44,15 @@ def build(settings: NotificationSettings | None = None) -> tuple[ServiceRuntime,
     message_id_domain = settings.message_id_domain or parse_mailbox(settings.mail_from).domain
     runtime.consume(
         NOTIFICATION_MAIL,
-        mail_handlers(message_id_domain),
+        mail_handlers(message_id_domain, settings.address_hash_secret),
         inbox,
         after_commit=dispatcher.wake if signal is None else signal.send,
     )
-    runtime.consume(privacy_queue("notification"), erasure_handlers(message_id_domain), inbox)
+    runtime.consume(
+        privacy_queue("notification"),
+        erasure_handlers(message_id_domain, settings.address_hash_secret),
+        inbox,
+    )
 
     async def purge_old_deliveries() -> None:
         async with runtime.transaction() as conn:
@@ -57,7 +61,8 @@ def build(settings: NotificationSettings | None = None) -> tuple[ServiceRuntime,
     async def forget_recipients() -> None:
         async with runtime.transaction() as conn:
             count = await service.forget_recipients(conn, settings)
-        record_counts("notification", "forget-recipients", deliveries=count)
+            hashes = await service.forget_erased_addresses(conn, settings)
+        record_counts("notification", "forget-recipients", deliveries=count, erased_address_hashes=hashes)
 
     runtime.jobs.append(PeriodicJob("forget-recipients", settings.retention_job_interval, forget_recipients))
     runtime.jobs.append(PeriodicJob("purge-deliveries", settings.purge_job_interval, purge_old_deliveries))

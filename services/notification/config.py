@@ -11,8 +11,9 @@ class NotificationSettings(ServiceSettings):
         "address_hash_secret": "NOTIFICATION_ADDRESS_HASH_SECRET",
     }
 
-    # Erased addresses are remembered as keyed hashes under this secret (never in the clear), so that an
-    # event still in flight for them sends nothing. Required.
+    # Erasure wins over events still in flight: erased addresses are remembered as keyed hashes
+    # (HMAC-SHA256) under this secret, never in the clear, so that an event for one that arrives later
+    # records no mail. Required; a development installation gets one from `mitwirkung setup`.
     address_hash_secret: str = ""
 
     # Which parts of the service this process runs. "all": everything (one process is enough for a small
@@ -53,4 +54,8 @@ class NotificationSettings(ServiceSettings):
     # Retention: a sent (or failed) mail's row loses its recipient, links and personal context after this.
     recipient_retention_days: float = 60.0
     retention_job_interval: float = 3600.0
+    # How long an erased address's hash is kept: the longest an event can wait before it is handled —
+    # the backlog and the retry queue (``max_age_hours``-bounded redeliveries) and an operator's replay of
+    # the dead-letter queue within two days (the runbook's replay window).
+    erased_address_hours: float = 48.0
     purge_job_interval: float = 3600.0

@@ -41,6 +41,7 @@ from services.notification.domain import Mark, RetryPolicy, mark_for
 from services.notification.mail import build_message, mailbox, parse_mailbox
 from services.notification.rendering import TemplateRenderer
 from services.notification.smtp import SendResult, SmtpPool
+from shared.addresses import normalised
 from shared.db import DatabaseSignal, SessionFactory
 from shared.observability import (
     MAIL_ATTEMPTS,
@@ -339,7 +340,7 @@ class Dispatcher:
     def _start(self, row: Any, in_flight: set[asyncio.Task[None]]) -> asyncio.Task[None]:
         """Send ``row``; after the mail to the same recipient that is under way, if any, so that one
         person's mails arrive in the order they were recorded (a receipt before the decision on it)."""
-        key = (row.recipient_email or "").lower()
+        key = normalised(row.recipient_email or "")
         before = self._last_send.get(key)
         task = asyncio.create_task(self._deliver_logged(row, before))
         self._last_send[key] = task

@@ -13,12 +13,15 @@ template), the states of a delivery and what one attempt's outcome makes of it, 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from shared import events as ev
+from shared.addresses import normalised
 from shared.retry import equal_jitter, exponential_delay
 
 DELIVERY_STATUSES = ("held", "pending", "sending", "sent", "retrying", "failed", "unknown")
@@ -126,13 +129,15 @@ def final_mail_context(request_id: uuid.UUID | str, language: str) -> dict[str, 
     return {"request_id": str(request_id), "recipient": {"name": "", "email": "", "language": language}}
 
 
-def normalised_address(email: str) -> str:
-    return email.strip().lower()
+def address_hash(secret: str, email: str) -> str:
+    """The keyed hash (HMAC-SHA256) an erased address is remembered by: it matches the address again,
+    without keeping it."""
+    return hmac.new(secret.encode(), normalised(email).encode(), hashlib.sha256).hexdigest()
 
 
 def dedup_key(event_id: str, template: str, email: str) -> str:
     """The delivery's unique key: one mail per event, template and recipient, however often it arrives."""
-    return f"{event_id}:{template}:{email.strip().lower()}"
+    return f"{event_id}:{template}:{normalised(email)}"
 
 
 @dataclass(frozen=True)

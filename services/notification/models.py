@@ -45,10 +45,12 @@ deliveries = Table(
         postgresql_where=text("status IN ('pending', 'retrying', 'unknown')"),
     ),
     Index("ix_deliveries_sending", "lease_until", postgresql_where=text("status = 'sending'")),
-    Index("ix_deliveries_recipient", "recipient_email"),
     Index("ix_deliveries_event", "event_id"),
     Index("ix_deliveries_created", "created_at"),
 )
+
+# Addresses are matched as normalised (``shared.addresses``): the staff's lookup and erasure.
+Index("ix_deliveries_recipient", func.lower(func.btrim(deliveries.c.recipient_email)))
 
 # Append-only record of staff reads of the delivery log (who searched, when, with which filters).
 audit_log = audit_log_table(metadata)
@@ -64,4 +66,16 @@ send_budget = Table(
     Column("ended_at", DateTime(timezone=True), nullable=True),
     # A slot whose process died in flight frees at this time.
     Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+# Erasure wins over events in flight: the keyed hash of every address erased within the last
+# ``erased_address_hours`` (never the address), and the time the erasure was asked for. An event for such an
+# address, older than the erasure, records no mail.
+erased_addresses = Table(
+    "erased_addresses",
+    metadata,
+    Column("address_hash", Text, primary_key=True),
+    Column("erased_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_erased_addresses_recorded", "recorded_at"),
 )

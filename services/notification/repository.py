@@ -8,13 +8,15 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Text, delete, func, literal, or_, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notification.domain import DUE_STATUSES, PERSONAL_CONTEXT_KEYS, SETTLED_STATUSES, Mark
-from services.notification.models import deliveries, outbox
+from services.notification.models import deliveries, erased_addresses, outbox
+from shared.addresses import normalised, sql_equals_address, sql_json_holds_address
 from shared.db import deferred, driver_connection
+from shared.links import without_links
 
 _DELIVERY_COLUMNS = (
     ("id", "uuid"),
@@ -32,19 +34,26 @@ _DELIVERY_COLUMNS = (
 # Any number of rows in one statement (their values as arrays), written for asyncpg: it runs for every
 # batch of events (SQLAlchemy's layers cost more than the statement).
 # Rows are numbered (``seq``) in the order given: the sender sends one person's mails in that order.
+# Erasure wins over events in flight: a row whose recipient (by keyed hash) was erased after its event
+# occurred is not recorded (an event without a time counts as older). Rows without a hash always are.
+_FILTER_COLUMNS = (("recipient_hash", "text"), ("occurred_at", "timestamptz"))
+_GIVEN_COLUMNS = _DELIVERY_COLUMNS + _FILTER_COLUMNS
 _INSERT_DELIVERIES = (
     f"INSERT INTO {deliveries.fullname} ({', '.join(name for name, _ in _DELIVERY_COLUMNS)}) "
     f"SELECT {', '.join(name for name, _ in _DELIVERY_COLUMNS)} FROM unnest("
-    + ", ".join(f"${i}::{kind}[]" for i, (_, kind) in enumerate(_DELIVERY_COLUMNS, start=1))
-    + f") WITH ORDINALITY AS given({', '.join(name for name, _ in _DELIVERY_COLUMNS)}, position) "
+    + ", ".join(f"${i}::{kind}[]" for i, (_, kind) in enumerate(_GIVEN_COLUMNS, start=1))
+    + f") WITH ORDINALITY AS given({', '.join(name for name, _ in _GIVEN_COLUMNS)}, position) "
+    f"WHERE NOT EXISTS (SELECT FROM {erased_addresses.fullname} e WHERE e.address_hash = given.recipient_hash "
+    "AND (given.occurred_at IS NULL OR given.occurred_at <= e.erased_at)) "
     "ORDER BY position ON CONFLICT (dedup_key) DO NOTHING"
 )
 
 
 async def insert_deliveries(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     """Record intended mails (``status`` defaults to pending); one already recorded under the same
-    ``dedup_key`` stays as it is. In the caller's transaction, which must have begun."""
-    columns = {name: [row.get(name) for row in rows] for name, _ in _DELIVERY_COLUMNS}
+    ``dedup_key`` stays as it is, and one with a ``recipient_hash`` of an address erased after its event's
+    ``occurred_at`` is dropped. In the caller's transaction, which must have begun."""
+    columns = {name: [row.get(name) for row in rows] for name, _ in _GIVEN_COLUMNS}
     columns["context"] = [None if c is None else orjson.dumps(c).decode() for c in columns["context"]]
     columns["status"] = [status or "pending" for status in columns["status"]]
     await (await driver_connection(conn)).execute(_INSERT_DELIVERIES, *columns.values())
@@ -157,11 +166,15 @@ async def due_count(conn: AsyncConnection) -> int:
 # the row is still 'sending' under this claim, or 'unknown' because the lease ran out and nobody claimed it
 # since (the late answer is then still the truth, and spares the recipient a copy). Written for asyncpg: it
 # runs for every few mails, and as one statement it needs no transaction of its own.
+# A mail that went out (or never will) keeps no working link in its row: every value of its context that
+# carries a token becomes null in the same statement (a context without one is not even parsed).
 _MARK = f"""
 UPDATE {deliveries.fullname} d
 SET status = m.status, last_error = m.error, subject = coalesce(m.subject, d.subject),
     next_attempt_at = coalesce(m.next_attempt_at, d.next_attempt_at), sent_at = m.sent_at,
-    lease_until = NULL, updated_at = m.at
+    lease_until = NULL, updated_at = m.at,
+    context = CASE WHEN m.status IN ({", ".join(f"'{s}'" for s in SETTLED_STATUSES)})
+                   THEN {without_links("d.context")} ELSE d.context END
 FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
             $7::timestamptz[], $8::timestamptz[])
      AS m(id, attempt, status, error, subject, next_attempt_at, sent_at, at)
@@ -193,7 +206,7 @@ async def list_deliveries(
 ) -> Sequence[Row[Any]]:
     query = select(deliveries).order_by(deliveries.c.created_at.desc()).limit(limit)
     if recipient:
-        query = query.where(deliveries.c.recipient_email.ilike(recipient.strip()))
+        query = query.where(sql_equals_address(deliveries.c.recipient_email, normalised(recipient)))
     if event_id:
         query = query.where(deliveries.c.event_id == event_id)
     if status:
@@ -204,32 +217,80 @@ async def list_deliveries(
 # --- erasure on request and retention ----------------------------------------------------------------------
 
 
-def _mentions(column: Any, address: str) -> Any:
-    return func.lower(column.cast(Text)).contains(address, autoescape=True)
+def _holds_address(address: str) -> Any:
+    """The rows of mails to ``address`` (normalised): its recipient, or the deduplication key
+    ``{event_id}:{template}:{address}`` whose third part is the address, or a context that holds the address
+    as a value. Exact matches only: never a row of an address that merely contains this one."""
+    return or_(
+        sql_equals_address(deliveries.c.recipient_email, address),
+        func.regexp_replace(deliveries.c.dedup_key, "^[^:]*:[^:]*:", "") == address,
+        sql_json_holds_address(deliveries.c.context, address),
+    )
 
 
-async def delete_mentioning(conn: AsyncConnection, address: str) -> int:
-    """Delete every delivery-log row that holds ``address`` (lower case; in the recipient, the
-    deduplication key, the context or a relay answer) and every published event carrying it."""
-    removed = await conn.execute(
-        deliveries.delete()
-        .where(
-            or_(
-                func.lower(deliveries.c.recipient_email) == address,
-                _mentions(deliveries.c.dedup_key, address),
-                _mentions(deliveries.c.context, address),
-                _mentions(deliveries.c.last_error, address),
-            )
+async def delete_mentioning(conn: AsyncConnection, address: str) -> tuple[int, datetime | None]:
+    """Delete every delivery-log row of ``address`` (normalised; see :func:`_holds_address`) and every
+    published event carrying it as a value. A relay answer of another row that quotes the address (as a
+    word of its own) loses its text, not its row. Returns how many records went and, if a sender had
+    claimed one of the rows (its mail may be going out right now), when that claim's lease ends."""
+    removed = (
+        await conn.execute(
+            deliveries.delete()
+            .where(_holds_address(address))
+            .returning(deliveries.c.status, deliveries.c.lease_until)
         )
-        .returning(deliveries.c.id)
+    ).all()
+    await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.last_error.op("~*")(_quoted_in_text(address)))
+        .values(last_error=None)
     )
     events = await conn.execute(
         outbox.delete()
         .where(outbox.c.published_at.is_not(None))
-        .where(_mentions(outbox.c.payload, address))
+        .where(sql_json_holds_address(outbox.c.payload, address))
         .returning(outbox.c.id)
     )
-    return len(removed.all()) + len(events.all())
+    leases = [r.lease_until for r in removed if r.status == "sending" and r.lease_until is not None]
+    return len(removed) + len(events.all()), max(leases, default=None)
+
+
+async def remember_erased(conn: AsyncConnection, address_hash: str, erased_at: datetime) -> None:
+    """Remember an erased address by its keyed hash (a later erasure of the same address moves the time)."""
+    statement = insert(erased_addresses).values(address_hash=address_hash, erased_at=erased_at)
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[erased_addresses.c.address_hash],
+            set_={
+                "erased_at": func.greatest(erased_addresses.c.erased_at, statement.excluded.erased_at),
+                "recorded_at": func.now(),
+            },
+        )
+    )
+
+
+async def forget_erased_before(conn: AsyncConnection, cutoff: datetime) -> int:
+    """Drop the hashes of addresses erased (recorded) before ``cutoff``."""
+    result = await conn.execute(
+        delete(erased_addresses).where(erased_addresses.c.recorded_at < cutoff).returning(literal(1))
+    )
+    return len(result.all())
+
+
+async def not_due_before(conn: AsyncConnection, dedup_key: str, at: datetime) -> None:
+    """The mail under ``dedup_key`` becomes due no earlier than ``at``."""
+    await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.dedup_key == dedup_key)
+        .values(next_attempt_at=func.greatest(deliveries.c.next_attempt_at, at))
+    )
+
+
+def _quoted_in_text(address: str) -> str:
+    """A regular expression (Postgres ARE) for ``address`` as a word of its own within a text, e.g.
+    ``<a.s@example.org>`` in a relay's answer, not within ``maria.s@example.org``."""
+    escaped = "".join(c if c.isalnum() else "\\" + c for c in address)
+    return f"(^|[^a-z0-9._%+\\-]){escaped}($|[^a-z0-9.\\-]|\\.($|[^a-z0-9]))"
 
 
 async def release_held(conn: AsyncConnection, dedup_key: str) -> None:
@@ -238,7 +299,12 @@ async def release_held(conn: AsyncConnection, dedup_key: str) -> None:
         update(deliveries)
         .where(deliveries.c.dedup_key == dedup_key)
         .where(deliveries.c.status == "held")
-        .values(status="pending", next_attempt_at=func.now(), updated_at=func.now())
+        # Not before a mail to the address that a sender had claimed when it was erased has gone.
+        .values(
+            status="pending",
+            next_attempt_at=func.greatest(func.now(), deliveries.c.next_attempt_at),
+            updated_at=func.now(),
+        )
     )
 
 

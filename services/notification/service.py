@@ -19,16 +19,22 @@ from services.notification.rendering import RenderedMail, TemplateRenderer
 from services.notification.samples import sample_context
 from shared import audit
 from shared import events as ev
+from shared.addresses import normalised
 from shared.events import LANGUAGES, IntegrationEvent
 from shared.inbox import EventMeta
 from shared.outbox import add_event
 
 
 async def record_mails(
-    conn: AsyncConnection, event: IntegrationEvent, meta: EventMeta, message_id_domain: str
+    conn: AsyncConnection,
+    event: IntegrationEvent,
+    meta: EventMeta,
+    message_id_domain: str,
+    address_hash_secret: str,
 ) -> None:
     """Every mail the event owes goes into the delivery log, once (its ``dedup_key``): written with the
-    mails of the other events of the consumer's batch, in one statement (``repository.stage_delivery``)."""
+    mails of the other events of the consumer's batch, in one statement (``repository.stage_delivery``).
+    A mail to an address erased after the event occurred is not recorded (the same statement)."""
     for intent in domain.intents_for(event):
         key = domain.dedup_key(meta.event_id, intent.template, intent.recipient.email)
         repo.stage_delivery(
@@ -44,6 +50,8 @@ async def record_mails(
                 "recipient_name": intent.recipient.name,
                 "message_id": message_id_for(key, message_id_domain),
                 "context": intent.context,
+                "recipient_hash": domain.address_hash(address_hash_secret, intent.recipient.email),
+                "occurred_at": meta.occurred_at,
             },
         )
 
@@ -88,17 +96,31 @@ async def purge_old_deliveries(conn: AsyncConnection, settings: NotificationSett
 
 # --- erasure on request (Art. 17) and retention ------------------------------------------------------------
 #
-# On ``privacy.erasure_requested`` the delivery log's rows of the address go (in any letter case, wherever
-# it appears: recipient, deduplication key, context), and the requester's last mail is recorded *held*: it
-# is released by ``privacy.erasure_finished`` once every service has answered, and its row loses the
-# address as soon as it is sent (migration 0004). Both happen in the consumer's transaction, with its
-# inbox row, and the answer ``privacy.erasure_completed`` goes out through the outbox.
+# On ``privacy.erasure_requested`` the delivery log's rows of the address go (in any letter case, exactly
+# that address: recipient, deduplication key, a value of the context), and the requester's last mail is
+# recorded *held*: it is released by ``privacy.erasure_finished`` once every service has answered, and its
+# row loses the address as soon as it is sent (migration 0004). Both happen in the consumer's transaction,
+# with its inbox row, and the answer ``privacy.erasure_completed`` goes out through the outbox.
+#
+# Erasure wins over events in flight: the address's keyed hash is remembered (``erased_addresses``) for
+# ``erased_address_hours``, and an event for it that occurred before the erasure and arrives later (from the
+# backlog, the retry queue or a replay of the dead-letter queue) records no mail. A row a sender had already
+# claimed ('sending') is deleted too, but its mail may be on the wire already: the last mail is then not due
+# before that claim's lease ends, so it is always the last one the address gets.
 
 
 async def erase_address(
-    conn: AsyncConnection, event: ev.PrivacyErasureRequested, message_id_domain: str
+    conn: AsyncConnection,
+    event: ev.PrivacyErasureRequested,
+    message_id_domain: str,
+    address_hash_secret: str,
+    erased_at: datetime | None = None,
 ) -> None:
-    erased = await repo.delete_mentioning(conn, domain.normalised_address(event.email))
+    address = normalised(event.email)
+    erased, in_flight_until = await repo.delete_mentioning(conn, address)
+    await repo.remember_erased(
+        conn, domain.address_hash(address_hash_secret, address), erased_at or datetime.now(UTC)
+    )
     key = domain.final_mail_key(event.request_id)
     await repo.insert_delivery(
         conn,
@@ -116,6 +138,8 @@ async def erase_address(
             "status": "held",
         },
     )
+    if in_flight_until is not None:
+        await repo.not_due_before(conn, key, in_flight_until)
     await add_event(
         conn,
         outbox,
@@ -139,3 +163,12 @@ async def forget_recipients(
     return await repo.forget_recipients_before(
         conn, now - timedelta(days=settings.recipient_retention_days), now
     )
+
+
+async def forget_erased_addresses(
+    conn: AsyncConnection, settings: NotificationSettings, now: datetime | None = None
+) -> int:
+    """Retention: the hash of an erased address goes ``erased_address_hours`` after the erasure (no event
+    for it can still be waiting by then). Returns how many went."""
+    now = now or datetime.now(UTC)
+    return await repo.forget_erased_before(conn, now - timedelta(hours=settings.erased_address_hours))

@@ -28,6 +28,9 @@ class ProposalsSettings(ServiceSettings):
     # Authors' contact data is removed this many days after their proposal's outcome (or its rejection,
     # merging or withdrawal); the proposal stays, anonymous.
     author_retention_days: float = 180.0
+    # A proposal whose story never ends (never moderated, left in changes_requested, published without an
+    # outcome) loses its author's contact data this many days after its last change; the proposal stays.
+    unfinished_author_retention_days: float = 365.0
     retention_job_interval: float = 3600.0
 
     def model_post_init(self, __context: object) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, and_, bindparam, func, literal, literal_column, or_, select, tuple_
+from sqlalchemy import and_, bindparam, func, literal, literal_column, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -19,6 +19,7 @@ from services.proposals.models import (
     proposals,
     working_groups,
 )
+from shared.addresses import normalised, sql_equals_address, sql_json_holds_address
 
 # --- districts -----------------------------------------------------------------------------------------
 
@@ -373,7 +374,7 @@ async def forget_author_by_email(session: AsyncConnection, email: str) -> int:
     """Remove the author's contact data from every proposal sent from ``email`` (any letter case)."""
     result = await session.execute(
         proposals.update()
-        .where(func.lower(proposals.c.author_email) == email.strip().lower())
+        .where(sql_equals_address(proposals.c.author_email, normalised(email)))
         .values(**_FORGET_AUTHOR, updated_at=func.now())
         .returning(proposals.c.id)
     )
@@ -397,13 +398,31 @@ async def forget_authors_decided_before(session: AsyncConnection, cutoff: dateti
     return len(result.all())
 
 
+async def forget_authors_unfinished_before(session: AsyncConnection, cutoff: datetime) -> int:
+    """Remove authors' contact data where the proposal's story never ended and nothing changed since
+    ``cutoff``: never moderated, left in ``changes_requested``, or published without an outcome."""
+    unfinished = or_(
+        proposals.c.status.in_(("submitted", "changes_requested")),
+        and_(proposals.c.status == "published", proposals.c.outcome_at.is_(None)),
+    )
+    result = await session.execute(
+        proposals.update()
+        .where(proposals.c.author_email.is_not(None))
+        .where(unfinished)
+        .where(proposals.c.updated_at < cutoff)
+        .values(**_FORGET_AUTHOR)
+        .returning(proposals.c.id)
+    )
+    return len(result.all())
+
+
 async def forget_outbox_rows_mentioning(session: AsyncConnection, email: str) -> int:
     """Events already published keep their payload for a while (housekeeping deletes them later): drop
     those that carry the address now."""
     result = await session.execute(
         outbox.delete()
         .where(outbox.c.published_at.is_not(None))
-        .where(func.lower(outbox.c.payload.cast(Text)).contains(email.strip().lower()))
+        .where(sql_json_holds_address(outbox.c.payload, normalised(email)))
         .returning(outbox.c.id)
     )
     return len(result.all())

@@ -569,10 +569,15 @@ async def forget_author(session: AsyncConnection, email: str) -> int:
 
 async def forget_authors_after_retention(session: AsyncConnection, settings: ProposalsSettings) -> int:
     """Retention: authors' contact data goes ``author_retention_days`` after their proposal's story ended
-    (outcome decided, or rejected, merged, withdrawn). The proposals stay, anonymous."""
+    (outcome decided, or rejected, merged, withdrawn), or ``unfinished_author_retention_days`` after the
+    last change of one whose story never ends (never moderated, abandoned in ``changes_requested``,
+    published without an outcome). The proposals stay, anonymous."""
     now = await repo.database_now(session)
     forgotten = await repo.forget_authors_decided_before(
         session, now - timedelta(days=settings.author_retention_days)
+    )
+    forgotten += await repo.forget_authors_unfinished_before(
+        session, now - timedelta(days=settings.unfinished_author_retention_days)
     )
     if forgotten:
         log.info("authors' contact data removed after the retention period", proposals=forgotten)

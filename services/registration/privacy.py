@@ -17,7 +17,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, and_, delete, exists, func, or_, select, text, update
+from sqlalchemy import and_, delete, exists, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.registration import domain, service
@@ -32,15 +32,12 @@ from services.registration.models import (
     registrations,
 )
 from shared import events as ev
+from shared.addresses import normalised, sql_equals_address, sql_json_holds_address
 from shared.http import Problem
 from shared.inbox import EventMeta
 from shared.outbox import add_event
 
 ACTIVE = repo.ACTIVE_STATUSES
-
-
-def normalised(email: str) -> str:
-    return email.strip().lower()
 
 
 def email_hash(settings: RegistrationSettings, email: str) -> str:
@@ -230,8 +227,9 @@ async def record_answer(session: AsyncConnection, event: ev.IntegrationEvent, me
 # --- this service's own part --------------------------------------------------------------------------------
 
 
-def _mentions(column: Any, email: str) -> Any:
-    return func.lower(column.cast(Text)).contains(normalised(email), autoescape=True)
+def _mentions(document: Any, email: str) -> Any:
+    """A JSON document (an event's payload, a remembered answer) holds the address as a value, exactly."""
+    return sql_json_holds_address(document, normalised(email))
 
 
 async def _unpublished_events_mention(session: AsyncConnection, email: str) -> bool:
@@ -266,7 +264,9 @@ async def erase_address(
     idempotency keys and published events carrying the address go. Returns the records erased."""
     now = now or datetime.now(UTC)
     address = normalised(email)
-    matches = or_(registrations.c.email_key == address, func.lower(registrations.c.email) == address)
+    # The address as given (``email_key`` is for finding a person's registration in a group, and may count
+    # more addresses as one).
+    matches = sql_equals_address(registrations.c.email, address)
     found = (
         await session.execute(
             select(registrations.c.id, registrations.c.working_group_id, registrations.c.status).where(
@@ -287,7 +287,10 @@ async def erase_address(
     keys = await session.execute(
         delete(idempotency_keys)
         .where(
-            or_(_mentions(idempotency_keys.c.key, address), _mentions(idempotency_keys.c.response, address))
+            or_(
+                sql_equals_address(idempotency_keys.c.key, address),
+                _mentions(idempotency_keys.c.response, address),
+            )
         )
         .returning(idempotency_keys.c.key)
     )

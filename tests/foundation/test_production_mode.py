@@ -114,6 +114,23 @@ def test_production_refuses_a_weak_self_service_token_secret(production, value, 
         start("registration")
 
 
+@pytest.mark.parametrize(
+    "value,reason",
+    [
+        (None, "NOTIFICATION_ADDRESS_HASH_SECRET is not set"),
+        ("change-me", "published development value"),
+        ("short", "shorter than 32 bytes"),
+    ],
+)
+def test_production_refuses_a_weak_address_hash_secret(production, value, reason):
+    if value is None:
+        production.delenv("NOTIFICATION_ADDRESS_HASH_SECRET")
+    else:
+        production.setenv("NOTIFICATION_ADDRESS_HASH_SECRET", value)
+    with pytest.raises(InsecureConfiguration, match=reason):
+        start("notification")
+
+
 def test_production_mode_is_read_without_a_prefix_and_with_one(production):
     production.setenv("STAFF_JWT_SECRET", "short")
     with pytest.raises(InsecureConfiguration):

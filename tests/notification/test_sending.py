@@ -296,7 +296,7 @@ async def record_intended_mail(session_factory, email: str) -> None:
         attempt=1,
     )
     async with session_factory() as session, session.begin(), deferred_writes(session):
-        await make_mail_handler("kaiserslautern.de")(session, event, meta)
+        await make_mail_handler("kaiserslautern.de", "test-address-hash-secret")(session, event, meta)
 
 
 def data_started(handler: RecordingHandler, count: int) -> Callable[[], Awaitable[bool]]:

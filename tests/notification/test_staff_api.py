@@ -77,3 +77,29 @@ async def test_template_preview_for_staff(notification_settings):
                 headers={"Authorization": "Bearer " + mint_token(notification_settings, "x", [])},
             )
         ).status_code == 403
+
+
+async def test_the_delivery_log_filter_matches_the_address_exactly(notification_settings, smtp):
+    """``a_b@…`` finds a_b's mail only, not ``axb@…`` (no LIKE pattern), in any letter case."""
+    domain = f"x{uuid.uuid4().hex[:8]}.example.org"
+    wanted, neighbour = f"a_b@{domain}", f"axb@{domain}"
+    async with running(create_app(notification_settings)) as client:
+        for email in (wanted, neighbour):
+            await publish(
+                notification_settings.amqp_url,
+                RegistrationSubmitted(
+                    registration_id=uuid.uuid4(),
+                    recipient=Recipient(email=email, name="", language="de"),
+                    working_group=WorkingGroupInfo(id="sprachfoerderung", title="Sprachförderung"),
+                    meetings=[],
+                ),
+            )
+            await smtp.wait_for(email)
+        staff = auth(notification_settings, "staff")
+        for query in (wanted, f" {wanted.upper()} "):
+            rows = (await client.get("/v1/deliveries", params={"recipient": query}, headers=staff)).json()
+            assert [r["recipient"] for r in rows] == [wanted]
+        found = (
+            await client.get("/v1/deliveries", params={"recipient": f"a%@{domain}"}, headers=staff)
+        ).json()
+        assert found == []

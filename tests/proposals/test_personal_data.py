@@ -99,3 +99,57 @@ async def test_contact_data_goes_after_the_retention_period_of_a_finished_propos
         )
     assert rows[finished[0]] is None
     assert rows[waiting[0]] is not None  # still waiting for a decision: the author is still owed mail
+
+
+async def test_contact_data_goes_when_a_proposal_never_ends(
+    proposals_api, make_working_group, proposals_settings
+):
+    """Never moderated, abandoned in ``changes_requested``, published without an outcome: the author's
+    contact data goes ``unfinished_author_retention_days`` after the last change; the proposal stays."""
+    app = proposals_api.app
+    wg = await make_working_group(app)
+    moderator = staff_headers(proposals_settings, "moderator")
+    ids: dict[str, str] = {}
+    for name in ("never_moderated", "abandoned", "no_outcome", "recent"):
+        answer = await proposals_api.post(
+            "/v1/proposals", json=proposal_body(wg, author_name="Lange Her", author_email=unique_email(name))
+        )
+        ids[name] = answer.json()["id"]
+    for name, decision in (("abandoned", "request_changes"), ("no_outcome", "publish")):
+        answer = await proposals_api.post(
+            f"/v1/moderation/proposals/{ids[name]}/decision",
+            json={"decision": decision, "public_statement": "Bitte genauer beschreiben"},
+            headers={**moderator, "If-Match": "1"},
+        )
+        assert answer.status_code == 200, answer.text
+    days = proposals_settings.unfinished_author_retention_days
+    async with app.state.runtime.transaction() as session:
+        for name, age in (("never_moderated", days + 1), ("abandoned", days + 1), ("no_outcome", days + 1)):
+            await session.execute(
+                text("UPDATE proposals SET updated_at = now() - make_interval(days => :age) WHERE id = :id"),
+                {"age": int(age), "id": ids[name]},
+            )
+        await session.execute(
+            text("UPDATE proposals SET updated_at = now() - make_interval(days => :age) WHERE id = :id"),
+            {"age": int(days - 1), "id": ids["recent"]},
+        )
+        assert await service.forget_authors_after_retention(session, proposals_settings) >= 3
+        rows = {
+            str(r.id): r
+            for r in await session.execute(
+                text(
+                    "SELECT id, status, title, author_name, author_email, token_hash FROM proposals WHERE id = ANY(:ids)"
+                ),
+                {"ids": list(ids.values())},
+            )
+        }
+    for name in ("never_moderated", "abandoned", "no_outcome"):
+        row = rows[ids[name]]
+        assert (row.author_name, row.author_email, row.token_hash) == (None, None, None), name
+        assert row.title == "Sprachcafé im Stadtteiltreff"
+    assert [rows[ids[n]].status for n in ("never_moderated", "abandoned", "no_outcome")] == [
+        "submitted",
+        "changes_requested",
+        "published",
+    ]
+    assert rows[ids["recent"]].author_email is not None

@@ -49,3 +49,59 @@ async def columns_containing(infra: TestInfra, *needles: str) -> list[str]:
 
 def _like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def _tables(conn: asyncpg.Connection) -> list[str]:
+    rows = await conn.fetch(
+        """
+        SELECT table_schema, table_name FROM information_schema.tables
+        WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')
+          AND table_schema NOT LIKE 'pg\\_%'
+        ORDER BY 1, 2
+        """
+    )
+    return [f'"{r["table_schema"]}"."{r["table_name"]}"' for r in rows]
+
+
+async def rows_mentioning(infra: TestInfra, needle: str) -> dict[str, list[str]]:
+    """Every row of every table of every schema whose text contains ``needle`` (any letter case), as
+    sorted JSON texts per table: a snapshot to compare a person's rows before and after."""
+    conn = await asyncpg.connect(run_database_admin_dsn(infra))
+    try:
+        found: dict[str, list[str]] = {}
+        for table in await _tables(conn):
+            rows = await conn.fetch(
+                f"SELECT to_jsonb(t)::text AS row FROM {table} t WHERE t::text ILIKE $1",
+                f"%{_like_escape(needle)}%",
+            )
+            if rows:
+                found[table] = sorted(r["row"] for r in rows)
+        return found
+    finally:
+        await conn.close()
+
+
+def holds_exactly(text: str, address: str) -> bool:
+    """``text`` holds ``address`` as a word of its own (any letter case), not as part of a longer address:
+    ``a.s@example.org`` is not in ``maria.s@example.org``; ``a_b@…`` is not ``axb@…``."""
+    import re
+
+    pattern = r"(?<![\w.%+\-])" + re.escape(address) + r"(?![\w\-]|\.\w)"
+    return re.search(pattern, text, re.IGNORECASE) is not None
+
+
+async def tables_holding_exactly(infra: TestInfra, address: str) -> list[str]:
+    """The tables of any schema with a row that holds ``address`` exactly (:func:`holds_exactly`)."""
+    conn = await asyncpg.connect(run_database_admin_dsn(infra))
+    try:
+        found = []
+        for table in await _tables(conn):
+            rows = await conn.fetch(
+                f"SELECT to_jsonb(t)::text AS row FROM {table} t WHERE t::text ILIKE $1",
+                f"%{_like_escape(address)}%",
+            )
+            if any(holds_exactly(r["row"], address) for r in rows):
+                found.append(table)
+        return found
+    finally:
+        await conn.close()
