@@ -28,6 +28,12 @@ class NotificationSettings(ServiceSettings):
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_tls: Literal["none", "starttls", "tls"] = "none"
+    # With starttls or tls the relay's certificate is always verified (chain and host name): against these
+    # CAs (a PEM bundle, e.g. the city's own CA) or, when empty, the system's. A client certificate (PEM;
+    # the key in its own file or in the certificate's) is presented where the relay asks for one.
+    smtp_ca_file: str = ""
+    smtp_client_cert: str = ""
+    smtp_client_key: str = ""
     smtp_timeout: float = 30.0
     # Sending is latency-bound (four SMTP round trips per mail): 5 connections carried about 200 mails/s on
     # a loaded machine, 10 carry the 200/s steady load with room (bench/system_burst.py). Exchange allows 20

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -205,9 +206,21 @@ class SharedBudget:
             await session.execute(delete(send_budget).where(send_budget.c.id == slot))
 
 
+def relay_tls_context(settings: NotificationSettings) -> ssl.SSLContext:
+    """TLS towards the relay: the certificate chain and the host name always verified, against
+    ``smtp_ca_file`` (the city's CA) or the system's CAs; our client certificate if one is configured.
+    A file that cannot be read fails here, when the sender starts, not at the first mail."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.smtp_ca_file or None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if settings.smtp_client_cert:
+        context.load_cert_chain(settings.smtp_client_cert, settings.smtp_client_key or None)
+    return context
+
+
 class SmtpPool:
     def __init__(self, settings: NotificationSettings, session_factory: SessionFactory | None = None) -> None:
         self.settings = settings
+        self._tls_context = relay_tls_context(settings) if settings.smtp_tls != "none" else None
         self._clients = [self._new_client() for _ in range(max(1, settings.smtp_pool_size))]
         self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
         for client in self._clients:
@@ -255,6 +268,7 @@ class SmtpPool:
             # aiosmtplib upgrades opportunistically when start_tls is None: 'starttls' must mean required
             # and 'none' must mean never (the relay's certificate may not even be checkable).
             start_tls=s.smtp_tls == "starttls",
+            tls_context=self._tls_context,
             timeout=s.smtp_timeout,
         )
 
