@@ -41,6 +41,10 @@ class NotificationSettings(ServiceSettings):
     smtp_pool_size: int = 10
     mail_from: str = "Stadt Kaiserslautern – Mitwirkung <mitwirkung@kaiserslautern.de>"
     mail_reply_to: str = "Integrationsbeauftragter der Stadt Kaiserslautern <europa@kaiserslautern.de>"
+    # The return path (VERP): every mail's envelope sender is this address with the delivery's id and a
+    # signature (``bounces+<id>-<signature>@…``), so a bounce names the mail it is about. Empty: the
+    # envelope sender is MAIL_FROM's address. Its local part leaves room for the tag (64 characters in all).
+    bounce_address: str = ""
     message_id_domain: str = ""
     # 0 = no limit. An Exchange relay may allow only 30 per minute.
     rate_limit_per_minute: int = 0

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,7 +38,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_never
 from services.notification import repository as repo
 from services.notification.calendar import calendar_for
 from services.notification.config import NotificationSettings
-from services.notification.domain import Mark, RetryPolicy, mark_for
+from services.notification.domain import VERP_TAG_LENGTH, Mark, RetryPolicy, bounce_sender, mark_for
 from services.notification.mail import build_message, mailbox, parse_mailbox
 from services.notification.rendering import TemplateRenderer
 from services.notification.smtp import SendResult, SmtpPool
@@ -165,6 +166,11 @@ class Dispatcher:
         self.clock = clock
         self.health = health
         self.sender = parse_mailbox(settings.mail_from)
+        self.bounce_address = (
+            mailbox("", settings.bounce_address).addr_spec if settings.bounce_address else ""
+        )
+        if len(self.bounce_address.partition("@")[0]) + VERP_TAG_LENGTH > 64:
+            raise ValueError("NOTIFICATION_BOUNCE_ADDRESS: its local part leaves no room for the tag")
         self.reply_to = parse_mailbox(settings.mail_reply_to) if settings.mail_reply_to else None
         self.marks = MarkWriter(self._write_marks, settings.mark_retry_max_seconds)
         self._wake = asyncio.Event()
@@ -384,13 +390,19 @@ class Dispatcher:
             return
         result = await self.pool.send(
             mail.data,
-            self.sender.addr_spec,
+            self.envelope_sender(row.id),
             mail.recipient,
             # Rate-limited sends may wait longer than their lease (the budget is shared by all replicas):
             # renew the claim right before sending, or hand the mail back if another sender has it now.
             still_ours=(lambda: self._renew(row)) if self.pool.budget is not None else None,
         )
         await self._record(row, result, subject=mail.subject)
+
+    def envelope_sender(self, delivery_id: uuid.UUID) -> str:
+        """Where bounces of this mail go: the signed return path of the delivery, or the sender."""
+        if not self.bounce_address:
+            return self.sender.addr_spec
+        return bounce_sender(self.bounce_address, delivery_id, self.settings.address_hash_secret)
 
     def compose(self, row: Row[Any]) -> ComposedMail:
         context = row.context or {}

@@ -13,6 +13,7 @@ template), the states of a delivery and what one attempt's outcome makes of it, 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import uuid
@@ -193,3 +194,46 @@ def mark_for(
         sent_at=sent_at,
         at=now,
     )
+
+
+# --- the return path: which delivery a bounce is about (VERP) -----------------------------------------------
+
+# The envelope sender of a mail is the bounce address with the delivery's id and a signature in its local
+# part (``bounces+<id>-<signature>@…``): a bounce names the delivery it is about, and a forged one (someone
+# guessing ids to get other people's addresses suppressed) fails the signature.
+_SIGNATURE_CHARS = 16  # 80 bits of HMAC-SHA256
+# What the tag adds to the bounce address's local part: "+", the id (26), "-", the signature.
+VERP_TAG_LENGTH = 1 + 26 + 1 + _SIGNATURE_CHARS
+
+
+def _b32(data: bytes) -> str:
+    return base64.b32encode(data).decode().rstrip("=").lower()
+
+
+def _bounce_signature(key: str, delivery_id: uuid.UUID) -> str:
+    digest = hmac.new(key.encode(), b"verp:" + delivery_id.bytes, hashlib.sha256).digest()
+    return _b32(digest)[:_SIGNATURE_CHARS]
+
+
+def bounce_sender(bounce_address: str, delivery_id: uuid.UUID, key: str) -> str:
+    """The envelope sender of the mail of ``delivery_id``: ``bounce_address`` tagged with it, signed."""
+    local, _, domain = bounce_address.rpartition("@")
+    return f"{local}+{_b32(delivery_id.bytes)}-{_bounce_signature(key, delivery_id)}@{domain}"
+
+
+def delivery_of_bounce(address: str, bounce_address: str, key: str) -> uuid.UUID | None:
+    """The delivery a bounce sent to ``address`` is about, or None when the address is not a tagged
+    bounce address of ours or its signature is wrong."""
+    local, _, domain = normalised(address).rpartition("@")
+    own_local, _, own_domain = normalised(bounce_address).rpartition("@")
+    base, plus, tag = local.partition("+")
+    encoded, dash, signature = tag.partition("-")
+    if not (plus and dash) or base != own_local or domain != own_domain or len(encoded) != 26:
+        return None
+    try:
+        delivery_id = uuid.UUID(bytes=base64.b32decode(encoded.upper() + "======"))
+    except (ValueError, TypeError):
+        return None
+    if not hmac.compare_digest(signature, _bounce_signature(key, delivery_id)):
+        return None
+    return delivery_id
