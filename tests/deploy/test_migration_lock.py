@@ -195,3 +195,69 @@ def test_setup_with_roles_made_elsewhere_creates_and_alters_none(fresh: FreshDat
             await conn.close()
 
     assert asyncio.run(schema_owner()) == f"{fresh.prefix}_registration_migrator"
+
+
+def test_the_migration_jobs_command_with_the_platforms_roles(fresh: FreshDatabase) -> None:
+    """`mitwirkung setup --roles-exist`, as the Kubernetes Job runs it: refuses while a role is missing,
+    then makes and migrates every schema without touching the roles."""
+    env = {**os.environ, "ENVIRONMENT": "test", "MITWIRKUNG_ADMIN_DATABASE_URL": fresh.admin_url}
+    for service in ("registration", "notification", "proposals"):
+        env[f"{service.upper()}_DATABASE_URL"] = fresh.url(service)
+        env[f"{service.upper()}_MIGRATOR_DATABASE_URL"] = fresh.url(f"{service}_migrator")
+
+    def setup() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "shared.cli", "setup", "--roles-exist"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    missing = setup()
+    assert missing.returncode != 0
+    assert "RoleMissing" in missing.stderr and f"{fresh.prefix}_registration" in missing.stderr
+
+    async def platform_roles() -> None:
+        conn = await asyncpg.connect(fresh.admin_url)
+        try:
+            for service in ("registration", "notification", "proposals"):
+                for role in (service, f"{service}_migrator"):
+                    await conn.execute(
+                        f"CREATE ROLE \"{fresh.prefix}_{role}\" LOGIN PASSWORD 'from-the-platform'"
+                    )
+        finally:
+            await conn.close()
+
+    async def role_state() -> list[tuple]:
+        conn = await asyncpg.connect(fresh.admin_url)
+        try:
+            rows = await conn.fetch(
+                "SELECT rolname, rolpassword, rolconnlimit FROM pg_authid WHERE rolname LIKE $1 ORDER BY 1",
+                fresh.prefix + "%",
+            )
+            return [tuple(r) for r in rows]
+        finally:
+            await conn.close()
+
+    async def versions() -> list[str]:
+        conn = await asyncpg.connect(fresh.in_database())
+        try:
+            return [
+                await conn.fetchval(f"SELECT version_num FROM {schema}.alembic_version")
+                for schema in ("registration", "notification", "proposals")
+            ]
+        finally:
+            await conn.close()
+
+    asyncio.run(platform_roles())
+    before = asyncio.run(role_state())
+    done = setup()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert asyncio.run(role_state()) == before
+    heads = [
+        ScriptDirectory.from_config(alembic_config(s, "")).get_current_head()
+        for s in ("registration", "notification", "proposals")
+    ]
+    assert asyncio.run(versions()) == heads
