@@ -463,7 +463,20 @@ def test_network_policies_open_what_the_processes_use(overlay) -> None:
     assert {("UDP", 53), ("TCP", 53), ("TCP", 5432)} <= ports(
         policies["mitwirkung-egress-dns-postgres"]["egress"]
     )
-    assert ports(policies["mitwirkung-egress-amqp"]["egress"]) == {("TCP", 5672)}
+    amqp = policies["mitwirkung-egress-amqp"]
+    assert ports(amqp["egress"]) == {("TCP", 5672)}
+    (selector,) = amqp["podSelector"]["matchExpressions"]
+    assert (selector["key"], selector["operator"]) == ("app.kubernetes.io/component", "In")
+    for deployment in _of(docs, "Deployment"):
+        # Exactly the processes whose runtime uses the broker may reach it (not the mail sender).
+        (container,) = _containers(deployment)
+        service = _service_of(container)
+        env, _ = _environment(docs, container)
+        settings = _load(service, env)
+        with mock.patch.dict(os.environ, env, clear=True):
+            app = importlib.import_module(f"services.{service}.app").create_app(settings)
+        component = deployment["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+        assert (component in selector["values"]) == app.state.runtime.uses_broker, component
     sender = _named(docs, "Deployment", "mitwirkung-notification-sender")
     env, _ = _environment(docs, _containers(sender)[0])
     smtp = policies["mitwirkung-sender-egress-smtp"]
