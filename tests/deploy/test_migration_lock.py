@@ -5,6 +5,9 @@ with --roles-exist (CloudNativePG's managed roles) it makes no role at all."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import os
 import subprocess
 import sys
@@ -128,17 +131,19 @@ def test_two_concurrent_migrations_take_turns_and_both_succeed(fresh: FreshDatab
     assert versions == [head]
 
 
-def test_setup_keeps_an_existing_roles_password(fresh: FreshDatabase) -> None:
-    svc = ServiceDatabase("registration", fresh.url("registration"), fresh.url("registration_migrator"))
-    asyncio.run(bootstrap(fresh.admin_url, [svc]))
-    rotated = ServiceDatabase(
-        "registration",
-        fresh.url("registration", password="another-password"),
-        fresh.url("registration_migrator", password="another-password"),
-    )
-    asyncio.run(bootstrap(fresh.admin_url, [rotated]))
+def _scram_matches(verifier: str, password: str) -> bool:
+    """Whether Postgres' stored SCRAM-SHA-256 verifier is that of ``password`` (RFC 5802 StoredKey)."""
+    method, params, keys = verifier.split("$")
+    assert method == "SCRAM-SHA-256"
+    iterations, salt = params.split(":")
+    stored_key = keys.split(":")[0]
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    return base64.b64encode(hashlib.sha256(client_key).digest()).decode() == stored_key
 
-    # Trust authentication on a test machine accepts any password: compare the stored verifier instead.
+
+def test_setup_keeps_an_existing_roles_password(fresh: FreshDatabase) -> None:
+    # Trust authentication on a test machine accepts any password: check the stored verifier instead.
     async def verifier() -> str:
         conn = await asyncpg.connect(fresh.admin_url)
         try:
@@ -148,10 +153,20 @@ def test_setup_keeps_an_existing_roles_password(fresh: FreshDatabase) -> None:
         finally:
             await conn.close()
 
-    before = asyncio.run(verifier())
+    svc = ServiceDatabase("registration", fresh.url("registration"), fresh.url("registration_migrator"))
+    asyncio.run(bootstrap(fresh.admin_url, [svc]))
+    made = asyncio.run(verifier())
+    assert _scram_matches(made, make_url(svc.database_url).password or "")  # set when the role was made
+
+    rotated = ServiceDatabase(
+        "registration",
+        fresh.url("registration", password="another-password"),
+        fresh.url("registration_migrator", password="another-password"),
+    )
     asyncio.run(bootstrap(fresh.admin_url, [rotated]))
-    assert asyncio.run(verifier()) == before
-    assert before is not None
+    kept = asyncio.run(verifier())
+    assert kept == made
+    assert not _scram_matches(kept, "another-password")
 
 
 def test_setup_with_roles_made_elsewhere_creates_and_alters_none(fresh: FreshDatabase) -> None:
