@@ -463,6 +463,16 @@ def test_network_policies_open_what_the_processes_use(overlay) -> None:
     assert {("UDP", 53), ("TCP", 53), ("TCP", 5432)} <= ports(
         policies["mitwirkung-egress-dns-postgres"]["egress"]
     )
+    # The default deny selects the application's pods only: not the broker's or the database's, whose
+    # operators make pods with their custom resource's labels.
+    app_label = deny["podSelector"]["matchLabels"]
+    for kind in ("RabbitmqCluster", "Cluster"):
+        for doc in _of(docs, kind):
+            labels = {
+                **doc["metadata"].get("labels", {}),
+                **doc["spec"].get("inheritedMetadata", {}).get("labels", {}),
+            }
+            assert not app_label.items() <= labels.items(), doc["metadata"]["name"]
     amqp = policies["mitwirkung-egress-amqp"]
     assert ports(amqp["egress"]) == {("TCP", 5672)}
     (selector,) = amqp["podSelector"]["matchExpressions"]
