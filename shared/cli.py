@@ -1,6 +1,7 @@
 """``mitwirkung``: the operator's command line.
 
 mitwirkung setup                 create database, roles (migrator + runtime per service) and schemas; migrate
+mitwirkung setup --roles-exist   the same with roles made by the platform (CloudNativePG): never touch them
 mitwirkung migrate [SERVICE]     run Alembic migrations (as the service's migrator), then grant the runtime role
 mitwirkung serve SERVICE         run one service (HTTP, consumers, relay, jobs)
 mitwirkung dev                   setup, then run all three services and the development mail sink
@@ -88,7 +89,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
         print(f"development secrets made for this installation: {made}")
     admin_url = os.environ.get("MITWIRKUNG_ADMIN_DATABASE_URL", DEFAULT_ADMIN_URL)
     services = [service_database(s) for s in SERVICES]
-    asyncio.run(bootstrap(admin_url, services))
+    asyncio.run(bootstrap(admin_url, services, create_roles=not getattr(args, "roles_exist", False)))
     for svc in services:
         migrate_service(svc)
         print(
@@ -213,7 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("setup", help="create database, roles, schemas; migrate").set_defaults(func=cmd_setup)
+    p = sub.add_parser("setup", help="create database, roles, schemas; migrate")
+    p.add_argument(
+        "--roles-exist",
+        action="store_true",
+        help="the login roles are made elsewhere (CloudNativePG managed roles): check them, change nothing",
+    )
+    p.set_defaults(func=cmd_setup)
 
     p = sub.add_parser("migrate", help="run migrations")
     p.add_argument("service", nargs="?", choices=SERVICES)

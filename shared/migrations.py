@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +34,15 @@ _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # Tables the runtime role may only append to and read.
 # Tables the runtime role may only INSERT into and SELECT from (triggers refuse changes to the owner too).
 APPEND_ONLY_TABLES = ("audit_log", "proposal_history")
+
+# One advisory lock key for every schema change of a database (bootstrap of schemas, migrations, grants):
+# runs that start together (two migration Jobs, a Job and a developer) take turns; the later one then finds
+# nothing left to do. Advisory locks are local to a database, so test databases do not wait for each other.
+MIGRATION_LOCK_KEY = 0x6D69_7477  # "mitw"
+
+
+class RoleMissing(RuntimeError):
+    """A login role that the platform (CloudNativePG's managed roles) should have made does not exist."""
 
 
 @dataclass(frozen=True)
@@ -66,21 +78,30 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-async def _ensure_role(admin: asyncpg.Connection, database_url: str) -> None:
+async def _ensure_role(admin: asyncpg.Connection, database_url: str, create: bool = True) -> None:
+    """Make the role if it is missing, with the URL's password. An existing role keeps its password (it
+    may have been rotated, or be managed by the platform); with ``create=False`` it is not touched at all."""
     url = make_url(database_url)
     role, password = url.username or "", url.password
     exists = await admin.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
-    verb = "ALTER" if exists else "CREATE"
+    if not create:
+        if not exists:
+            raise RoleMissing(f"role {role} does not exist (it should be one of the cluster's managed roles)")
+        return
+    attributes = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS"
+    if exists:
+        await admin.execute(f"ALTER ROLE {_ident(role)} {attributes}")
+        return
     password_sql = f" PASSWORD {_literal(password)}" if password else ""
-    await admin.execute(
-        f"{verb} ROLE {_ident(role)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS{password_sql}"
-    )
+    await admin.execute(f"CREATE ROLE {_ident(role)} {attributes}{password_sql}")
 
 
-async def bootstrap(admin_url: str, services: list[ServiceDatabase]) -> None:
+async def bootstrap(admin_url: str, services: list[ServiceDatabase], create_roles: bool = True) -> None:
     """Create the database, each service's migrator and runtime roles and its schema; idempotent.
 
-    A schema set up before the migrator existed (owned by the runtime role) is handed to the migrator."""
+    With ``create_roles=False`` the roles must exist already (made by CloudNativePG's managed roles, which
+    own their passwords and attributes): they are checked, never created or altered. A schema set up
+    before the migrator existed (owned by the runtime role) is handed to the migrator."""
     admin = await asyncpg.connect(asyncpg_dsn(admin_url))
     try:
         for svc in services:
@@ -90,8 +111,8 @@ async def bootstrap(admin_url: str, services: list[ServiceDatabase]) -> None:
                 raise ValueError(f"{svc.service}: the migrator and the runtime role must differ")
             if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
                 await admin.execute(f"CREATE DATABASE {_ident(database)}")
-            await _ensure_role(admin, svc.database_url)
-            await _ensure_role(admin, svc.owner_url)
+            await _ensure_role(admin, svc.database_url, create_roles)
+            await _ensure_role(admin, svc.owner_url, create_roles)
     finally:
         await admin.close()
 
@@ -100,6 +121,8 @@ async def bootstrap(admin_url: str, services: list[ServiceDatabase]) -> None:
         target = make_url(admin_url).set(database=url.database)
         conn = await asyncpg.connect(asyncpg_dsn(target.render_as_string(hide_password=False)))
         try:
+            # Session lock, released when the connection closes: concurrent runs take turns.
+            await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
             role, schema = _ident(url.username or svc.service), _ident(svc.schema)
             owner = _ident(make_url(svc.owner_url).username or "")
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {owner}")
@@ -140,9 +163,51 @@ async def grant_runtime_privileges(svc: ServiceDatabase) -> None:
 
 
 def migrate_service(svc: ServiceDatabase, revision: str = "head") -> None:
-    """Migrate one service as its migrator, then grant its runtime role what it needs."""
-    migrate(svc.service, svc.owner_url, revision)
-    asyncio.run(grant_runtime_privileges(svc))
+    """Migrate one service as its migrator, then grant its runtime role what it needs: under the
+    database's migration lock, so a second run started meanwhile waits and then finds nothing to do."""
+    with migration_lock(svc.owner_url):
+        migrate(svc.service, svc.owner_url, revision)
+        asyncio.run(grant_runtime_privileges(svc))
+
+
+@contextmanager
+def migration_lock(database_url: str, key: int = MIGRATION_LOCK_KEY) -> Iterator[None]:
+    """Hold ``pg_advisory_lock(key)`` in ``database_url``'s database for the ``with`` block.
+
+    Alembic runs event loops of its own, so the lock lives on a connection in a thread with its own loop;
+    should that connection die, Postgres releases the lock (and the migration's own transaction fails)."""
+    acquired, release = threading.Event(), threading.Event()
+    failure: list[BaseException] = []
+
+    async def hold() -> None:
+        try:
+            conn = await asyncpg.connect(asyncpg_dsn(database_url))
+        except BaseException as exc:
+            failure.append(exc)
+            acquired.set()
+            return
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1)", key)
+            acquired.set()
+            await asyncio.to_thread(release.wait)
+            await conn.execute("SELECT pg_advisory_unlock($1)", key)
+        except BaseException as exc:
+            failure.append(exc)
+            acquired.set()
+        finally:
+            await conn.close()
+
+    holder = threading.Thread(target=lambda: asyncio.run(hold()), name="migration-lock", daemon=True)
+    holder.start()
+    acquired.wait()
+    if failure:
+        holder.join()
+        raise failure[0]
+    try:
+        yield
+    finally:
+        release.set()
+        holder.join()
 
 
 def alembic_config(service: str, database_url: str) -> Config:

@@ -112,6 +112,15 @@ CONFIRMATION_BATCH = Histogram(
 WORKER_BACKLOG = Gauge(
     "mitwirkung_worker_backlog", "Work waiting for a background worker", ["service", "worker"]
 )
+OUTBOX_OLDEST_AGE = Gauge(
+    "mitwirkung_outbox_oldest_unpublished_age_seconds",
+    "Age of the oldest outbox row not yet published (0: none waits)",
+    ["service"],
+)
+ERASURE_OLDEST_UNFINISHED_AGE = Gauge(
+    "mitwirkung_erasure_oldest_unfinished_age_seconds",
+    "Age of the oldest verified erasure request that not every service has answered yet (0: none)",
+)
 
 
 @dataclass

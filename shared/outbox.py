@@ -63,6 +63,7 @@ from shared.events import IntegrationEvent
 from shared.observability import (
     OUTBOX_BACKLOG,
     OUTBOX_FAILURES,
+    OUTBOX_OLDEST_AGE,
     OUTBOX_PUBLISHED,
     WorkerHealth,
     cancel_and_wait,
@@ -299,8 +300,9 @@ class OutboxRelay:
                         ok, connection_error = await self._publish_all(db, rows)
                     if time.monotonic() - self._last_backlog >= 1.0 or not rows:
                         self._last_backlog = time.monotonic()
-                        backlog = await db.fetchval(sql.backlog)
+                        backlog, oldest = await db.fetchrow(sql.backlog)
                         OUTBOX_BACKLOG.labels(self.service).set(backlog or 0)
+                        OUTBOX_OLDEST_AGE.labels(self.service).set(max(0.0, float(oldest or 0)))
                         if self.health is not None:
                             self.health.backlog(self.worker_name, backlog or 0)
             except BaseException as exc:
@@ -445,7 +447,12 @@ class _RelayStatements:
             f"UPDATE {table} SET attempts = attempts + 1, last_error = $2, "
             "next_attempt_at = now() + $3::interval WHERE id = $1"
         )
-        self.backlog = f"SELECT count(*) FROM {table} WHERE published_at IS NULL"
+        # How many rows wait, and how long the first of them (by seq, the relay's order) has waited.
+        self.backlog = (
+            f"SELECT (SELECT count(*) FROM {table} WHERE published_at IS NULL), "
+            f"(SELECT extract(epoch FROM clock_timestamp() - created_at) FROM {table} "
+            "WHERE published_at IS NULL ORDER BY seq LIMIT 1)"
+        )
 
 
 class BrokerUnavailable(RuntimeError):

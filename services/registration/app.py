@@ -73,7 +73,12 @@ def _add_privacy(runtime: ServiceRuntime, settings: RegistrationSettings) -> Non
             count = await privacy.forget_unconfirmed_erasure_requests(conn)
         record_counts("registration", "forget-unconfirmed-erasure-requests", erasure_requests=count)
 
+    async def unfinished_erasures() -> None:
+        async with runtime.transaction() as conn:
+            await privacy.measure_unfinished_erasures(conn)
+
     interval = settings.retention_job_interval
+    runtime.jobs.append(PeriodicJob("unfinished-erasures", 60.0, unfinished_erasures))
     runtime.jobs.append(PeriodicJob("anonymise-after-last-meeting", interval, after_last_meeting))
     runtime.jobs.append(PeriodicJob("forget-cancelled", interval, cancelled))
     runtime.jobs.append(

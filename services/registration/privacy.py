@@ -35,6 +35,7 @@ from shared import events as ev
 from shared.addresses import normalised, sql_equals_address, sql_json_holds_address
 from shared.http import Problem
 from shared.inbox import EventMeta
+from shared.observability import ERASURE_OLDEST_UNFINISHED_AGE
 from shared.outbox import add_event
 
 ACTIVE = repo.ACTIVE_STATUSES
@@ -426,3 +427,16 @@ async def forget_unconfirmed_erasure_requests(session: AsyncConnection, now: dat
         .returning(erasure_requests.c.id)
     )
     return len(result.all())
+
+
+async def measure_unfinished_erasures(session: AsyncConnection, now: datetime | None = None) -> float:
+    """Seconds since the oldest erasure under way was started (verified, not yet answered by every
+    service); 0 when none is. Exported as a gauge: an erasure must be done within a day (the alert)."""
+    started = await session.scalar(
+        select(func.min(func.coalesce(erasure_requests.c.verified_at, erasure_requests.c.created_at))).where(
+            erasure_requests.c.status == "erasing"
+        )
+    )
+    age = max(0.0, ((now or datetime.now(UTC)) - started).total_seconds()) if started else 0.0
+    ERASURE_OLDEST_UNFINISHED_AGE.set(age)
+    return age
