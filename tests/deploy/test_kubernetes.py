@@ -58,7 +58,6 @@ LIBPQ_VARIABLES = frozenset({"PGPASSWORD"})
 # Variables the manifests set for settings being added on main at the same time (issue 22: the notification
 # service's address hash secret). Accepted only while the code does not read them yet; once it does, the
 # ordinary check applies. Empty this set after the merge.
-PENDING_VARIABLES = {"notification": frozenset({"NOTIFICATION_ADDRESS_HASH_SECRET"})}
 # Connections a process opens besides its pool (DatabaseSignal's LISTEN connection, a relay wake-up), and
 # what the database keeps for others: superuser_reserved_connections 3, operator, replication, backups and
 # monitoring 15 (see deploy/k8s/base/postgres.yaml).
@@ -214,7 +213,7 @@ def test_every_variable_set_is_read_by_the_process(overlay) -> None:
             service = _service_of(container)
             env, _ = _environment(docs, container)
             known = _variables_read(service)
-            unknown = set(env) - known - PENDING_VARIABLES.get(service, frozenset())
+            unknown = set(env) - known
             assert unknown == set(), (deployment["metadata"]["name"], sorted(unknown))
     (job,) = _of(docs, "Job")
     (container,) = _containers(job)
