@@ -160,10 +160,9 @@ def _environment(docs: list[dict], container: dict) -> tuple[dict[str, str], dic
 def _load(service: str, env: dict[str, str]) -> ServiceSettings:
     with mock.patch.dict(os.environ, env, clear=True):
         settings = _settings_class(service)()
-        problems = settings.production_problems()
+        problems = settings.startup_problems()
         assert problems == [], problems
-        if hasattr(settings, "refuse_unsafe"):  # main's stricter start-up check, once merged
-            settings.refuse_unsafe()
+        settings.refuse_unsafe()
     return settings
 
 
