@@ -24,11 +24,11 @@ COPY shared /build/src/shared
 COPY services /build/src/services
 # The project itself: its wheel, built without fetching anything, installed without its dependencies
 # (they are the locked ones above). Then out with what only installing needs (pip, the venv's
-# setuptools) and with Swagger UI's source maps and ES-module builds (the docs page loads neither).
+# setuptools) and with the ReDoc bundle next to Swagger UI's files (no page of ours loads it).
 RUN /opt/builder/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /build/wheels /build/src \
  && /opt/mitwirkung/bin/pip install --no-deps --no-index /build/wheels/mitwirkung-*.whl \
  && /opt/mitwirkung/bin/pip uninstall --yes setuptools pip \
- && find /opt/mitwirkung/lib -path '*/swagger_ui_bundle/vendor/*' \( -name '*.map' -o -name '*-es-bundle*' \) -delete \
+ && rm /opt/mitwirkung/lib/python3.11/site-packages/fastapi_offline/static/redoc.standalone.js \
  && /opt/mitwirkung/bin/python -m compileall -q /opt/mitwirkung/lib
 
 # --- runtime: the environment, a numeric non-root user, nothing else ----------------------------------

@@ -1,9 +1,9 @@
 """The interactive API docs (Swagger UI at ``/docs``), served entirely by the service itself.
 
 Nothing is fetched from a third party: a city intranet often has no route to a CDN, and staff browsers
-must not call one. Swagger UI's JS and CSS come from the installed ``swagger-ui-bundle`` package (the few
-files the page uses, under ``/docs/static/swagger-ui/``; not the bundle's demo page, which points at a
-public example API); the page starts the UI with a small script of
+must not call one. Swagger UI's JS and CSS (5.x, which reads OpenAPI 3.1) come from the static files of the
+installed ``fastapi-offline`` package (only the files the page uses, under ``/docs/static/swagger-ui/``);
+the page starts the UI with a small script of
 ours (``/docs/static/init.js``) instead of FastAPI's inline ``<script>``, so that the page's
 Content-Security-Policy (:data:`DOCS_CSP`) allows scripts from the service's own origin only. ReDoc
 (which loads from a CDN) is not offered.
@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import html
 import json
+from importlib.resources import files
+from pathlib import Path
 
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse, Response
-from swagger_ui_bundle import swagger_ui_path
 
+# Swagger UI's distribution files as fastapi-offline ships them (tests/foundation/test_api_docs.py
+# fetches each one the page uses).
+SWAGGER_UI_FILES = Path(str(files("fastapi_offline") / "static"))
 DOCS_URL = "/docs"
 STATIC_URL = "/docs/static"
 SWAGGER_UI_URL = f"{STATIC_URL}/swagger-ui"
@@ -26,7 +30,7 @@ INIT_JS_URL = f"{STATIC_URL}/init.js"
 ASSETS = {
     "swagger-ui.css": "text/css; charset=utf-8",
     "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
-    "favicon-32x32.png": "image/png",
+    "favicon.png": "image/png",
 }
 # The assets change only with the package's version; browsers may keep them a day.
 ASSET_CACHE_CONTROL = "public, max-age=86400"
@@ -68,7 +72,7 @@ def docs_page(title: str, openapi_url: str) -> str:
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
 <title>{html.escape(title)} – API</title>
 <link rel="stylesheet" href="{SWAGGER_UI_URL}/swagger-ui.css">
-<link rel="icon" type="image/png" href="{SWAGGER_UI_URL}/favicon-32x32.png">
+<link rel="icon" type="image/png" href="{SWAGGER_UI_URL}/favicon.png">
 </head>
 <body>
 <div id="swagger-ui" data-config="{config}"></div>
@@ -97,7 +101,7 @@ def install_api_docs(app: FastAPI, title: str) -> None:
         if media_type is None:
             raise HTTPException(404, "Not Found")
         return FileResponse(
-            str(swagger_ui_path / name),
+            str(SWAGGER_UI_FILES / name),
             media_type=media_type,
             headers={"Cache-Control": ASSET_CACHE_CONTROL},
         )
