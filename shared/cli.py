@@ -122,9 +122,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_mailsink(args: argparse.Namespace) -> int:
-    from shared.mailsink import run_forever
+    from shared.mailsink import SinkUnavailable, run_forever
 
-    run_forever(args.host, args.port, args.directory)
+    try:
+        run_forever(args.host, args.port, args.directory)
+    except SinkUnavailable as exc:
+        print(f"mitwirkung: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

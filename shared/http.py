@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared import pages
+from shared import apidocs, pages
 from shared.db import INFRASTRUCTURE_ERRORS, is_infrastructure_error
 from shared.observability import HTTP_LATENCY, HTTP_REQUESTS, correlation_id_var, get_logger
 
@@ -32,9 +32,9 @@ SECURITY_HEADERS = [
 # The resident pages need nothing but their one inline stylesheet (allowed by its hash) and to post
 # their own forms; JSON answers get the same policy.
 PAGE_CSP = pages.PAGE_CSP.encode()
-# The interactive API docs load Swagger UI from its CDN; they still must not be framed.
-DOCS_CSP = b"frame-ancestors 'none'"
-DOCS_PATHS = ("/docs", "/redoc")
+# The interactive API docs run Swagger UI from the service's own files (shared.apidocs).
+DOCS_CSP = apidocs.DOCS_CSP.encode()
+DOCS_PATHS = (apidocs.DOCS_URL,)
 
 
 class Problem(Exception):

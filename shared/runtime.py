@@ -37,6 +37,7 @@ from sqlalchemy import Table, Text, delete, func, literal_column, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tenacity import AsyncRetrying
 
+from shared.apidocs import install_api_docs
 from shared.asyncapi import asyncapi_document
 from shared.auth import TokenVerifier
 from shared.db import SessionFactory, create_engine, create_session_factory
@@ -457,7 +458,16 @@ def create_service_app(
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    # /docs from the service's own files (shared.apidocs); no ReDoc, which loads from a CDN.
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="1.0.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_api_docs(app, title)
     app.state.runtime = runtime
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)

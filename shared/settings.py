@@ -292,15 +292,12 @@ class ServiceSettings(BaseSettings):
                 if problem:
                     problems.append(problem)
         amqp = urlsplit(self.amqp_url)
-        if (amqp.username or "guest") == "guest":
+        if self.uses_broker() and (amqp.username or "guest") == "guest":
             problems.append("AMQP_URL uses RabbitMQ's default guest account: give each service its own user")
-        for variable, url in (
-            ("REGISTRATION_PUBLIC_URL", self.registration_public_url),
-            ("PROPOSALS_PUBLIC_URL", self.proposals_public_url),
-        ):
+        for variable, url in self.public_urls().items():
             if is_loopback(urlsplit(url).hostname or "localhost"):
                 problems.append(f"{variable} points at this machine ({url}): mailed links would not work")
-        if self.has_public_url() and is_loopback(self.host):
+        if self.public_urls() and is_loopback(self.host):
             problems.append(
                 f"{prefix}HOST is {self.host}: behind its public URL nothing can reach it (set 0.0.0.0 or "
                 "the address the city's proxy reaches)"
@@ -317,9 +314,14 @@ class ServiceSettings(BaseSettings):
             )
         return problems
 
-    def has_public_url(self) -> bool:
-        """Whether residents reach this service at a public URL of its own (its pages and mailed links)."""
-        return False
+    def uses_broker(self) -> bool:
+        """Whether this process connects to RabbitMQ at all."""
+        return True
+
+    def public_urls(self) -> dict[str, str]:
+        """The public URLs this service builds its pages and mailed links from, by variable: residents
+        reach the service there (none: it builds no links; the links in mails come with the events)."""
+        return {}
 
     @property
     def db_schema(self) -> str:

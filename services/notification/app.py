@@ -39,7 +39,7 @@ def build(settings: NotificationSettings | None = None) -> tuple[ServiceRuntime,
         # A worker, not a job: a stop lets it finish (or hand back) the mails it claimed.
         runtime.workers.append(dispatcher)
     if not ingests:
-        runtime.uses_broker = False
+        runtime.uses_broker = settings.uses_broker()
         return runtime, dispatcher
     message_id_domain = settings.message_id_domain or parse_mailbox(settings.mail_from).domain
     runtime.consume(

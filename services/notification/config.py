@@ -69,3 +69,7 @@ class NotificationSettings(ServiceSettings):
     # the dead-letter queue within two days (the runbook's replay window).
     erased_address_hours: float = 48.0
     purge_job_interval: float = 3600.0
+
+    def uses_broker(self) -> bool:
+        # The sender reads the delivery log, not a queue: it never connects to the broker.
+        return self.role != "sender"

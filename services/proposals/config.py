@@ -39,5 +39,5 @@ class ProposalsSettings(ServiceSettings):
             self.public_url = self.proposals_public_url
         self.public_url = self.public_url.rstrip("/")
 
-    def has_public_url(self) -> bool:
-        return True
+    def public_urls(self) -> dict[str, str]:
+        return {"PROPOSALS_PUBLIC_URL": self.public_url}

@@ -45,5 +45,5 @@ class RegistrationSettings(ServiceSettings):
             self.public_url = self.registration_public_url
         self.public_url = self.public_url.rstrip("/")
 
-    def has_public_url(self) -> bool:
-        return True
+    def public_urls(self) -> dict[str, str]:
+        return {"REGISTRATION_PUBLIC_URL": self.public_url}
