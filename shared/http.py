@@ -180,10 +180,18 @@ def install_error_handlers(app: FastAPI, domain_errors: DomainErrors | None = No
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", path=request.url.path)
+        # Starlette answers an unexpected exception from its outermost middleware, outside
+        # RequestContextMiddleware: this answer carries the security headers and the correlation id itself.
+        headers = {name.decode(): value.decode() for name, value in SECURITY_HEADERS}
+        headers["Content-Security-Policy"] = PAGE_CSP.decode()
+        cid = getattr(request.state, "correlation_id", None)
+        if cid:
+            headers[CORRELATION_HEADER] = cid
         return problem_response(
             500,
             "Internal error",
             "The request could not be completed. It has been logged.",
+            headers=headers,
             instance=request.url.path,
         )
 
@@ -231,10 +239,14 @@ class RequestContextMiddleware:
                 declared = value.decode("latin-1")
         cid = incoming if _is_safe_id(incoming) else str(uuid.uuid4())
         token = correlation_id_var.set(cid)
+        # Also for the answer to an unexpected error, sent after this middleware has finished.
+        scope.setdefault("state", {})["correlation_id"] = cid
         started = time.perf_counter()
         status_holder = {"status": 500}
 
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+        if declared is not None and (
+            not (declared.isascii() and declared.isdigit()) or int(declared) > self.max_body_bytes
+        ):
             response = problem_response(
                 413,
                 "Request body too large",

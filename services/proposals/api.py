@@ -406,7 +406,8 @@ def _version(if_match: str | None) -> int | None:
     if if_match is None:
         return None
     value = if_match.strip().removeprefix("W/").strip('"')
-    return int(value) if value.isdigit() and len(value) < 10 else -1
+    # ASCII digits only: "²".isdigit() is true, but int("²") raises.
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 10 else -1
 
 
 @router.post(
