@@ -114,6 +114,7 @@ async def change_district(district_id: str, body: DistrictChange, request: Reque
     response_model=ProposalAccepted,
     dependencies=[Depends(rate_limited)],
     tags=["proposals"],
+    responses={429: {"description": "Too many requests from this client (problem+json, Retry-After)"}},
 )
 async def submit(
     body: ProposalRequest,
@@ -122,6 +123,7 @@ async def submit(
 ) -> JSONResponse:
     """Nothing is public before a moderator publishes it. With an address, the author gets a receipt
     and a private link to follow, edit when asked, or withdraw."""
+    request.app.state.intake_limiter(request)  # the client's hourly budget (receipts are mails)
     runtime = _runtime(request)
 
     async def work(session):  # type: ignore[no-untyped-def]

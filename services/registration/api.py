@@ -100,6 +100,7 @@ async def register(body: RegistrationRequest, request: Request) -> JSONResponse:
     # resolving them cost a twentieth of the intake's CPU. (A body that fails validation is answered
     # before the limit counts it; it costs no database work and sends no mail.)
     request.app.state.rate_limiter(request)
+    request.app.state.opt_in_limiter(request)  # the client's hourly budget, before the global cap
     idempotency_key = request.headers.get("idempotency-key")
     runtime = _runtime(request)
 

@@ -87,6 +87,7 @@ _TOKEN_BODY = {
 )
 async def request_erasure(body: ErasureRequest, request: Request) -> JSONResponse:
     """The same answer whether or not the address is known; a mail with a link goes to the address."""
+    request.app.state.erasure_limiter(request)  # the client's hourly budget, before the global cap
     runtime = _runtime(request)
     async with runtime.transaction() as session:
         await privacy.request_erasure(session, runtime.settings, str(body.email), body.language)
