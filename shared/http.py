@@ -29,6 +29,27 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
 ]
+# Every answer of an endpoint behind a private link (a token): never stored by a browser or proxy, and
+# varying by Accept (HTML or JSON). Set here, for successes and errors alike (mark with ``private``).
+PRIVATE_HEADERS = [
+    (b"cache-control", b"no-store"),
+    (b"vary", b"Accept"),
+    (b"referrer-policy", b"no-referrer"),
+]
+_PRIVATE_NAMES = {name for name, _ in PRIVATE_HEADERS}
+
+
+def private(endpoint: Any) -> Any:
+    """Marks a route's endpoint as one answering behind a private link: its every answer carries
+    ``PRIVATE_HEADERS`` (RequestContextMiddleware adds them). Put it below the route decorator."""
+    endpoint.private_answer = True
+    return endpoint
+
+
+def _is_private(scope: Scope) -> bool:
+    return bool(getattr(getattr(scope.get("route"), "endpoint", None), "private_answer", False))
+
+
 # The resident pages need nothing but their one inline stylesheet (allowed by its hash) and to post
 # their own forms; JSON answers get the same policy.
 PAGE_CSP = pages.PAGE_CSP.encode()
@@ -274,9 +295,12 @@ class RequestContextMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
-                message.setdefault("headers", [])
+                headers = list(message.get("headers", ()))
+                if _is_private(scope):
+                    headers = [(k, v) for k, v in headers if k.lower() not in _PRIVATE_NAMES]
+                    headers.extend(PRIVATE_HEADERS)
                 message["headers"] = [
-                    *message["headers"],
+                    *headers,
                     (CORRELATION_HEADER.encode(), cid.encode()),
                     *SECURITY_HEADERS,
                     (b"content-security-policy", csp),

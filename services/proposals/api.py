@@ -35,7 +35,7 @@ from services.proposals.schemas import (
 )
 from shared import i18n
 from shared.auth import authorize, require_role
-from shared.http import DomainErrors, Problem, validation_errors_from
+from shared.http import DomainErrors, Problem, private, validation_errors_from
 from shared.idempotency import checked_key, idempotent
 from shared.pages import (
     LANGUAGE_NAMES,
@@ -176,6 +176,7 @@ async def _districts(request: Request) -> list[dict]:
     tags=["author"],
     responses={200: {"content": {"text/html": {}}, "description": "JSON, or the page for a browser"}},
 )
+@private
 async def author_view(request: Request, token: TokenQuery) -> Response:
     """The author's private page: status, public statements, whether it can be edited or withdrawn.
     A browser (``Accept: text/html``) gets the page with the edit form and the withdraw button."""
@@ -311,6 +312,7 @@ def _token_ok(token: str) -> bool:
     tags=["author"],
     openapi_extra=_form_body(AuthorEdit),
 )
+@private
 async def author_edit(request: Request) -> Response:
     """After a moderator asked for changes: the edited text goes back into the moderation queue."""
     runtime = _runtime(request)
@@ -328,6 +330,7 @@ async def author_edit(request: Request) -> Response:
     tags=["author"],
     openapi_extra=_form_body(TokenRequest),
 )
+@private
 async def author_withdraw(request: Request) -> Response:
     runtime = _runtime(request)
 
