@@ -50,6 +50,7 @@ from shared.pages import (
 from shared.pagination import decode_timestamp_cursor
 from shared.ratelimit import rate_limited
 from shared.runtime import ServiceRuntime
+from shared.validation import NO_CONTROL_CHARACTERS
 
 router = APIRouter(prefix="/v1")
 Moderator = require_role("moderator")
@@ -71,7 +72,7 @@ TokenQuery = Annotated[str, Query(min_length=10, max_length=200, pattern=r"^[A-Z
 Slug = Annotated[str | None, Query(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_\-]+$")]
 Cursor = Annotated[str | None, Query(max_length=200)]
 Limit = Annotated[int, Query(ge=1, le=100)]
-SearchText = Annotated[str | None, Query(min_length=1, max_length=200)]
+SearchText = Annotated[str | None, Query(min_length=1, max_length=200), NO_CONTROL_CHARACTERS]
 
 
 def _runtime(request: Request) -> ServiceRuntime:

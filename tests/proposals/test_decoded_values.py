@@ -83,3 +83,13 @@ async def test_an_if_match_that_is_a_digit_but_no_number_is_a_4xx(
         )
         assert answer.status_code == 412, answer.text
         assert answer.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_a_control_character_in_a_text_query_is_a_422(proposals_api):
+    """Postgres refuses NUL in text: a search for it was a 500. Query text is refused at the edge."""
+    for q in ("a\x00b", "\x00", "line\nbreak"):
+        answer = await proposals_api.get("/v1/proposals", params={"q": q})
+        assert answer.status_code == 422, (q, answer.status_code)
+        assert answer.headers["content-type"].startswith("application/problem+json")
+        assert [e["field"] for e in answer.json()["errors"]] == ["q"]
+    assert (await proposals_api.get("/v1/proposals", params={"q": "Sprachcafé"})).status_code == 200
