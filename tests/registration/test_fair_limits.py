@@ -323,3 +323,22 @@ def test_forwarded_allow_ips_is_parsed_strictly():
     for wrong in ("*", "10.0.0.300", "proxy.example"):
         with pytest.raises(ValueError):
             trusted_proxies(wrong)
+
+
+def test_the_server_never_rewrites_the_client_from_x_forwarded_for(monkeypatch, registration_settings):
+    """uvicorn believes X-Forwarded-For from 127.0.0.1 by default and rewrites the peer before the app
+    sees it; ``mitwirkung serve`` turns that off (the services read the header only from
+    FORWARDED_ALLOW_IPS)."""
+    import argparse
+
+    import uvicorn
+
+    from shared import cli
+
+    calls: list[dict] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(cli, "load_settings", lambda service: registration_settings)
+    for name in ("collect", "freeze", "set_threshold"):
+        monkeypatch.setattr(cli.gc, name, lambda *args: None)
+    assert cli.cmd_serve(argparse.Namespace(service="registration")) == 0
+    assert calls and calls[0]["proxy_headers"] is False
