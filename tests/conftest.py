@@ -73,7 +73,7 @@ def notification_settings(infra: TestInfra, smtp: SmtpServer) -> NotificationSet
 @pytest.fixture(scope="session")
 def proposals_settings(infra: TestInfra) -> ProposalsSettings:
     # No per-client hourly budget (every test client is one address); test_fair_limits.py sets it.
-    return ProposalsSettings(**_common(infra, "proposals"), proposals_per_client_per_hour=0)
+    return ProposalsSettings(**_common(infra, "proposals"), submissions_per_client_per_hour=0)
 
 
 @pytest.fixture

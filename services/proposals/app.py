@@ -58,6 +58,6 @@ def create_app(settings: ProposalsSettings | None = None) -> FastAPI:
     app.state.rate_limiter = ClientRateLimiter(settings.rate_limit_per_minute, proxies=proxies)
     # The per-client hourly budget of the intake (a proposal with an address sends a receipt).
     app.state.intake_limiter = ClientRateLimiter(
-        settings.proposals_per_client_per_hour, window_seconds=3600.0, proxies=proxies
+        settings.submissions_per_client_per_hour, window_seconds=3600.0, proxies=proxies
     )
     return app

@@ -22,7 +22,7 @@ class ProposalsSettings(ServiceSettings):
     # Each client (IPv4 address or IPv6 /64, see FORWARDED_ALLOW_IPS) may POST a proposal at most this
     # often per hour (0 = no budget): the per-client budget of the mail-triggering intake. Sizing rule:
     # replicas x this stays at most a tenth of any global hourly cap on receipts.
-    proposals_per_client_per_hour: int = 30
+    submissions_per_client_per_hour: int = 30
     # Authors' contact data is removed this many days after their proposal's outcome (or its rejection,
     # merging or withdrawal); the proposal stays, anonymous.
     author_retention_days: float = 180.0

@@ -277,7 +277,9 @@ async def test_the_proposal_intake_has_a_per_client_hourly_budget(proposals_sett
     from tests.proposals.conftest import proposal_body
 
     app = proposals_app(
-        proposals_settings.model_copy(update={"rate_limit_per_minute": 0, "proposals_per_client_per_hour": 2})
+        proposals_settings.model_copy(
+            update={"rate_limit_per_minute": 0, "submissions_per_client_per_hour": 2}
+        )
     )
     async with clients(app) as client:
         import uuid
@@ -309,7 +311,7 @@ def test_the_default_budgets_follow_the_sizing_rule():
         defaults["erasure_requests_per_client_per_hour"].default * 10
         <= defaults["erasure_mails_per_hour"].default
     )
-    assert ProposalsSettings.model_fields["proposals_per_client_per_hour"].default > 0
+    assert ProposalsSettings.model_fields["submissions_per_client_per_hour"].default > 0
     assert RegistrationSettings.model_fields["forwarded_allow_ips"].default == ""
 
 
