@@ -73,15 +73,31 @@ def client_address(request: Request, proxies: ProxyNetworks = ()) -> str:
     if not _is_trusted(peer, proxies):
         return peer
     hops = [
-        hop.strip()
+        _host_of(hop)
         for value in request.headers.getlist("x-forwarded-for")
         for hop in value.split(",")
         if hop.strip()
     ]
     for hop in reversed(hops):
+        if hop is None:
+            return peer  # not an address: count the request as the proxy's (never a budget of its own)
         if not _is_trusted(hop, proxies):
             return hop
     return peer  # only proxies (or no header): the request came from the proxy itself
+
+
+def _host_of(hop: str) -> str | None:
+    """The address of one X-Forwarded-For hop (some proxies add the port: ``192.0.2.1:5000``,
+    ``[2001:db8::1]:5000``; a port must not make a new client), or None when it is no address."""
+    hop = hop.strip()
+    if hop.startswith("["):
+        hop = hop[1:].partition("]")[0]
+    elif hop.count(":") == 1:
+        hop = hop.partition(":")[0]
+    try:
+        return str(ipaddress.ip_address(hop))
+    except ValueError:
+        return None
 
 
 class ClientRateLimiter:

@@ -344,3 +344,27 @@ def test_the_server_never_rewrites_the_client_from_x_forwarded_for(monkeypatch, 
         monkeypatch.setattr(cli.gc, name, lambda *args: None)
     assert cli.cmd_serve(argparse.Namespace(service="registration")) == 0
     assert calls and calls[0]["proxy_headers"] is False
+
+
+def test_a_forwarded_hop_counts_as_its_address_port_or_not():
+    from starlette.requests import Request
+
+    from shared.ratelimit import client_address, client_key, trusted_proxies
+
+    proxies = trusted_proxies("10.0.0.1")
+
+    def client(forwarded: str, peer: str = "10.0.0.1") -> str:
+        scope = {
+            "type": "http",
+            "headers": [(b"x-forwarded-for", forwarded.encode())],
+            "client": (peer, 1234),
+        }
+        return client_key(client_address(Request(scope), proxies))
+
+    assert client("192.0.2.1:5000") == client("192.0.2.1:6000") == client("192.0.2.1") == "192.0.2.1"
+    assert client("[2001:db8:1:2::1]:5000") == client("2001:db8:1:2::9") == "2001:db8:1:2::/64"
+    assert client("198.51.100.1, 192.0.2.1:7000") == "192.0.2.1"
+    # A hop that is no address is no client of its own: it counts as the proxy.
+    assert client("unknown") == client("x" * 60) == "10.0.0.1"
+    # From a peer that is not a configured proxy, the header is ignored.
+    assert client("192.0.2.1", peer="203.0.113.5") == "203.0.113.5"
