@@ -368,3 +368,69 @@ def test_a_forwarded_hop_counts_as_its_address_port_or_not():
     assert client("unknown") == client("x" * 60) == "10.0.0.1"
     # From a peer that is not a configured proxy, the header is ignored.
     assert client("192.0.2.1", peer="203.0.113.5") == "203.0.113.5"
+
+
+async def test_the_mailbox_key_goes_with_the_address(
+    registration_settings, proposals_settings, make_working_group
+):
+    """The counting key is personal data too: erasure removes it with the address (a scan for the address
+    as typed would not find ``victim@`` left behind by ``victim+1@``)."""
+    import uuid
+
+    from sqlalchemy import insert
+
+    from services.proposals import service as proposals_service
+    from services.proposals.models import proposals
+    from services.registration import privacy
+    from services.registration import service as registration_service
+    from tests.proposals.conftest import proposal_body
+
+    app = create_app(registration_settings)
+    async with running(app) as api:
+        wg = await make_working_group(app.state.runtime)
+        victim = unique_email("gone")
+        local, domain = victim.split("@")
+        tagged = f"{local}+1@{domain}"
+        assert (
+            await api.post("/v1/registrations", json=registration_body(working_group_id=wg, email=tagged))
+        ).status_code == 202
+        async with app.state.runtime.transaction() as session:
+            assert (
+                await session.scalar(
+                    select(registrations.c.mailbox_key).where(registrations.c.email == tagged)
+                )
+                == victim
+            )
+            await privacy.erase_address(
+                session,
+                app.state.runtime.settings,
+                registration_service.catalog_of(app.state.runtime),
+                tagged,
+            )
+        async with app.state.runtime.transaction() as session:
+            left = await session.scalar(
+                select(func.count()).select_from(registrations).where(registrations.c.mailbox_key == victim)
+            )
+        assert left == 0
+
+    papp = proposals_app(proposals_settings)
+    async with running(papp) as api:
+        pwg = f"wg-{uuid.uuid4().hex[:10]}"
+        async with papp.state.runtime.transaction() as session:
+            await session.execute(insert(proposals_working_groups).values(id=pwg, title="Arbeitskreis"))
+        assert (
+            await api.post("/v1/proposals", json=proposal_body(pwg, author_email=tagged))
+        ).status_code == 202
+        async with papp.state.runtime.transaction() as session:
+            assert (
+                await session.scalar(
+                    select(func.count()).select_from(proposals).where(proposals.c.author_mailbox == victim)
+                )
+                == 1
+            )
+            await proposals_service.forget_author(session, tagged)
+        async with papp.state.runtime.transaction() as session:
+            left = await session.scalar(
+                select(func.count()).select_from(proposals).where(proposals.c.author_mailbox == victim)
+            )
+        assert left == 0
