@@ -171,6 +171,9 @@ def main() -> None:
                     f"{prefix}_PORT": str(port),
                     f"{prefix}_RATE_LIMIT_PER_MINUTE": "0",
                     "REGISTRATION_OPT_IN_MAILS_PER_HOUR": "0",
+                    # One client sends everything: no per-client hourly budgets.
+                    "REGISTRATION_OPT_IN_REQUESTS_PER_CLIENT_PER_HOUR": "0",
+                    "PROPOSALS_SUBMISSIONS_PER_CLIENT_PER_HOUR": "0",
                 },
             )
             stack.callback(_stop, service)

@@ -251,6 +251,7 @@ def main() -> None:
                 "REGISTRATION_PORT": str(service_port),
                 "REGISTRATION_RATE_LIMIT_PER_MINUTE": "0",
                 "REGISTRATION_OPT_IN_MAILS_PER_HOUR": "0",
+                "REGISTRATION_OPT_IN_REQUESTS_PER_CLIENT_PER_HOUR": "0",  # one client sends everything
                 # The relay publishes when its own commits wake it, not every 2 s: the confirmation
                 # yardstick's rows, in the same outbox, are its relay's work.
                 "REGISTRATION_OUTBOX_POLL_INTERVAL": "3600",

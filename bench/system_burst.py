@@ -231,6 +231,9 @@ def main() -> None:
             "REGISTRATION_RATE_LIMIT_PER_MINUTE": "0",
             "REGISTRATION_OPT_IN_MAILS_PER_HOUR": "0",
             "PROPOSALS_RATE_LIMIT_PER_MINUTE": "0",
+            # One client sends everything: no per-client hourly budgets.
+            "REGISTRATION_OPT_IN_REQUESTS_PER_CLIENT_PER_HOUR": "0",
+            "PROPOSALS_SUBMISSIONS_PER_CLIENT_PER_HOUR": "0",
         }
         pids = {}
         # The processes `mitwirkung dev` runs (the notification service as its ingest side and its sender),

@@ -11,7 +11,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import jwt
 from fastapi import Depends, Request
@@ -48,18 +48,74 @@ def effective_roles(claimed: object) -> frozenset[str]:
     return frozenset(roles)
 
 
+# The key set is fetched at most once per this many seconds, whatever the requests ask for (an unknown
+# ``kid`` is what anyone can send): a rotated key is known this long after the provider publishes it.
+JWKS_REFETCH_SECONDS = 60.0
+# A key set older than this is fetched again when a token needs it (the provider may have revoked a key).
+JWKS_MAX_AGE_SECONDS = 300.0
+
+
+class JwksKeys:
+    """The identity provider's key set (``STAFF_JWT_JWKS_URL``), cached. Fetched when a token names a key
+    the cache lacks or the cache is older than ``max_age`` — but never more than once per
+    ``refetch_seconds``, successful or not, and by one request at a time (the others wait for its result).
+    An unknown ``kid`` right after a fetch is refused without fetching; a failed fetch keeps the keys known
+    before it."""
+
+    def __init__(self, url: str, refetch_seconds: float, max_age: float = JWKS_MAX_AGE_SECONDS) -> None:
+        self._client = jwt.PyJWKClient(url, cache_jwk_set=False, timeout=10)
+        self.refetch_seconds = refetch_seconds
+        self.max_age = max(max_age, refetch_seconds)
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at: float | None = None  # the last attempt, successful or not (monotonic)
+        self._loaded_at: float | None = None  # the last successful one
+        self._lock = asyncio.Lock()
+
+    def _may_fetch(self) -> bool:
+        return self._fetched_at is None or time.monotonic() - self._fetched_at >= self.refetch_seconds
+
+    def _wanted(self, kid: str) -> bool:
+        stale = self._loaded_at is None or time.monotonic() - self._loaded_at >= self.max_age
+        return kid not in self._keys or stale
+
+    async def key(self, token: str) -> Any:
+        kid = jwt.get_unverified_header(token).get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise jwt.InvalidTokenError("the token names no key")
+        # A fetch under way (the lock is held) is waited for, not repeated.
+        if self._wanted(kid) and (self._may_fetch() or self._lock.locked()):
+            async with self._lock:
+                # Whoever held the lock may have fetched meanwhile: decide again.
+                if self._wanted(kid) and self._may_fetch():
+                    await self._fetch()
+        found = self._keys.get(kid)
+        if found is None:
+            raise jwt.InvalidTokenError("unknown key id")
+        return found.key
+
+    async def _fetch(self) -> None:
+        self._fetched_at = time.monotonic()
+        try:
+            # Blocking HTTP: off the event loop.
+            key_set = await asyncio.to_thread(self._client.get_jwk_set, True)
+        except jwt.PyJWTError as exc:
+            log.warning("staff key set not fetched", error=type(exc).__name__)
+            return
+        self._keys = {k.key_id: k for k in key_set.keys if k.key_id}
+        self._loaded_at = time.monotonic()
+
+
 class TokenVerifier:
-    def __init__(self, settings: ServiceSettings) -> None:
+    def __init__(self, settings: ServiceSettings, jwks_refetch_seconds: float = JWKS_REFETCH_SECONDS) -> None:
         self.settings = settings
-        self._jwks = jwt.PyJWKClient(settings.staff_jwt_jwks_url) if settings.staff_jwt_jwks_url else None
+        url = settings.staff_jwt_jwks_url
+        self._jwks = JwksKeys(url, jwks_refetch_seconds) if url else None
 
     async def verify(self, token: str) -> StaffUser:
         s = self.settings
         try:
             if self._jwks is not None:
-                # PyJWKClient fetches (and caches) the key set over blocking HTTP: off the event loop.
-                signing_key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
-                key, algorithms = signing_key.key, ["RS256"]
+                key, algorithms = await self._jwks.key(token), ["RS256"]
             elif s.staff_jwt_public_key:
                 key, algorithms = s.staff_jwt_public_key, ["RS256"]
             elif s.staff_jwt_secret:

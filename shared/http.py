@@ -29,6 +29,27 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
 ]
+# Every answer of an endpoint behind a private link (a token): never stored by a browser or proxy, and
+# varying by Accept (HTML or JSON). Set here, for successes and errors alike (mark with ``private``).
+PRIVATE_HEADERS = [
+    (b"cache-control", b"no-store"),
+    (b"vary", b"Accept"),
+    (b"referrer-policy", b"no-referrer"),
+]
+_PRIVATE_NAMES = {name for name, _ in PRIVATE_HEADERS}
+
+
+def private(endpoint: Any) -> Any:
+    """Marks a route's endpoint as one answering behind a private link: its every answer carries
+    ``PRIVATE_HEADERS`` (RequestContextMiddleware adds them). Put it below the route decorator."""
+    endpoint.private_answer = True
+    return endpoint
+
+
+def _is_private(scope: Scope) -> bool:
+    return bool(getattr(getattr(scope.get("route"), "endpoint", None), "private_answer", False))
+
+
 # The resident pages need nothing but their one inline stylesheet (allowed by its hash) and to post
 # their own forms; JSON answers get the same policy.
 PAGE_CSP = pages.PAGE_CSP.encode()
@@ -180,10 +201,18 @@ def install_error_handlers(app: FastAPI, domain_errors: DomainErrors | None = No
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", path=request.url.path)
+        # Starlette answers an unexpected exception from its outermost middleware, outside
+        # RequestContextMiddleware: this answer carries the security headers and the correlation id itself.
+        headers = {name.decode(): value.decode() for name, value in SECURITY_HEADERS}
+        headers["Content-Security-Policy"] = PAGE_CSP.decode()
+        cid = getattr(request.state, "correlation_id", None)
+        if cid:
+            headers[CORRELATION_HEADER] = cid
         return problem_response(
             500,
             "Internal error",
             "The request could not be completed. It has been logged.",
+            headers=headers,
             instance=request.url.path,
         )
 
@@ -231,10 +260,14 @@ class RequestContextMiddleware:
                 declared = value.decode("latin-1")
         cid = incoming if _is_safe_id(incoming) else str(uuid.uuid4())
         token = correlation_id_var.set(cid)
+        # Also for the answer to an unexpected error, sent after this middleware has finished.
+        scope.setdefault("state", {})["correlation_id"] = cid
         started = time.perf_counter()
         status_holder = {"status": 500}
 
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+        if declared is not None and (
+            not (declared.isascii() and declared.isdigit()) or int(declared) > self.max_body_bytes
+        ):
             response = problem_response(
                 413,
                 "Request body too large",
@@ -262,9 +295,12 @@ class RequestContextMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
-                message.setdefault("headers", [])
+                headers = list(message.get("headers", ()))
+                if _is_private(scope):
+                    headers = [(k, v) for k, v in headers if k.lower() not in _PRIVATE_NAMES]
+                    headers.extend(PRIVATE_HEADERS)
                 message["headers"] = [
-                    *message["headers"],
+                    *headers,
                     (CORRELATION_HEADER.encode(), cid.encode()),
                     *SECURITY_HEADERS,
                     (b"content-security-policy", csp),

@@ -342,7 +342,8 @@ class EventConsumer:
             error=repr(error),
         )
         if self.health is not None:
-            self.health.failed(self.worker_name, f"database unreachable: {error!r}"[:500])
+            # The class only: its message (host, port) goes to the log.
+            self.health.failed(self.worker_name, error)
         self._probe = asyncio.create_task(self._wait_for_database(), name=f"db-probe-{self.queue.name}")
 
     async def _wait_for_database(self) -> None:

@@ -127,23 +127,30 @@ ERASURE_OLDEST_UNFINISHED_AGE = Gauge(
 class WorkerState:
     healthy: bool = True
     last_success: float | None = None
-    last_error: str | None = None
+    # Unhealthy since (Unix time) and the class of the last error ("ConnectionRefusedError"). The error's
+    # message — host names, a relay's answer quoting a recipient — is logged, never shown here.
+    since: float | None = None
+    error_class: str | None = None
     backlog: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        """The public summary (``/readyz``): nothing in it identifies a host or a person."""
         return {
             "healthy": self.healthy,
-            "last_success": (
-                datetime.fromtimestamp(self.last_success, UTC).isoformat() if self.last_success else None
-            ),
-            "last_error": self.last_error,
+            "since": _iso(self.since),
+            "last_success": _iso(self.last_success),
+            "error_class": self.error_class,
             "backlog": self.backlog,
         }
 
 
+def _iso(at: float | None) -> str | None:
+    return datetime.fromtimestamp(at, UTC).isoformat() if at else None
+
+
 class WorkerHealth:
     """Each background worker of one process (relay, consumers, sender, jobs) reports here; ``/readyz``'s
-    body and ``/metrics`` show the result."""
+    body and ``/metrics`` show the result — a summary without any error message (the log has those)."""
 
     def __init__(self, service: str) -> None:
         self.service = service
@@ -161,7 +168,7 @@ class WorkerHealth:
 
     def ok(self, worker: str, backlog: int | None = None) -> None:
         state = self._state(worker)
-        state.healthy, state.last_success, state.last_error = True, time.time(), None
+        state.healthy, state.last_success, state.since, state.error_class = True, time.time(), None, None
         WORKER_HEALTHY.labels(self.service, worker).set(1)
         WORKER_LAST_SUCCESS.labels(self.service, worker).set(state.last_success)
         if backlog is not None:
@@ -172,9 +179,17 @@ class WorkerHealth:
         WORKER_BACKLOG.labels(self.service, worker).set(backlog)
 
     def failed(self, worker: str, error: BaseException | str) -> None:
+        """``error``: the exception, or a short description written in the code (never a value from
+        outside, which belongs in the log)."""
         state = self._state(worker)
-        state.healthy = False
-        state.last_error = error if isinstance(error, str) else f"{type(error).__name__}: {error}"[:500]
+        error_class = error if isinstance(error, str) else type(error).__name__
+        if state.healthy or state.error_class != error_class:
+            # The detail goes to the log (once per change, not once per retry), never to /readyz.
+            detail = error if isinstance(error, str) else f"{type(error).__name__}: {error}"[:500]
+            get_logger(__name__).warning("worker unhealthy", worker=worker, error=detail)
+        if state.healthy:
+            state.since = time.time()
+        state.healthy, state.error_class = False, error_class[:100]
         WORKER_HEALTHY.labels(self.service, worker).set(0)
 
     def report(self) -> dict[str, dict[str, Any]]:

@@ -11,8 +11,10 @@ import binascii
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
+
+from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from shared.http import Problem
 
@@ -35,22 +37,26 @@ def _invalid() -> Problem:
     )
 
 
+# The one shape a timestamp cursor has, checked in type (strict: a number is neither a time nor an id).
+_TIMESTAMP_KEY = TypeAdapter(tuple[AwareDatetime, uuid.UUID])
+# Far from both ends of what Python and Postgres represent, so that no offset conversion overflows.
+_EARLIEST, _LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC)
+
+
 def decode_timestamp_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    """A cursor made by ``encode_cursor(timestamp, id)``, or None for the first page."""
+    """A cursor made by ``encode_cursor(timestamp, id)``, or None for the first page. Anything else —
+    whatever it decodes to — is a 422 naming ``cursor``."""
     if not cursor:
         return None
     if len(cursor) > 200:
         raise _invalid()
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        values = json.loads(raw)
-        if not isinstance(values, list) or len(values) != 2:
+        at, key = _TIMESTAMP_KEY.validate_json(raw, strict=True)
+        if not _EARLIEST <= at < _LATEST:
             raise ValueError
-        at = datetime.fromisoformat(values[0])
-        if at.tzinfo is None:
-            raise ValueError
-        return at, uuid.UUID(values[1])
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        return at, key
+    except (ValueError, TypeError, OverflowError, binascii.Error, ValidationError):
         raise _invalid() from None
 
 

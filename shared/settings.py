@@ -34,6 +34,7 @@ SHARED_VARIABLES = (
     "office_email",
     "privacy_url",
     "secrets_file",
+    "forwarded_allow_ips",
 )
 
 # Values that appear in this repository (compose file, `mitwirkung dev`, defaults): public, so never keys.
@@ -160,6 +161,11 @@ class ServiceSettings(BaseSettings):
     office_phone: str = "0631 365-1121"
     office_email: str = "europa@kaiserslautern.de"
     privacy_url: str = "https://www.kaiserslautern.de/datenschutz"
+
+    # FORWARDED_ALLOW_IPS: the reverse proxies (addresses or CIDR networks, comma-separated) whose
+    # X-Forwarded-For is believed for the per-client limits. Empty (the default): none — not even
+    # 127.0.0.1 —, so the client is always the connection's peer. Behind the city's proxy, name exactly it.
+    forwarded_allow_ips: str = ""
 
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = 64 * 1024

@@ -13,6 +13,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, Str
 
 
 def _no_control_characters(value: str) -> str:
+    if value is None:  # an optional query parameter left out
+        return value
     if value.isascii() and value.isprintable():
         return value  # printable ASCII holds no control or format character: no need to look at each
     for ch in value:
@@ -45,6 +47,11 @@ def _ascii_local_part(value: str) -> str:
 
 def _normalise(value: str) -> str:
     return unicodedata.normalize("NFC", value)
+
+
+# For a text query parameter (``Annotated[str | None, Query(...), NO_CONTROL_CHARACTERS]``): a NUL, which
+# Postgres refuses in text, or any other control character is a 422 naming the parameter, not a 500.
+NO_CONTROL_CHARACTERS = AfterValidator(_no_control_characters)
 
 
 def single_line(max_length: int, min_length: int = 1) -> object:

@@ -47,12 +47,15 @@ def _common(infra: TestInfra, service: str) -> dict:
 def registration_settings(infra: TestInfra) -> RegistrationSettings:
     # No hourly opt-in cap: it is counted in the run's database, so the suite's own volume (benchmarks,
     # outage tests with hundreds of registrations) would close registration for whichever test comes
-    # later. tests/registration/test_abuse_limits.py sets the cap it tests.
+    # later. tests/registration/test_abuse_limits.py sets the cap it tests. Likewise no per-client hourly
+    # budgets: every test client is one address; tests/registration/test_fair_limits.py sets them.
     return RegistrationSettings(
         **_common(infra, "registration"),
         token_secret=RUN_SECRETS["REGISTRATION_TOKEN_SECRET"],
         public_url="http://forms.test",
         opt_in_mails_per_hour=0,
+        opt_in_requests_per_client_per_hour=0,
+        erasure_requests_per_client_per_hour=0,
     )
 
 
@@ -71,8 +74,11 @@ def notification_settings(infra: TestInfra, smtp: SmtpServer) -> NotificationSet
 
 @pytest.fixture(scope="session")
 def proposals_settings(infra: TestInfra) -> ProposalsSettings:
+    # No per-client hourly budget (every test client is one address); test_fair_limits.py sets it.
     return ProposalsSettings(
-        **_common(infra, "proposals"), token_secret=RUN_SECRETS["PROPOSALS_TOKEN_SECRET"]
+        **_common(infra, "proposals"),
+        token_secret=RUN_SECRETS["PROPOSALS_TOKEN_SECRET"],
+        submissions_per_client_per_hour=0,
     )
 
 

@@ -4,7 +4,7 @@ problem+json through ``DOMAIN_ERRORS`` (registered with the app)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from services.notification import domain, service
 from shared.auth import require_role
 from shared.http import DomainErrors
+from shared.validation import NO_CONTROL_CHARACTERS
 
 router = APIRouter(prefix="/v1", tags=["notification"])
 Staff = require_role("staff")
@@ -47,8 +48,8 @@ class DeliveryOut(BaseModel):
 async def list_deliveries(
     request: Request,
     user: Staff,
-    recipient: str | None = Query(default=None, max_length=254),
-    event_id: str | None = Query(default=None, max_length=100),
+    recipient: Annotated[str | None, Query(max_length=254), NO_CONTROL_CHARACTERS] = None,
+    event_id: Annotated[str | None, Query(max_length=100), NO_CONTROL_CHARACTERS] = None,
     status: Literal["pending", "sending", "sent", "retrying", "failed", "unknown"] | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> list[dict]:

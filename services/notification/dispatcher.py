@@ -430,15 +430,17 @@ class Dispatcher:
             log.error("mail attempt not recorded before stopping", delivery_id=str(row.id))
             raise
         MAIL_ATTEMPTS.labels(mark.status).inc()
-        # A sent mail is in the delivery log and the counter; a line each is for what went otherwise.
+        # A sent mail is in the delivery log and the counter; a line each is for what went otherwise. The
+        # relay's answer may quote the recipient: it is in the delivery row, and in the log only at DEBUG.
         (log.debug if mark.status == "sent" else log.info)(
             "mail attempt recorded",
             delivery_id=str(row.id),
             outcome=result.outcome,
             status=mark.status,
             attempt=row.attempts,
-            detail=result.detail or None,
         )
+        if result.detail:
+            log.debug("relay answer", delivery_id=str(row.id), detail=result.detail)
 
     async def _renew(self, row: Row[Any]) -> bool:
         async with self.session_factory() as conn, conn.begin():

@@ -35,7 +35,7 @@ from services.proposals.schemas import (
 )
 from shared import i18n
 from shared.auth import authorize, require_role
-from shared.http import DomainErrors, Problem, validation_errors_from
+from shared.http import DomainErrors, Problem, private, validation_errors_from
 from shared.idempotency import checked_key, idempotent
 from shared.pages import (
     LANGUAGE_NAMES,
@@ -50,6 +50,7 @@ from shared.pages import (
 from shared.pagination import decode_timestamp_cursor
 from shared.ratelimit import rate_limited
 from shared.runtime import ServiceRuntime
+from shared.validation import NO_CONTROL_CHARACTERS
 
 router = APIRouter(prefix="/v1")
 Moderator = require_role("moderator")
@@ -71,7 +72,7 @@ TokenQuery = Annotated[str, Query(min_length=10, max_length=200, pattern=r"^[A-Z
 Slug = Annotated[str | None, Query(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_\-]+$")]
 Cursor = Annotated[str | None, Query(max_length=200)]
 Limit = Annotated[int, Query(ge=1, le=100)]
-SearchText = Annotated[str | None, Query(min_length=1, max_length=200)]
+SearchText = Annotated[str | None, Query(min_length=1, max_length=200), NO_CONTROL_CHARACTERS]
 
 
 def _runtime(request: Request) -> ServiceRuntime:
@@ -114,6 +115,7 @@ async def change_district(district_id: str, body: DistrictChange, request: Reque
     response_model=ProposalAccepted,
     dependencies=[Depends(rate_limited)],
     tags=["proposals"],
+    responses={429: {"description": "Too many requests from this client (problem+json, Retry-After)"}},
 )
 async def submit(
     body: ProposalRequest,
@@ -122,6 +124,7 @@ async def submit(
 ) -> JSONResponse:
     """Nothing is public before a moderator publishes it. With an address, the author gets a receipt
     and a private link to follow, edit when asked, or withdraw."""
+    request.app.state.intake_limiter(request)  # the client's hourly budget (receipts are mails)
     runtime = _runtime(request)
 
     async def work(session):  # type: ignore[no-untyped-def]
@@ -174,6 +177,7 @@ async def _districts(request: Request) -> list[dict]:
     tags=["author"],
     responses={200: {"content": {"text/html": {}}, "description": "JSON, or the page for a browser"}},
 )
+@private
 async def author_view(request: Request, token: TokenQuery) -> Response:
     """The author's private page: status, public statements, whether it can be edited or withdrawn.
     A browser (``Accept: text/html``) gets the page with the edit form and the withdraw button."""
@@ -309,6 +313,7 @@ def _token_ok(token: str) -> bool:
     tags=["author"],
     openapi_extra=_form_body(AuthorEdit),
 )
+@private
 async def author_edit(request: Request) -> Response:
     """After a moderator asked for changes: the edited text goes back into the moderation queue."""
     runtime = _runtime(request)
@@ -326,6 +331,7 @@ async def author_edit(request: Request) -> Response:
     tags=["author"],
     openapi_extra=_form_body(TokenRequest),
 )
+@private
 async def author_withdraw(request: Request) -> Response:
     runtime = _runtime(request)
 
@@ -406,7 +412,8 @@ def _version(if_match: str | None) -> int | None:
     if if_match is None:
         return None
     value = if_match.strip().removeprefix("W/").strip('"')
-    return int(value) if value.isdigit() and len(value) < 10 else -1
+    # ASCII digits only: "²".isdigit() is true, but int("²") raises.
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 10 else -1
 
 
 @router.post(

@@ -8,7 +8,7 @@ from services.proposals import api, handlers, service
 from services.proposals.config import ProposalsSettings
 from services.proposals.models import inbox, outbox
 from shared.events import CATALOG
-from shared.ratelimit import ClientRateLimiter
+from shared.ratelimit import ClientRateLimiter, trusted_proxies
 from shared.retention import record_counts
 from shared.runtime import PeriodicJob, ServiceRuntime, build_runtime, create_service_app
 from shared.topology import PROPOSALS_CATALOG, privacy_queue
@@ -53,5 +53,11 @@ def create_app(settings: ProposalsSettings | None = None) -> FastAPI:
         consumes=[PROPOSALS_CATALOG, privacy_queue("proposals")],
         domain_errors=api.DOMAIN_ERRORS,
     )
-    app.state.rate_limiter = ClientRateLimiter(runtime.settings.rate_limit_per_minute)
+    settings = runtime.settings
+    proxies = trusted_proxies(settings.forwarded_allow_ips)
+    app.state.rate_limiter = ClientRateLimiter(settings.rate_limit_per_minute, proxies=proxies)
+    # The per-client hourly budget of the intake (a proposal with an address sends a receipt).
+    app.state.intake_limiter = ClientRateLimiter(
+        settings.submissions_per_client_per_hour, window_seconds=3600.0, proxies=proxies
+    )
     return app

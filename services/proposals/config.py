@@ -20,10 +20,16 @@ class ProposalsSettings(ServiceSettings):
     rate_limit_per_minute: int = 20
     # At most this many receipt mails per address and 24 h from the public form: the form cannot be
     # used to flood a mailbox. Further proposals are stored; their author gets no receipt.
+    # The address is counted as its mailbox (lower case, +tag removed, gmail dots removed:
+    # shared.addresses.mailbox), so victim+1@… and victim+2@… share one budget.
     receipt_mails_per_address_per_day: int = 10
+    # Each client (IPv4 address or IPv6 /64, see FORWARDED_ALLOW_IPS) may POST a proposal at most this
+    # often per hour (0 = no budget): the per-client budget of the mail-triggering intake. Sizing rule:
+    # replicas x this stays at most a tenth of any global hourly cap on receipts.
+    submissions_per_client_per_hour: int = 30
     # The last guard: at most this many receipts city-wide per hour (0 = no cap); beyond it proposals are
-    # still stored and answered alike, their authors get no receipt. Sized above what one client can send
-    # under rate_limit_per_minute (20 a minute are 1,200 an hour), so one client alone cannot reach it.
+    # still stored and answered alike, their authors get no receipt. Sized far above what one client may
+    # send (submissions_per_client_per_hour, per replica), so one client alone cannot reach it.
     receipt_mails_per_hour: int = 2000
     # Authors' contact data is removed this many days after their proposal's outcome (or its rejection,
     # merging or withdrawal); the proposal stays, anonymous.

@@ -73,6 +73,9 @@ proposals = Table(
     # the retention period. Never public, never in the history.
     Column("author_name", Text, nullable=True),
     Column("author_email", Text, nullable=True),
+    # The mailbox the address delivers to (shared.addresses.mailbox): what the receipt budget counts, so
+    # that victim+1@… and victim+2@… share one (0003). Removed with the address; never sent to.
+    Column("author_mailbox", Text, nullable=True),
     Column("token_hash", Text, nullable=True, unique=True),
     Column("status", Text, nullable=False),
     # Raised by every change: moderators send it back in If-Match, so nobody overwrites another's decision.
@@ -115,6 +118,12 @@ proposals = Table(
         postgresql_where=text("status = 'published'"),
     ),
     Index("ix_proposals_search", "search", postgresql_using="gin"),
+    Index(
+        "ix_proposals_author_mailbox",
+        "author_mailbox",
+        "created_at",
+        postgresql_where=text("author_mailbox IS NOT NULL"),
+    ),
     Index(
         "ix_proposals_author_email",
         text("lower(author_email)"),

@@ -19,7 +19,7 @@ from services.proposals.models import (
     proposals,
     working_groups,
 )
-from shared.addresses import normalised, sql_equals_address, sql_json_holds_address
+from shared.addresses import mailbox, normalised, sql_equals_address, sql_json_holds_address
 
 # --- districts -----------------------------------------------------------------------------------------
 
@@ -108,7 +108,7 @@ async def upsert_working_group(session: AsyncConnection, values: dict[str, Any])
 _RECEIPTS_SINCE = (
     select(func.count())
     .select_from(proposals)
-    .where(func.lower(proposals.c.author_email) == func.lower(bindparam("email")))
+    .where(proposals.c.author_mailbox == bindparam("mailbox"))
     .where(proposals.c.created_at >= bindparam("since"))
     .scalar_subquery()
 )
@@ -148,6 +148,7 @@ _INTAKE_COLUMNS = (
     "language",
     "author_name",
     "author_email",
+    "author_mailbox",
     "token_hash",
     "status",
     "version",
@@ -180,17 +181,17 @@ async def intake_labels(
     hour_ago: datetime,
     receipt_cap: int,
 ) -> Row[Any] | None:
-    """The working group's title, the district's name and state, how many proposals came from ``email``
-    since ``receipts_since`` (the receipt-mail budget of an address) and how many receipts the city sent
-    since ``hour_ago`` (counted up to ``receipt_cap``), in one round trip; None when the working group is
-    unknown (district_name is None when the district is)."""
+    """The working group's title, the district's name and state, how many proposals came from ``email``'s
+    mailbox (``shared.addresses.mailbox``) since ``receipts_since`` (the receipt-mail budget of an address)
+    and how many receipts the city sent since ``hour_ago`` (counted up to ``receipt_cap``), in one round
+    trip; None when the working group is unknown (district_name is None when the district is)."""
     return (
         await session.execute(
             _INTAKE_LABELS,
             {
                 "working_group_id": working_group_id,
                 "district_id": district_id,
-                "email": email,
+                "mailbox": mailbox(email) if email else None,
                 "since": receipts_since,
                 "hour_ago": hour_ago,
                 "receipt_cap": max(receipt_cap, 0),
@@ -367,7 +368,7 @@ async def history_of(session: AsyncConnection, proposal_id: uuid.UUID) -> Sequen
 
 # --- personal data -------------------------------------------------------------------------------------
 
-_FORGET_AUTHOR = {"author_name": None, "author_email": None, "token_hash": None}
+_FORGET_AUTHOR = {"author_name": None, "author_email": None, "author_mailbox": None, "token_hash": None}
 
 
 async def forget_author_by_email(session: AsyncConnection, email: str) -> int:

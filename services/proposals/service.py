@@ -19,6 +19,7 @@ from services.proposals.schemas import AuthorEdit, DecisionRequest, OutcomeReque
 from shared import audit as shared_audit
 from shared import events as ev
 from shared import idempotency
+from shared.addresses import mailbox
 from shared.inbox import EventMeta
 from shared.observability import get_logger
 from shared.outbox import add_event
@@ -139,6 +140,7 @@ async def submit_proposal(
             "language": body.language,
             "author_name": body.author_name,
             "author_email": email,
+            "author_mailbox": mailbox(email) if email else None,
             "token_hash": hash_token(token) if token else None,
             "status": state.status,
             "version": state.version,

@@ -31,7 +31,7 @@ from services.registration.schemas import (
 )
 from shared import i18n
 from shared.auth import require_role
-from shared.http import DomainErrors, Problem, validation_errors_from
+from shared.http import DomainErrors, Problem, private, validation_errors_from
 from shared.idempotency import IDEMPOTENCY_KEY_PARAMETER, checked_key, idempotent
 from shared.pages import (
     LANGUAGE_NAMES,
@@ -100,6 +100,7 @@ async def register(body: RegistrationRequest, request: Request) -> JSONResponse:
     # resolving them cost a twentieth of the intake's CPU. (A body that fails validation is answered
     # before the limit counts it; it costs no database work and sends no mail.)
     request.app.state.rate_limiter(request)
+    request.app.state.opt_in_limiter(request)  # the client's hourly budget, before the global cap
     idempotency_key = request.headers.get("idempotency-key")
     runtime = _runtime(request)
 
@@ -177,6 +178,7 @@ def _other_page(frame: Frame, view: service.PageView) -> HTMLResponse | None:
 
 
 @router.get("/registrations/confirm", response_class=HTMLResponse)
+@private
 async def confirm_page(request: Request, token: TokenQuery) -> HTMLResponse:
     """A page with a confirm button; changes nothing (mail scanners open links). An already confirmed
     registration shows its status."""
@@ -192,6 +194,7 @@ async def confirm_page(request: Request, token: TokenQuery) -> HTMLResponse:
 
 
 @router.get("/registrations/cancel", response_class=HTMLResponse)
+@private
 async def cancel_page(request: Request, token: TokenQuery) -> HTMLResponse:
     view = await _view(request, token)
     frame = _frame(request, view.language, pages.CANCEL, token)
@@ -204,6 +207,7 @@ async def cancel_page(request: Request, token: TokenQuery) -> HTMLResponse:
     openapi_extra=_TOKEN_BODY,
     responses={429: {"description": "Too many requests from this client (problem+json, Retry-After)"}},
 )
+@private
 async def confirm(request: Request) -> Response:
     decisions = service.seat_decisions_of(_runtime(request))
     return await _token_action(request, partial(service.confirm_registration, decisions=decisions))
@@ -215,6 +219,7 @@ async def confirm(request: Request) -> Response:
     openapi_extra=_TOKEN_BODY,
     responses={429: {"description": "Too many requests from this client (problem+json, Retry-After)"}},
 )
+@private
 async def cancel(request: Request) -> Response:
     return await _token_action(request, service.cancel_registration)
 
@@ -251,6 +256,7 @@ async def _token_action(request: Request, action: TokenUseCase) -> Response:
     "/registrations/me",
     responses={200: {"content": {"text/html": {}}, "description": "JSON, or the page for a browser"}},
 )
+@private
 async def me(request: Request, token: TokenQuery) -> Response:
     """The registration behind the link: JSON for an API client; for a browser (``Accept: text/html``)
     the page "your registration" (working group, meetings, status, calendar, cancel)."""
@@ -264,6 +270,7 @@ async def me(request: Request, token: TokenQuery) -> Response:
 
 
 @router.get("/registrations/me/calendar.ics", responses={200: {"content": {"text/calendar": {}}}})
+@private
 async def my_calendar(request: Request, token: TokenQuery) -> Response:
     """The meetings of a confirmed registration as a calendar file (the entries its mails carry)."""
     async with _runtime(request).transaction() as conn:

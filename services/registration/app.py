@@ -8,7 +8,7 @@ from services.registration import api, privacy, privacy_api, service
 from services.registration.config import RegistrationSettings
 from services.registration.models import inbox, outbox
 from shared.events import CATALOG
-from shared.ratelimit import ClientRateLimiter
+from shared.ratelimit import ClientRateLimiter, trusted_proxies
 from shared.retention import record_counts
 from shared.runtime import PeriodicJob, ServiceRuntime, build_runtime, create_service_app
 from shared.topology import REGISTRATION_ERASURE_PROGRESS, privacy_queue
@@ -101,5 +101,14 @@ def create_app(
         ],
         consumes=[privacy_queue("registration"), REGISTRATION_ERASURE_PROGRESS],
     )
-    app.state.rate_limiter = ClientRateLimiter(runtime.settings.rate_limit_per_minute)
+    settings = runtime.settings
+    proxies = trusted_proxies(settings.forwarded_allow_ips)
+    app.state.rate_limiter = ClientRateLimiter(settings.rate_limit_per_minute, proxies=proxies)
+    # The per-client hourly budgets of the requests that send a mail: they come before the global caps.
+    app.state.opt_in_limiter = ClientRateLimiter(
+        settings.opt_in_requests_per_client_per_hour, window_seconds=3600.0, proxies=proxies
+    )
+    app.state.erasure_limiter = ClientRateLimiter(
+        settings.erasure_requests_per_client_per_hour, window_seconds=3600.0, proxies=proxies
+    )
     return app

@@ -70,6 +70,9 @@ registrations = Table(
     Column("name", Text, nullable=True),
     Column("email", Text, nullable=True),
     Column("email_key", Text, nullable=True),
+    # The mailbox the address delivers to (shared.addresses.mailbox): what the per-address opt-in budget
+    # counts, so that victim+1@… and victim+2@… share one (0011). Never an address to send to.
+    Column("mailbox_key", Text, nullable=True),
     Column("language", Text, nullable=False),
     Column("participant_type", Text, nullable=False),
     Column("organization", Text, nullable=True),
@@ -88,6 +91,12 @@ registrations = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     # When a public POST last caused a mail to this address for this working group (0006).
     Column("public_mail_at", DateTime(timezone=True), nullable=True, index=True),
+    Index(
+        "ix_registrations_mailbox_mail",
+        "mailbox_key",
+        "public_mail_at",
+        postgresql_where=text("mailbox_key IS NOT NULL"),
+    ),
     Index(
         "uq_registrations_active_email",
         "working_group_id",
@@ -113,6 +122,7 @@ PERSONAL_DATA_COLUMNS = (
     "name",
     "email",
     "email_key",
+    "mailbox_key",
     "organization",
     "district",
     "accessibility_needs",
@@ -132,6 +142,9 @@ erasure_requests = Table(
     Column("id", UUID(as_uuid=True), primary_key=True),
     Column("email", Text, nullable=True),
     Column("email_hash", Text, nullable=False),
+    # The keyed hash of the address's mailbox (shared.addresses.mailbox): the per-mailbox budget of
+    # erasure mails counts it (0011).
+    Column("mailbox_hash", Text, nullable=True),
     Column("language", Text, nullable=False),
     Column("origin", Text, nullable=False),  # 'self' (the mailed link) | 'admin' (a request by letter)
     Column("status", Text, nullable=False),  # pending_verification | erasing | completed
@@ -143,5 +156,11 @@ erasure_requests = Table(
     Column("verified_at", DateTime(timezone=True), nullable=True),
     Column("completed_at", DateTime(timezone=True), nullable=True),
     Index("ix_erasure_requests_email_hash", "email_hash", "created_at"),
+    Index(
+        "ix_erasure_requests_mailbox_hash",
+        "mailbox_hash",
+        "created_at",
+        postgresql_where=text("mailbox_hash IS NOT NULL"),
+    ),
     Index("ix_erasure_requests_created", "created_at"),
 )

@@ -32,7 +32,7 @@ from services.registration.models import (
     registrations,
 )
 from shared import events as ev
-from shared.addresses import normalised, sql_equals_address, sql_json_holds_address
+from shared.addresses import mailbox, normalised, sql_equals_address, sql_json_holds_address
 from shared.http import Problem
 from shared.inbox import EventMeta
 from shared.observability import ERASURE_OLDEST_UNFINISHED_AGE
@@ -45,6 +45,13 @@ def email_hash(settings: RegistrationSettings, email: str) -> str:
     """A keyed hash of the address: matches repeated requests without keeping the address."""
     key = ("erasure:" + settings.token_secret).encode()
     return hmac.new(key, normalised(email).encode(), hashlib.sha256).hexdigest()
+
+
+def mailbox_hash(settings: RegistrationSettings, email: str) -> str:
+    """A keyed hash of the address's mailbox (``shared.addresses.mailbox``): what the per-mailbox budget
+    of erasure mails counts, so that victim+1@… and victim+2@… share one."""
+    key = ("erasure-mailbox:" + settings.token_secret).encode()
+    return hmac.new(key, mailbox(email).encode(), hashlib.sha256).hexdigest()
 
 
 def _not_found() -> Problem:
@@ -65,8 +72,21 @@ async def request_erasure(
     within ``public_mail_interval_hours``. Answers alike for known and unknown addresses."""
     now = now or datetime.now(UTC)
     hashed = email_hash(settings, email)
-    # Two requests for one address at once: the second waits here and then finds the first.
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": "erasure:" + hashed})
+    inbox = mailbox_hash(settings, email)
+    # Two requests for one mailbox at once: the second waits here and then finds the first.
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": "erasure:" + inbox})
+    if settings.erasure_mails_per_mailbox_per_day > 0:
+        # The mailbox's budget first (victim+1@, victim+2@ … are one inbox): beyond it, answer alike and
+        # send nothing.
+        to_mailbox = await session.scalar(
+            select(func.count())
+            .select_from(erasure_requests)
+            .where(erasure_requests.c.mailbox_hash == inbox)
+            .where(erasure_requests.c.origin == "self")
+            .where(erasure_requests.c.created_at > now - timedelta(days=1))
+        )
+        if (to_mailbox or 0) >= settings.erasure_mails_per_mailbox_per_day:
+            return
     recent = await session.scalar(
         select(func.count())
         .select_from(erasure_requests)
@@ -96,6 +116,7 @@ async def request_erasure(
             id=uuid.uuid4(),
             email=email.strip(),
             email_hash=hashed,
+            mailbox_hash=inbox,
             language=language,
             origin="self",
             status="pending_verification",

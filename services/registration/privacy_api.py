@@ -21,7 +21,7 @@ from services.registration.api import (
 from services.registration.schemas import TokenRequest
 from shared.auth import require_role
 from shared.events import Language
-from shared.http import Problem
+from shared.http import Problem, private
 from shared.pages import wants_html
 from shared.ratelimit import rate_limited
 from shared.validation import Email, StrictModel, single_line
@@ -87,6 +87,7 @@ _TOKEN_BODY = {
 )
 async def request_erasure(body: ErasureRequest, request: Request) -> JSONResponse:
     """The same answer whether or not the address is known; a mail with a link goes to the address."""
+    request.app.state.erasure_limiter(request)  # the client's hourly budget, before the global cap
     runtime = _runtime(request)
     async with runtime.transaction() as session:
         await privacy.request_erasure(session, runtime.settings, str(body.email), body.language)
@@ -94,6 +95,7 @@ async def request_erasure(body: ErasureRequest, request: Request) -> JSONRespons
 
 
 @router.get("/erasure-requests/confirm", response_class=HTMLResponse)
+@private
 async def confirm_page(request: Request, token: TokenQuery) -> HTMLResponse:
     """Shows a page with a button and changes nothing (mail scanners open links)."""
     async with _runtime(request).transaction() as session:
@@ -112,6 +114,7 @@ async def confirm_page(request: Request, token: TokenQuery) -> HTMLResponse:
     dependencies=[Depends(rate_limited)],
     responses={404: {"description": "Unknown or expired link (problem+json)"}},
 )
+@private
 async def confirm(request: Request) -> Response:
     token, from_form, form_language = await _token_body(request)
     runtime = _runtime(request)
@@ -140,6 +143,7 @@ async def confirm(request: Request) -> Response:
         404: {"description": "Unknown request, or the token does not belong to it"},
     },
 )
+@private
 async def erasure_state(request_id: uuid.UUID, request: Request, token: TokenQuery) -> Response:
     """The request's state; a browser (``Accept: text/html``) gets a page."""
     html = wants_html(request)

@@ -324,6 +324,7 @@ _NEW_COLUMNS = (
     ("name", "text"),
     ("email", "text"),
     ("email_key", "text"),
+    ("mailbox_key", "text"),
     ("language", "text"),
     ("participant_type", "text"),
     ("organization", "text"),
@@ -337,8 +338,17 @@ _NEW_COLUMNS = (
     ("public_mail_at", "timestamptz"),
 )
 _BUDGET = len(_NEW_COLUMNS) + 1
+_MAILBOX_KEY = 1 + [name for name, _ in _NEW_COLUMNS].index("mailbox_key")
+# The mailbox's budget (registrations of this mailbox mailed from a public POST within the day) comes
+# first; the global hourly cap is the last guard.
 _SUBMIT = f"""
-WITH budget AS (
+WITH mailbox AS (
+    SELECT CASE WHEN ${_BUDGET + 2}::int <= 0 THEN true
+                ELSE (SELECT count(*) FROM {registrations.fullname}
+                      WHERE mailbox_key = ${_MAILBOX_KEY}::text
+                        AND public_mail_at > ${_BUDGET + 3}::timestamptz) < ${_BUDGET + 2}::int
+           END AS open
+), budget AS (
     SELECT CASE WHEN ${_BUDGET}::int <= 0 THEN true
                 ELSE (SELECT count(*) FROM {registrations.fullname}
                       WHERE public_mail_at > ${_BUDGET + 1}::timestamptz) < ${_BUDGET}::int
@@ -346,12 +356,13 @@ WITH budget AS (
 ), inserted AS (
     INSERT INTO {registrations.fullname} ({", ".join(name for name, _ in _NEW_COLUMNS)})
     SELECT {", ".join(f"${i}::{kind}" for i, (_, kind) in enumerate(_NEW_COLUMNS, start=1))}
-    FROM budget WHERE budget.open
+    FROM budget, mailbox WHERE budget.open AND mailbox.open
     ON CONFLICT (working_group_id, email_key)
         WHERE status IN ('pending_confirmation', 'confirmed', 'waitlisted') DO NOTHING
     RETURNING id
-), staged AS ({stage_from(outbox, "inserted", _BUDGET + 2)})
-SELECT (SELECT open FROM budget) AS open, EXISTS (SELECT 1 FROM staged) AS inserted
+), staged AS ({stage_from(outbox, "inserted", _BUDGET + 4)})
+SELECT (SELECT open FROM budget) AS open, (SELECT open FROM mailbox) AS mailbox_open,
+       EXISTS (SELECT 1 FROM staged) AS inserted
 """
 
 
@@ -422,16 +433,24 @@ async def submit_registration(
     event_row: tuple[Any, ...],
     budget: int,
     budget_since: Any,
-) -> tuple[bool, bool]:
+    mailbox_budget: int = 0,
+    mailbox_since: Any = None,
+) -> tuple[bool, bool, bool]:
     """Insert a new registration with its outbox row unless the address is already active in the working
-    group, or ``budget`` (> 0) opt-in mails went out since ``budget_since``. Returns (budget open, inserted).
-    """
+    group, ``mailbox_budget`` (> 0) opt-in mails went to its mailbox since ``mailbox_since``, or ``budget``
+    (> 0) opt-in mails went out since ``budget_since``. Returns (budget open, mailbox open, inserted)."""
     driver = await driver_connection(conn)
     row = await driver.fetchrow(
-        _SUBMIT, *(values[name] for name, _ in _NEW_COLUMNS), budget, budget_since, *event_row
+        _SUBMIT,
+        *(values[name] for name, _ in _NEW_COLUMNS),
+        budget,
+        budget_since,
+        mailbox_budget,
+        mailbox_since if mailbox_since is not None else budget_since,
+        *event_row,
     )
     assert row is not None
-    return bool(row["open"]), bool(row["inserted"])
+    return bool(row["open"]), bool(row["mailbox_open"]), bool(row["inserted"])
 
 
 async def mark_cancelled(

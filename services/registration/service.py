@@ -23,6 +23,7 @@ from services.registration.config import RegistrationSettings
 from services.registration.models import audit_log, idempotency_keys, outbox
 from services.registration.schemas import RegistrationRequest
 from shared import events as ev
+from shared.addresses import mailbox
 from shared.audit import record as audit_log_record
 from shared.calendar import build_calendar
 from shared.i18n import BERLIN
@@ -279,7 +280,7 @@ async def submit_registration(
     event = ev.RegistrationSubmitted(
         **_about(registration_id, recipient, entry, request.participant_type, links)
     )
-    budget_open, inserted = await repo.submit_registration(
+    budget_open, mailbox_open, inserted = await repo.submit_registration(
         conn,
         {
             "id": registration_id,
@@ -288,6 +289,7 @@ async def submit_registration(
             "name": request.name,
             "email": str(request.email),
             "email_key": email_key,
+            "mailbox_key": mailbox(str(request.email)),
             "language": request.language,
             "participant_type": request.participant_type,
             "organization": request.organization,
@@ -303,7 +305,13 @@ async def submit_registration(
         staged_row(conn, event),
         settings.opt_in_mails_per_hour,
         now - timedelta(hours=1),
+        settings.opt_in_mails_per_mailbox_per_day,
+        now - timedelta(days=1),
     )
+    if not mailbox_open:
+        # This inbox had its opt-in mails for the day (victim+1@, victim+2@ … count as one): answer alike,
+        # store and send nothing.
+        return uuid.uuid4()
     if not budget_open:
         raise _opt_in_paused()
     if not inserted:
