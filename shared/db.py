@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 from sqlalchemy import MetaData, event, exc, text
@@ -35,8 +36,22 @@ def service_metadata(schema: str) -> MetaData:
 
 
 def asyncpg_dsn(url: str) -> str:
-    """The plain ``postgresql://`` form of a SQLAlchemy URL, for raw asyncpg connections (LISTEN)."""
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    """The plain ``postgresql://`` form of a SQLAlchemy URL, for raw asyncpg connections (LISTEN).
+
+    A multi-host URL (a primary and its standbys) is written for SQLAlchemy as
+    ``postgresql+asyncpg://user:pw@/db?host=a:5432&host=b:5432&target_session_attrs=read-write``; asyncpg
+    keeps only the last of repeated query values, so its hosts go into the netloc, comma-separated
+    (``user:pw@a:5432,b:5432/db``), where asyncpg tries them in turn."""
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    parts = urlsplit(dsn)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    hosts = [value for key, value in query if key == "host"]
+    if len(hosts) < 2 or parts.hostname:
+        return dsn
+    auth = parts.netloc.rpartition("@")[0]
+    netloc = (auth + "@" if auth else "") + ",".join(hosts)
+    rest = urlencode([(key, value) for key, value in query if key != "host"])
+    return urlunsplit((parts.scheme, netloc, parts.path, rest, parts.fragment))
 
 
 def create_engine(
