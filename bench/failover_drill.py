@@ -458,8 +458,8 @@ def spawn_service(stack: ExitStack, base: Path, name: str, service: str, env: di
         [sys.executable, "-m", "shared.cli", "serve", service],
         env=env,
         cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=open(log_path, "w"),  # noqa: SIM115 (closed with the process)
+        stdout=open(log_path, "w"),  # noqa: SIM115 (closed with the process)
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     stack.callback(_kill_group, process, signal.SIGTERM)
@@ -484,9 +484,20 @@ def longest_gap(times: list[float]) -> tuple[float, float]:
     return best, at
 
 
+def _keep_logs(base: Path, target: str) -> None:
+    """Copies every log of the run (services, HAProxy, Postgres, RabbitMQ nodes) to ``target``."""
+    destination = Path(target)
+    destination.mkdir(parents=True, exist_ok=True)
+    for path in base.rglob("*.log"):
+        if path.is_file():
+            shutil.copy(path, destination / "-".join(path.relative_to(base).parts))
+
+
 def drill(args: argparse.Namespace, stack: ExitStack) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="mitwirkung-drill-"))
     stack.callback(shutil.rmtree, base, True)
+    if args.logs:
+        stack.callback(_keep_logs, base, args.logs)  # after every process stopped, before removal
     base.chmod(0o755)  # the postgres user reaches its data directories below
     run = uuid.uuid4().hex[:6]
     t0 = time.monotonic()
@@ -668,6 +679,7 @@ def main() -> None:
     parser.add_argument("--stop-postgres-at", type=float, default=0.6, help="fraction of the burst accepted")
     parser.add_argument("--promote-after", type=float, default=2.0, help="seconds from stop to promotion")
     parser.add_argument("--timeout", type=float, default=900.0, help="for the intake, then for the mails")
+    parser.add_argument("--logs", default="", help="copy every log of the run to this directory")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds to wait for late duplicates")
     args = parser.parse_args()
 
