@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
 
 from shared.db import asyncpg_dsn, driver_connection, is_infrastructure_error
+from shared.http import install_error_handlers
 from shared.runtime import build_runtime
 
 
@@ -44,3 +47,24 @@ async def test_a_pooled_connection_the_server_ended_is_not_reused(registration_s
             assert await (await driver_connection(session)).fetchval("SELECT 2") == 2
     finally:
         await runtime.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress"), 503),
+        (asyncpg.exceptions.TargetServerAttributeNotMatched("no host takes writes"), 503),
+        (asyncpg.InternalClientError("something else"), 500),
+    ],
+)
+async def test_a_request_that_met_a_stuck_connection_is_answered_503(error, status):
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/v1/things")
+    async def things() -> None:
+        raise error
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        assert (await client.post("/v1/things")).status_code == status
