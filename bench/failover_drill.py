@@ -474,12 +474,14 @@ async def _registrations_stored(url: str) -> int:
         await conn.close()
 
 
-def longest_gap(times: list[float]) -> tuple[float, float]:
-    """The longest pause between consecutive arrivals, and when it began."""
+def longest_gap(
+    times: list[float], start: float = float("-inf"), end: float = float("inf")
+) -> tuple[float, float]:
+    """The longest pause between consecutive arrivals that began in [start, end), and when it began."""
     ordered = sorted(times)
     best, at = 0.0, ordered[0] if ordered else 0.0
     for before, after in zip(ordered, ordered[1:], strict=False):
-        if after - before > best:
+        if start <= before < end and after - before > best:
             best, at = after - before, before
     return best, at
 
@@ -655,6 +657,9 @@ def drill(args: argparse.Namespace, stack: ExitStack) -> dict[str, Any]:
         },
         "first_write_after_primary_stop_s": round(writes_after[0] - t_stopped, 2) if writes_after else None,
         "longest_mail_pause_s": round(gap, 2),
+        # The pause each failure caused: the longest one that began from a second before it until the next.
+        "mail_pause_after_rabbit_kill_s": round(longest_gap(sink.arrivals, t_rabbit - 1, t_pg - 1)[0], 2),
+        "mail_pause_after_primary_stop_s": round(longest_gap(sink.arrivals, t_pg - 1)[0], 2),
         "longest_mail_pause_began_at_s": round(gap_at - started, 2),
         "intake_s": round(intake_done - started, 1),
         "all_mailed_after_s": round(all_mailed - started - args.settle, 1),
