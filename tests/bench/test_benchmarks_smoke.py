@@ -91,6 +91,7 @@ def test_benchmark_runs_and_prints_its_figures(name: str) -> None:
         # Every accepted registration mailed exactly once across both failovers, nothing dead-lettered,
         # and both failures really happened in the middle of the burst.
         assert figures["accepted"] == 300 and figures["gave_up"] == 0, figures
+        assert figures["accepted_lost_in_failover"] == 0, figures
         assert figures["missing"] == 0 and figures["twice"] == 0, figures
         assert figures["recipients_mailed_more_than_once"] == 0, figures
         assert figures["dlq_messages"] == 0 and set(figures["dlq"]), figures
