@@ -60,7 +60,9 @@ SMOKE_RUNS = {
     # 300 registrations paced over ~7.5 s: the queue leader is killed after 90 were accepted, the
     # Postgres primary stopped after 180 (then the standby promoted), both while POSTs come in.
     "failover_drill": (
-        ["--registrations", "300", "--rate", "40", "--kill-rabbit-at", "0.3", "--stop-postgres-at", "0.6"],
+        # --timeout: a lost mail fails the drill's own count well within the test's timeout, and the drill
+        # still cleans up after itself (a drill killed by the test could not stop its nodes and servers).
+        "--registrations 300 --rate 40 --kill-rabbit-at 0.3 --stop-postgres-at 0.6 --timeout 90".split(),
         ["accepted", "missing", "twice", "dlq_messages", "events", "first_write_after_primary_stop_s"],
     ),
 }
