@@ -604,7 +604,6 @@ def drill(args: argparse.Namespace, stack: ExitStack) -> dict[str, Any]:
     pg.promote()
     t_promoted = time.monotonic()
     log("standby promoted")
-    writes_after = sorted(at for email, at in load.accepted.items() if load.sent_at[email] > t_stopped)
 
     load.done.wait(args.timeout + 10)
     if load.error is not None:
