@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 from sqlalchemy import MetaData, event, exc, text
@@ -35,8 +36,22 @@ def service_metadata(schema: str) -> MetaData:
 
 
 def asyncpg_dsn(url: str) -> str:
-    """The plain ``postgresql://`` form of a SQLAlchemy URL, for raw asyncpg connections (LISTEN)."""
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    """The plain ``postgresql://`` form of a SQLAlchemy URL, for raw asyncpg connections (LISTEN).
+
+    A multi-host URL (a primary and its standbys) is written for SQLAlchemy as
+    ``postgresql+asyncpg://user:pw@/db?host=a:5432&host=b:5432&target_session_attrs=read-write``; asyncpg
+    keeps only the last of repeated query values, so its hosts go into the netloc, comma-separated
+    (``user:pw@a:5432,b:5432/db``), where asyncpg tries them in turn."""
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    parts = urlsplit(dsn)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    hosts = [value for key, value in query if key == "host"]
+    if len(hosts) < 2 or parts.hostname:
+        return dsn
+    auth = parts.netloc.rpartition("@")[0]
+    netloc = (auth + "@" if auth else "") + ",".join(hosts)
+    rest = urlencode([(key, value) for key, value in query if key != "host"])
+    return urlunsplit((parts.scheme, netloc, parts.path, rest, parts.fragment))
 
 
 def create_engine(
@@ -102,6 +117,17 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def _connection_left_broken(error: BaseException) -> bool:
+    """asyncpg's answer on a pooled connection the server gave up on while it sat idle: the server's
+    FATAL message (``terminating connection due to administrator command``, a primary shutting down for a
+    failover) left the protocol waiting for a reply that never comes, and the next statement is refused
+    before anything is sent. Likewise no host of a multi-host URL taking writes (the standby not promoted
+    yet)."""
+    if isinstance(error, asyncpg.exceptions.TargetServerAttributeNotMatched):
+        return True
+    return isinstance(error, asyncpg.InternalClientError) and "another operation" in str(error)
+
+
 def is_infrastructure_error(error: BaseException) -> bool:
     """True when ``error`` says the database (or the network to it) is unavailable, not that a statement or
     the data was wrong: connection refused or reset, a connection that went away, no pooled connection
@@ -112,7 +138,7 @@ def is_infrastructure_error(error: BaseException) -> bool:
         seen.add(id(current))
         if isinstance(current, exc.DBAPIError) and current.connection_invalidated:
             return True
-        if isinstance(current, INFRASTRUCTURE_ERRORS):
+        if isinstance(current, INFRASTRUCTURE_ERRORS) or _connection_left_broken(current):
             return True
         current = current.__cause__ or current.__context__
     return False
@@ -144,6 +170,14 @@ async def driver_connection(session: AsyncConnection) -> asyncpg.Connection:
         raw = await session.get_raw_connection()  # (re)connects, or raises what SQLAlchemy raises
     connection: asyncpg.Connection = raw.driver_connection
     return connection
+
+
+async def discard_connection(session: AsyncConnection) -> None:
+    """Keeps the connection under ``session`` out of the pool: after an infrastructure error on a
+    statement written by hand (SQLAlchemy never saw it, so it would pool the connection again) the next
+    unit of work would get the dead or stuck connection and fail too. A new one is made instead."""
+    with contextlib.suppress(Exception):
+        await session.invalidate()
 
 
 # --- writes gathered into one statement per unit of work ----------------------------------------------------

@@ -6,6 +6,7 @@ import time
 import uuid
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -195,7 +196,9 @@ def install_error_handlers(app: FastAPI, domain_errors: DomainErrors | None = No
 
     # Registered per class (not only under Exception), so the answer is the response and nothing is
     # re-raised to the server.
-    for infrastructure in (*INFRASTRUCTURE_ERRORS, DBAPIError):
+    # asyncpg's InternalClientError too: raised on a connection the server ended while it sat in the pool
+    # (a failover); _unavailable hands its other kinds on to _unexpected.
+    for infrastructure in (*INFRASTRUCTURE_ERRORS, DBAPIError, asyncpg.InternalClientError):
         app.add_exception_handler(infrastructure, _unavailable)
 
     @app.exception_handler(Exception)

@@ -40,7 +40,13 @@ from tenacity import AsyncRetrying
 from shared.apidocs import install_api_docs
 from shared.asyncapi import asyncapi_document
 from shared.auth import TokenVerifier
-from shared.db import SessionFactory, create_engine, create_session_factory
+from shared.db import (
+    SessionFactory,
+    create_engine,
+    create_session_factory,
+    discard_connection,
+    is_infrastructure_error,
+)
 from shared.http import DomainErrors, RequestContextMiddleware, install_error_handlers
 from shared.inbox import EventConsumer, Handler
 from shared.links import without_links
@@ -171,10 +177,16 @@ class ServiceRuntime:
             # exception closes the connection unbegun or rolled back. A unit whose only statement was
             # written by hand (the intake) thus sends neither BEGIN nor COMMIT: that statement committed
             # on its own.
-            yield session
-            if session.in_transaction():
-                await session.commit()
-            elif session.info.pop(OUTBOX_PENDING, False) and self.relay is not None:
+            try:
+                yield session
+                began = session.in_transaction()
+                if began:
+                    await session.commit()
+            except Exception as exc:
+                if is_infrastructure_error(exc):
+                    await discard_connection(session)
+                raise
+            if not began and session.info.pop(OUTBOX_PENDING, False) and self.relay is not None:
                 self.relay.wake()
 
     async def start(self) -> None:

@@ -57,12 +57,24 @@ SMOKE_RUNS = {
         ["--events", "50", "--rounds", "1"],
         ["relay_cpu_us_per_event", "floor_cpu_us_per_event", "relay_over_floor"],
     ),
+    # 300 registrations paced over ~7.5 s: the queue leader is killed after 90 were accepted, the
+    # Postgres primary stopped after 180 (then the standby promoted), both while POSTs come in.
+    "failover_drill": (
+        # --timeout: a lost mail fails the drill's own count well within the test's timeout, and the drill
+        # still cleans up after itself (a drill killed by the test could not stop its nodes and servers).
+        "--registrations 300 --rate 40 --kill-rabbit-at 0.3 --stop-postgres-at 0.6 --timeout 90".split(),
+        ["accepted", "missing", "twice", "dlq_messages", "events", "first_write_after_primary_stop_s"],
+    ),
 }
 
 
 @pytest.mark.parametrize("name", sorted(SMOKE_RUNS))
 def test_benchmark_runs_and_prints_its_figures(name: str) -> None:
     assert shutil.which("wrk"), "wrk is missing: scripts/bootstrap-venv installs it"
+    if name == "failover_drill":
+        assert shutil.which("haproxy") or Path("/usr/sbin/haproxy").exists(), (
+            "haproxy is missing: scripts/bootstrap-venv installs it"
+        )
     args, keys = SMOKE_RUNS[name]
     done = subprocess.run(
         [sys.executable, "-m", f"bench.{name}", *args], cwd=ROOT, capture_output=True, text=True, timeout=240
@@ -77,6 +89,18 @@ def test_benchmark_runs_and_prints_its_figures(name: str) -> None:
         assert {"registration", "notification", "notification-sender", "postgres", "rabbitmq", "sink"} <= set(
             figures["burst_result"]["cpu_s"]
         )
+    if name == "failover_drill":
+        # Every accepted registration mailed exactly once across both failovers, nothing dead-lettered,
+        # and both failures really happened in the middle of the burst.
+        assert figures["accepted"] == 300 and figures["gave_up"] == 0, figures
+        assert figures["accepted_lost_in_failover"] == 0, figures
+        assert figures["missing"] == 0 and figures["twice"] == 0, figures
+        assert figures["recipients_mailed_more_than_once"] == 0, figures
+        assert figures["dlq_messages"] == 0 and set(figures["dlq"]), figures
+        events = figures["events"]
+        assert events["rabbit_leader_killed"]["accepted_before"] < 300, figures
+        assert events["postgres_primary_stopped"]["accepted_before"] < 300, figures
+        assert figures["first_write_after_primary_stop_s"] is not None, figures
     if name == "notification_throughput":
         # Every mail of both pipeline rounds sent once, by two sender replicas, and counted at the sink.
         assert figures["pipeline_statuses"] == {"sent": 80} and figures["pipeline_mails_received"] == 80
