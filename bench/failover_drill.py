@@ -541,6 +541,9 @@ def drill(args: argparse.Namespace, stack: ExitStack) -> dict[str, Any]:
         "REGISTRATION_RATE_LIMIT_PER_MINUTE": "0",
         "REGISTRATION_OPT_IN_MAILS_PER_HOUR": "0",
         "PROPOSALS_RATE_LIMIT_PER_MINUTE": "0",
+        # One client sends everything: no per-client hourly budgets.
+        "REGISTRATION_OPT_IN_REQUESTS_PER_CLIENT_PER_HOUR": "0",
+        "PROPOSALS_SUBMISSIONS_PER_CLIENT_PER_HOUR": "0",
         "MITWIRKUNG_ADMIN_DATABASE_URL": pg.admin_url(),
         **{f"{service.upper()}_DATABASE_URL": url for service, url in urls.items()},
     }
