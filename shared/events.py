@@ -317,5 +317,26 @@ class PrivacyErasureFinished(IntegrationEvent):
     request_id: UUID
 
 
+# --- mail ------------------------------------------------------------------------------------------
+
+
+@_register
+class MailBounced(IntegrationEvent):
+    """A mail failed for good (a bounce with a 5.x.x status, or the relay refused the recipient): the
+    notification service put the address on its suppression list, and no further mail goes to it. It carries
+    no address; ``registration_id`` when the mail was about a registration (staff see "address bounced")."""
+
+    event_type: ClassVar[str] = "mail.bounced"
+    delivery_id: UUID
+    registration_id: UUID | None = None
+    template: str
+    # The enhanced status code (RFC 3463), e.g. "5.1.1", and the receiving system's diagnostic without
+    # any address in it.
+    status: str
+    diagnostic: str = ""
+    # True when the relay refused the recipient while sending (RCPT), False for a bounce mail received later.
+    synchronous: bool = False
+
+
 # The services that take part in an erasure; the request is complete when each has answered.
 ERASURE_SERVICES: tuple[str, ...] = ("registration", "notification", "proposals")

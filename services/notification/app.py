@@ -77,7 +77,7 @@ def create_app(settings: NotificationSettings | None = None) -> FastAPI:
         description="Turns events into mail to residents, in their language, exactly once.",
         routers=[api.router],
         consumes=[NOTIFICATION_MAIL, privacy_queue("notification")] if runtime.consumers else [],
-        publishes=["privacy.erasure_completed"] if runtime.relay else [],
+        publishes=["privacy.erasure_completed", "mail.bounced"] if runtime.relay else [],
         domain_errors=api.DOMAIN_ERRORS,
     )
     app.state.dispatcher = dispatcher

@@ -36,9 +36,17 @@ from sqlalchemy.engine import Row
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_never
 
 from services.notification import repository as repo
+from services.notification import service
 from services.notification.calendar import calendar_for
 from services.notification.config import NotificationSettings
-from services.notification.domain import VERP_TAG_LENGTH, Mark, RetryPolicy, bounce_sender, mark_for
+from services.notification.domain import (
+    VERP_TAG_LENGTH,
+    Mark,
+    RetryPolicy,
+    bounce_sender,
+    mark_for,
+    relay_refusal_status,
+)
 from services.notification.mail import build_message, mailbox, parse_mailbox
 from services.notification.rendering import TemplateRenderer
 from services.notification.smtp import SendResult, SmtpPool
@@ -46,6 +54,7 @@ from shared.addresses import normalised
 from shared.db import DatabaseSignal, SessionFactory
 from shared.observability import (
     MAIL_ATTEMPTS,
+    MAIL_BOUNCES,
     WorkerHealth,
     cancel_and_wait,
     get_logger,
@@ -423,6 +432,10 @@ class Dispatcher:
 
     async def _record(self, row: Row[Any], result: SendResult, subject: str | None) -> None:
         mark = mark_for(row, result.outcome, result.detail, subject, self.clock(), self.retry_policy)
+        if result.recipient_refused and await self._record_refusal(row, mark, result.detail):
+            MAIL_ATTEMPTS.labels("bounced").inc()
+            log.info("relay refused the recipient", delivery_id=str(row.id), detail=result.detail)
+            return
         try:
             await self.marks.write(mark)
         except asyncio.CancelledError:
@@ -439,6 +452,27 @@ class Dispatcher:
             attempt=row.attempts,
             detail=result.detail or None,
         )
+
+    async def _record_refusal(self, row: Row[Any], mark: Mark, detail: str) -> bool:
+        """The relay refused the recipient (5xx to RCPT): the mark, the bounce (suppression, ``mail.bounced``)
+        in one transaction. False if that failed: the plain mark is then written as for any failure."""
+        try:
+            async with self.session_factory() as conn, conn.begin():
+                await repo.write_marks(conn, [mark])
+                await service.bounce_delivery(
+                    conn,
+                    row.id,
+                    relay_refusal_status(detail),
+                    detail,
+                    self.settings.address_hash_secret,
+                    synchronous=True,
+                )
+        except Exception as exc:
+            reraise_if_cancelled(exc)
+            log.warning("relay refusal not recorded as a bounce", delivery_id=str(row.id), error=repr(exc))
+            return False
+        MAIL_BOUNCES.labels("permanent").inc()
+        return True
 
     async def _renew(self, row: Row[Any]) -> bool:
         async with self.session_factory() as conn, conn.begin():

@@ -9,6 +9,13 @@ template), the states of a delivery and what one attempt's outcome makes of it, 
        └── retrying / unknown past ``max_age_hours`` ─────────▶ failed ("gave up")
 
     held ──privacy.erasure_finished──▶ pending      (only the last mail of an erasure on request)
+
+    sending ──5xx to RCPT (the relay refused the recipient)──▶ bounced
+    sent ──a bounce with a permanent failure (5.x.x)──────────▶ bounced   (a 4.x.x one: recorded, stays)
+    recorded (or due) for an address on the suppression list ─▶ suppressed (never sent)
+
+A ``bounced`` delivery puts its address on the suppression list (as a keyed hash); every later mail to it is
+``suppressed`` when recorded, and mails still due for it are suppressed with the bounce.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,7 +33,17 @@ from shared import events as ev
 from shared.addresses import normalised
 from shared.retry import equal_jitter, exponential_delay
 
-DELIVERY_STATUSES = ("held", "pending", "sending", "sent", "retrying", "failed", "unknown")
+DELIVERY_STATUSES = (
+    "held",
+    "pending",
+    "sending",
+    "sent",
+    "retrying",
+    "failed",
+    "unknown",
+    "bounced",
+    "suppressed",
+)
 # Rows a sender may claim once their next_attempt_at has come.
 DUE_STATUSES = ("pending", "retrying", "unknown")
 # What the SMTP layer reports for one attempt.
@@ -115,7 +133,7 @@ def _intents(event: ev.IntegrationEvent) -> list[MailIntent]:
 
 FINAL_MAIL_TEMPLATE = template_name(ev.PrivacyErasureFinished.event_type)
 # Rows that will not be sent (again): their recipients can go after the retention period.
-SETTLED_STATUSES = ("sent", "failed")
+SETTLED_STATUSES = ("sent", "failed", "bounced", "suppressed")
 # What a delivery's context may hold about a person or their links (event-carried state).
 PERSONAL_CONTEXT_KEYS = ["links", "edit_url", "status_url", "recipient", "author"]
 
@@ -237,3 +255,41 @@ def delivery_of_bounce(address: str, bounce_address: str, key: str) -> uuid.UUID
     if not hmac.compare_digest(signature, _bounce_signature(key, delivery_id)):
         return None
     return delivery_id
+
+
+# --- bounces and the suppression list -----------------------------------------------------------------------
+
+_ENHANCED_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+_ADDRESS = re.compile(r"<?[^\s<>@\"']+@[^\s<>@\"']+>?")
+DIAGNOSTIC_CHARS = 500
+
+
+def enhanced_status(text: str) -> str | None:
+    """The first enhanced status code (RFC 3463, e.g. "5.1.1") in ``text``."""
+    found = _ENHANCED_STATUS.search(text or "")
+    return ".".join(found.groups()) if found else None
+
+
+def is_permanent(status: str) -> bool:
+    return status.startswith("5")
+
+
+def without_addresses(text: str) -> str:
+    """``text`` with every mail address in it replaced, on one line, shortened: what the suppression list and
+    ``mail.bounced`` keep of a diagnostic (the list holds no address, and the event needs none)."""
+    flat = " ".join((text or "").split())
+    return _ADDRESS.sub("<address>", flat)[:DIAGNOSTIC_CHARS]
+
+
+def relay_refusal_status(detail: str) -> str:
+    """The status of a relay's 5xx answer to RCPT ("550 5.1.1 …"): its enhanced code, or 5.0.0."""
+    return enhanced_status(detail) or "5.0.0"
+
+
+def registration_of(context: dict[str, Any] | None) -> uuid.UUID | None:
+    """The registration a mail was about, when its context names one."""
+    value = (context or {}).get("registration_id")
+    try:
+        return uuid.UUID(str(value)) if value else None
+    except ValueError:
+        return None

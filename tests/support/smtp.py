@@ -42,6 +42,16 @@ class RecordingHandler:
     data_attempts: int = 0
     # Seconds the server takes to answer DATA (a slow relay).
     delay: float = 0.0
+    # Recipients (lower case) refused at RCPT with 550 5.1.1, as a relay that knows the mailbox is gone.
+    refuse_rcpt: set[str] = field(default_factory=set)
+
+    async def handle_RCPT(
+        self, server, session: Session, envelope: Envelope, address: str, rcpt_options
+    ) -> str:
+        if address.lower() in self.refuse_rcpt:
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session: Session, envelope: Envelope) -> str:
         self.data_attempts += 1
