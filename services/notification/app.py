@@ -8,6 +8,7 @@ from services.notification import api, service
 from services.notification.config import NotificationSettings
 from services.notification.dispatcher import DUE_CHANNEL, Dispatcher
 from services.notification.handlers import erasure_handlers, mail_handlers
+from services.notification.listener import BounceListener
 from services.notification.mail import parse_mailbox
 from services.notification.models import inbox, outbox
 from services.notification.rendering import TemplateRenderer
@@ -63,6 +64,20 @@ def build(settings: NotificationSettings | None = None) -> tuple[ServiceRuntime,
             count = await service.forget_recipients(conn, settings)
             hashes = await service.forget_erased_addresses(conn, settings)
         record_counts("notification", "forget-recipients", deliveries=count, erased_address_hashes=hashes)
+
+    async def receive_bounce(raw: bytes, recipients: list[str], source: str = "smtp") -> str:
+        async with runtime.transaction() as conn:
+            return await service.receive_bounce_mail(
+                conn,
+                raw,
+                source=source,
+                bounce_address=settings.bounce_address,
+                address_hash_secret=settings.address_hash_secret,
+                envelope_recipients=recipients,
+            )
+
+    if settings.bounce_listen:
+        runtime.workers.append(BounceListener(settings, receive_bounce, runtime.health))
 
     runtime.jobs.append(PeriodicJob("forget-recipients", settings.retention_job_interval, forget_recipients))
     runtime.jobs.append(PeriodicJob("purge-deliveries", settings.purge_job_interval, purge_old_deliveries))

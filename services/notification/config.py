@@ -45,6 +45,13 @@ class NotificationSettings(ServiceSettings):
     # signature (``bounces+<id>-<signature>@…``), so a bounce names the mail it is about. Empty: the
     # envelope sender is MAIL_FROM's address. Its local part leaves room for the tag (64 characters in all).
     bounce_address: str = ""
+    # Bounces in by SMTP: the city's mail system forwards mail for the bounce address here ("host:port";
+    # empty = off). Only the signed return-path addresses are accepted as recipients (others: 550).
+    bounce_listen: str = ""
+    # The largest bounce mail accepted (a bounce carries the original mail; ours are small): larger ones 552.
+    bounce_max_bytes: int = 1_048_576
+    # How long the listener waits for a client between commands.
+    bounce_listen_timeout: float = 60.0
     message_id_domain: str = ""
     # 0 = no limit. An Exchange relay may allow only 30 per minute.
     rate_limit_per_minute: int = 0
