@@ -10,6 +10,7 @@ from services.notification.dispatcher import DUE_CHANNEL, Dispatcher
 from services.notification.handlers import erasure_handlers, mail_handlers
 from services.notification.listener import BounceListener
 from services.notification.mail import parse_mailbox
+from services.notification.mailbox import BounceMailbox
 from services.notification.models import inbox, outbox
 from services.notification.rendering import TemplateRenderer
 from services.notification.smtp import SmtpPool
@@ -78,6 +79,12 @@ def build(settings: NotificationSettings | None = None) -> tuple[ServiceRuntime,
 
     if settings.bounce_listen:
         runtime.workers.append(BounceListener(settings, receive_bounce, runtime.health))
+    if settings.bounce_imap_url:
+
+        async def receive_from_mailbox(raw: bytes, recipients: list[str]) -> str:
+            return await receive_bounce(raw, recipients, source="imap")
+
+        runtime.workers.append(BounceMailbox(settings, receive_from_mailbox, runtime.health))
 
     runtime.jobs.append(PeriodicJob("forget-recipients", settings.retention_job_interval, forget_recipients))
     runtime.jobs.append(PeriodicJob("purge-deliveries", settings.purge_job_interval, purge_old_deliveries))

@@ -52,6 +52,13 @@ class NotificationSettings(ServiceSettings):
     bounce_max_bytes: int = 1_048_576
     # How long the listener waits for a client between commands.
     bounce_listen_timeout: float = 60.0
+    # Bounces in by IMAP: the mailbox the bounce address delivers to, polled every
+    # ``bounce_imap_poll_interval`` seconds (e.g. imaps://user:password@mail.example:993/INBOX; empty = off).
+    # imaps verifies the server against NOTIFICATION_SMTP_CA_FILE (the city's CA), or the system's CAs.
+    # Each mail handled gets the keyword "MitwirkungProcessed" (and \Seen): it is not handled twice.
+    bounce_imap_url: str = ""
+    bounce_imap_poll_interval: float = 60.0
+    bounce_imap_timeout: float = 30.0
     message_id_domain: str = ""
     # 0 = no limit. An Exchange relay may allow only 30 per minute.
     rate_limit_per_minute: int = 0
