@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from services.notification import domain, service
@@ -18,6 +18,7 @@ router = APIRouter(prefix="/v1", tags=["notification"])
 Staff = require_role("staff")
 # A rendered sample holds no personal data: moderators, whose statements go into mails, may look too.
 AnyStaff = require_role("staff", "moderator")
+Admin = require_role("admin")
 
 DOMAIN_ERRORS: DomainErrors = {
     domain.NotFound: (404, "Not found"),
@@ -49,7 +50,10 @@ async def list_deliveries(
     user: Staff,
     recipient: str | None = Query(default=None, max_length=254),
     event_id: str | None = Query(default=None, max_length=100),
-    status: Literal["pending", "sending", "sent", "retrying", "failed", "unknown"] | None = None,
+    status: Literal[
+        "held", "pending", "sending", "sent", "retrying", "failed", "unknown", "bounced", "suppressed"
+    ]
+    | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> list[dict]:
     async with request.app.state.runtime.transaction() as conn:
@@ -71,3 +75,31 @@ async def preview_template(
         "text": rendered.text,
         "html": rendered.html,
     }
+
+
+class SuppressionOut(BaseModel):
+    suppressed: bool
+    since: datetime | None = None
+    reason: str | None = None
+
+
+@router.get("/suppressions", response_model=SuppressionOut, response_model_exclude_none=True)
+async def get_suppression(
+    request: Request, user: Staff, address: str = Query(min_length=3, max_length=254)
+) -> dict:
+    """Whether mail to ``address`` is suppressed (an earlier mail bounced for good), since when and why.
+    The list holds keyed hashes: it answers for an address one has, and names nobody."""
+    runtime = request.app.state.runtime
+    async with runtime.transaction() as conn:
+        return await service.suppression_of(conn, user.subject, address, runtime.settings.address_hash_secret)
+
+
+@router.delete("/suppressions/{address}", status_code=204)
+async def delete_suppression(
+    request: Request, user: Admin, address: str = Path(min_length=3, max_length=254)
+) -> Response:
+    """Mail may go to ``address`` again (the person corrected their mailbox): audited."""
+    runtime = request.app.state.runtime
+    async with runtime.transaction() as conn:
+        await service.lift_suppression(conn, user.subject, address, runtime.settings.address_hash_secret)
+    return Response(status_code=204)

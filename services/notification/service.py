@@ -278,24 +278,23 @@ async def receive_bounce_mail(
     return outcome
 
 
-async def suppression_of(conn: AsyncConnection, address: str, address_hash_secret: str) -> dict[str, Any]:
+async def suppression_of(
+    conn: AsyncConnection, reader: str, address: str, address_hash_secret: str
+) -> dict[str, Any]:
+    """Whether ``address`` is on the suppression list; the look-up is audited, without the address."""
     row = await repo.suppression(conn, domain.address_hash(address_hash_secret, address))
+    await audit.record(
+        conn, audit_log, reader, "suppressions.read", "suppressions", {"found": row is not None}
+    )
     if row is None:
         return {"suppressed": False}
     return {"suppressed": True, "since": row.since, "reason": row.reason}
 
 
-async def lift_suppression(conn: AsyncConnection, admin: str, address: str, address_hash_secret: str) -> bool:
+async def lift_suppression(conn: AsyncConnection, admin: str, address: str, address_hash_secret: str) -> None:
     """An admin takes an address off the suppression list (the person corrected their mailbox): audited,
-    without the address."""
-    address_hash = domain.address_hash(address_hash_secret, address)
-    lifted = await repo.unsuppress(conn, address_hash)
-    await audit.record(
-        conn,
-        audit_log,
-        admin,
-        "suppression.lifted",
-        "suppressions",
-        {"found": lifted, "hash": address_hash[:12]},
-    )
-    return lifted
+    without the address. Not on the list: NotFound."""
+    lifted = await repo.unsuppress(conn, domain.address_hash(address_hash_secret, address))
+    if not lifted:
+        raise domain.NotFound("The address is not on the suppression list.")
+    await audit.record(conn, audit_log, admin, "suppression.lifted", "suppressions", {})
