@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel
 
 from services.notification import domain, service
@@ -94,12 +94,15 @@ async def get_suppression(
         return await service.suppression_of(conn, user.subject, address, runtime.settings.address_hash_secret)
 
 
-@router.delete("/suppressions/{address}", status_code=204)
+@router.delete("/suppressions/{address}")
 async def delete_suppression(
     request: Request, user: Admin, address: str = Path(min_length=3, max_length=254)
-) -> Response:
-    """Mail may go to ``address`` again (the person corrected their mailbox): audited."""
+) -> dict:
+    """Mail may go to ``address`` again (the person corrected their mailbox): audited. Idempotent:
+    ``lifted`` says whether it was on the list."""
     runtime = request.app.state.runtime
     async with runtime.transaction() as conn:
-        await service.lift_suppression(conn, user.subject, address, runtime.settings.address_hash_secret)
-    return Response(status_code=204)
+        lifted = await service.lift_suppression(
+            conn, user.subject, address, runtime.settings.address_hash_secret
+        )
+    return {"suppressed": False, "lifted": lifted}

@@ -291,10 +291,9 @@ async def suppression_of(
     return {"suppressed": True, "since": row.since, "reason": row.reason}
 
 
-async def lift_suppression(conn: AsyncConnection, admin: str, address: str, address_hash_secret: str) -> None:
+async def lift_suppression(conn: AsyncConnection, admin: str, address: str, address_hash_secret: str) -> bool:
     """An admin takes an address off the suppression list (the person corrected their mailbox): audited,
-    without the address. Not on the list: NotFound."""
+    without the address. Returns whether it was on the list."""
     lifted = await repo.unsuppress(conn, domain.address_hash(address_hash_secret, address))
-    if not lifted:
-        raise domain.NotFound("The address is not on the suppression list.")
-    await audit.record(conn, audit_log, admin, "suppression.lifted", "suppressions", {})
+    await audit.record(conn, audit_log, admin, "suppression.lifted", "suppressions", {"was_listed": lifted})
+    return lifted
