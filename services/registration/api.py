@@ -291,6 +291,8 @@ PARTICIPANT_FIELDS = (
     "accessibility_needs",
     "seat",
     "confirmed_at",
+    # "bounced": a mail to the person failed for good (the address takes no mail; call or write instead).
+    "mail_status",
 )
 
 

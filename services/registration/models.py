@@ -88,6 +88,9 @@ registrations = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     # When a public POST last caused a mail to this address for this working group (0006).
     Column("public_mail_at", DateTime(timezone=True), nullable=True, index=True),
+    # "bounced" once a mail of this registration failed for good (``mail.bounced``, 0011), else "ok".
+    Column("mail_status", Text, nullable=False, server_default="ok"),
+    Column("mail_bounced_at", DateTime(timezone=True), nullable=True),
     Index(
         "uq_registrations_active_email",
         "working_group_id",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, select, text, update
@@ -468,4 +469,13 @@ async def mark_expired(conn: AsyncConnection, registration_id: uuid.UUID, now: A
         registrations.update()
         .where(registrations.c.id == registration_id)
         .values(status="expired", **dict.fromkeys(PERSONAL_DATA_COLUMNS), updated_at=now)
+    )
+
+
+async def mark_mail_bounced(session: AsyncConnection, registration_id: Any, at: datetime) -> None:
+    """A mail of the registration failed for good: staff see "bounced" on the participant list."""
+    await session.execute(
+        update(registrations)
+        .where(registrations.c.id == registration_id)
+        .values(mail_status="bounced", mail_bounced_at=func.coalesce(registrations.c.mail_bounced_at, at))
     )

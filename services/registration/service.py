@@ -27,6 +27,7 @@ from shared.audit import record as audit_log_record
 from shared.calendar import build_calendar
 from shared.i18n import BERLIN
 from shared.idempotency import forget_keys
+from shared.inbox import EventMeta
 from shared.observability import CONFIRMATION_BATCH
 from shared.outbox import add_event, staged_row
 from shared.runtime import ServiceRuntime
@@ -732,6 +733,17 @@ async def calendar_of(conn: AsyncConnection, catalog: CatalogCache, token: str) 
     if data is None:
         raise domain.NotFound("The meetings have no dates yet.")
     return data
+
+
+# --- mail that never arrived -------------------------------------------------------------------------------
+
+
+async def record_mail_bounced(conn: AsyncConnection, event: ev.IntegrationEvent, meta: EventMeta) -> None:
+    """``mail.bounced``: the registration's address no longer takes mail (the notification service suppressed
+    it); staff see "bounced" on the participant list. A mail about no registration changes nothing here."""
+    assert isinstance(event, ev.MailBounced)
+    if event.registration_id is not None:
+        await repo.mark_mail_bounced(conn, event.registration_id, meta.occurred_at or datetime.now(UTC))
 
 
 # --- staff: participants and planning ----------------------------------------------------------------------
