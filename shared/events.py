@@ -83,6 +83,8 @@ class SelfServiceLinks(BaseModel):
     confirm_url: str | None = None
     status_url: str | None = None
     cancel_url: str | None = None
+    # Reminders only: the one-click unsubscribe (RFC 8058) that stops further reminders.
+    unsubscribe_url: str | None = None
 
 
 class Participant(BaseModel):

@@ -46,6 +46,7 @@ from services.notification.domain import (
     bounce_sender,
     mark_for,
     relay_refusal_status,
+    unsubscribe_url_of,
 )
 from services.notification.mail import build_message, mailbox, parse_mailbox
 from services.notification.rendering import TemplateRenderer
@@ -427,6 +428,7 @@ class Dispatcher:
             date=self.clock(),
             calendar=calendar.data if calendar else None,
             calendar_method=calendar.method if calendar else "PUBLISH",
+            unsubscribe_url=unsubscribe_url_of(row.template, context),
         )
         return ComposedMail(data=message.as_bytes(), subject=rendered.subject, recipient=recipient.addr_spec)
 

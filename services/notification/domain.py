@@ -129,6 +129,20 @@ def _intents(event: ev.IntegrationEvent) -> list[MailIntent]:
     return []
 
 
+# Mails a person may stop (a List-Unsubscribe header, RFC 8058): reminders only. Confirmations, calendar
+# updates and erasure mails are transactional and carry none.
+UNSUBSCRIBABLE_TEMPLATES = frozenset({template_name(ev.MeetingReminderDue.event_type)})
+
+
+def unsubscribe_url_of(template: str, context: dict[str, Any]) -> str | None:
+    """The one-click unsubscribe link a mail carries in its header, or None (not a reminder, or no link)."""
+    if template not in UNSUBSCRIBABLE_TEMPLATES:
+        return None
+    links = context.get("links")
+    url = links.get("unsubscribe_url") if isinstance(links, dict) else None
+    return url if isinstance(url, str) else None
+
+
 # --- erasure on request (Art. 17) and retention ------------------------------------------------------------
 
 FINAL_MAIL_TEMPLATE = template_name(ev.PrivacyErasureFinished.event_type)

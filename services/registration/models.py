@@ -91,6 +91,8 @@ registrations = Table(
     # "bounced" once a mail of this registration failed for good (``mail.bounced``, 0011), else "ok".
     Column("mail_status", Text, nullable=False, server_default="ok"),
     Column("mail_bounced_at", DateTime(timezone=True), nullable=True),
+    # The person stopped reminders (one-click unsubscribe, RFC 8058; 0012): no meeting reminder goes to them.
+    Column("reminders_stopped_at", DateTime(timezone=True), nullable=True),
     Index(
         "uq_registrations_active_email",
         "working_group_id",

@@ -479,3 +479,14 @@ async def mark_mail_bounced(session: AsyncConnection, registration_id: Any, at: 
         .where(registrations.c.id == registration_id)
         .values(mail_status="bounced", mail_bounced_at=func.coalesce(registrations.c.mail_bounced_at, at))
     )
+
+
+async def stop_reminders(session: AsyncConnection, token_hash: str, at: datetime) -> bool:
+    """No more reminders for the registration behind the link; False when the link is unknown."""
+    result = await session.execute(
+        update(registrations)
+        .where(registrations.c.token_hash == token_hash)
+        .values(reminders_stopped_at=func.coalesce(registrations.c.reminders_stopped_at, at))
+        .returning(registrations.c.id)
+    )
+    return result.first() is not None

@@ -735,6 +735,14 @@ async def calendar_of(conn: AsyncConnection, catalog: CatalogCache, token: str) 
     return data
 
 
+async def stop_reminders(conn: AsyncConnection, token: str, now: datetime | None = None) -> dict[str, Any]:
+    """The one-click unsubscribe of a reminder (RFC 8058): no further reminders for the registration. Other
+    mails about it (confirmations, calendar updates) still go. Unknown link: NotFound."""
+    if not await repo.stop_reminders(conn, hash_token(token), now or datetime.now(UTC)):
+        raise domain.NotFound(LINK_NOT_FOUND)
+    return {"reminders": False}
+
+
 # --- mail that never arrived -------------------------------------------------------------------------------
 
 
@@ -888,13 +896,24 @@ async def change_meeting(
 
 
 async def _confirmed_participants(
-    conn: AsyncConnection, settings: RegistrationSettings, wg_id: str
+    conn: AsyncConnection, settings: RegistrationSettings, wg_id: str, *, reminder: bool = False
 ) -> list[ev.Participant]:
-    """Confirmed participants, each with their self-service links."""
-    return [
-        ev.Participant(registration_id=row.id, recipient=recipient_of(row), links=Links.of(settings, row.id))
-        for row in await repo.confirmed_registrations(conn, wg_id)
-    ]
+    """Confirmed participants, each with their self-service links. For a reminder: only those who did not
+    stop reminders, each with the one-click unsubscribe link (RFC 8058) that stops them."""
+    participants = []
+    for row in await repo.confirmed_registrations(conn, wg_id):
+        links = Links.of(settings, row.id)
+        if reminder:
+            if row.reminders_stopped_at is not None:
+                continue
+            token = token_for(settings.token_secret, row.id)
+            links = links.model_copy(
+                update={
+                    "unsubscribe_url": f"{settings.public_url}/v1/registrations/unsubscribe?token={token}"
+                }
+            )
+        participants.append(ev.Participant(registration_id=row.id, recipient=recipient_of(row), links=links))
+    return participants
 
 
 # --- periodic jobs ----------------------------------------------------------------------------------------------
@@ -942,7 +961,7 @@ async def send_due_reminders(
         if wg is None or meeting_row is None:
             continue
         sent += 1
-        participants = await _confirmed_participants(conn, settings, wg.id)
+        participants = await _confirmed_participants(conn, settings, wg.id, reminder=True)
         if participants:
             await add_event(
                 conn,
