@@ -60,6 +60,12 @@ class NotificationSettings(ServiceSettings):
     bounce_imap_poll_interval: float = 60.0
     bounce_imap_timeout: float = 30.0
     message_id_domain: str = ""
+    # DKIM for relays that do not sign (off while empty): every mail is signed with this domain (d=; it should
+    # be MAIL_FROM's domain or its parent, for DMARC alignment), selector (s=) and RSA private key (PEM file).
+    # The public key goes into DNS as <selector>._domainkey.<domain> TXT "v=DKIM1; k=rsa; p=…".
+    dkim_domain: str = ""
+    dkim_selector: str = ""
+    dkim_private_key_file: str = ""
     # 0 = no limit. An Exchange relay may allow only 30 per minute.
     rate_limit_per_minute: int = 0
     # The window the relay counts in (tests shorten it); the budget is shared by all replicas.

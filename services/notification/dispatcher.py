@@ -39,6 +39,7 @@ from services.notification import repository as repo
 from services.notification import service
 from services.notification.calendar import calendar_for
 from services.notification.config import NotificationSettings
+from services.notification.dkim_signing import DkimSigner
 from services.notification.domain import (
     VERP_TAG_LENGTH,
     Mark,
@@ -182,6 +183,7 @@ class Dispatcher:
         if len(self.bounce_address.partition("@")[0]) + VERP_TAG_LENGTH > 64:
             raise ValueError("NOTIFICATION_BOUNCE_ADDRESS: its local part leaves no room for the tag")
         self.reply_to = parse_mailbox(settings.mail_reply_to) if settings.mail_reply_to else None
+        self.dkim = DkimSigner.from_settings(settings)
         self.marks = MarkWriter(self._write_marks, settings.mark_retry_max_seconds)
         self._wake = asyncio.Event()
         # Set whenever a send under way finishes.
@@ -430,7 +432,10 @@ class Dispatcher:
             calendar_method=calendar.method if calendar else "PUBLISH",
             unsubscribe_url=unsubscribe_url_of(row.template, context),
         )
-        return ComposedMail(data=message.as_bytes(), subject=rendered.subject, recipient=recipient.addr_spec)
+        data = message.as_bytes()
+        if self.dkim is not None:
+            data = self.dkim.sign(data)
+        return ComposedMail(data=data, subject=rendered.subject, recipient=recipient.addr_spec)
 
     async def _record(self, row: Row[Any], result: SendResult, subject: str | None) -> None:
         mark = mark_for(row, result.outcome, result.detail, subject, self.clock(), self.retry_policy)
