@@ -295,6 +295,15 @@ def without_addresses(text: str) -> str:
     return _ADDRESS.sub("<address>", flat)[:DIAGNOSTIC_CHARS]
 
 
+_TOKEN_IN_BYTES = re.compile(rb"(token=)[A-Za-z0-9_\-%]+")
+
+
+def without_tokens(raw: bytes) -> bytes:
+    """A bounce mail kept for staff may quote our mail: no working link at rest (``token=`` values in plain
+    text go; an encoded part of the quoted mail is not decoded)."""
+    return _TOKEN_IN_BYTES.sub(rb"\1(removed)", raw)
+
+
 def relay_refusal_status(detail: str) -> str:
     """The status of a relay's 5xx answer to RCPT ("550 5.1.1 …"): its enhanced code, or 5.0.0."""
     return enhanced_status(detail) or "5.0.0"

@@ -414,3 +414,19 @@ async def record_bounce_mail(conn: AsyncConnection, values: dict[str, Any]) -> N
 
 async def purge_bounce_mails_before(conn: AsyncConnection, cutoff: datetime) -> None:
     await conn.execute(delete(bounce_mails).where(bounce_mails.c.received_at < cutoff))
+
+
+async def erase_bounce_records(conn: AsyncConnection, address: str, address_hash: str) -> int:
+    """Erasure on request: the address's entry on the suppression list, and every kept bounce mail whose
+    bytes mention it as a word of its own (any letter case; the bytes read as ASCII), not one that merely
+    contains it. Returns how many records went."""
+    listed = await conn.execute(
+        delete(suppressions).where(suppressions.c.address_hash == address_hash).returning(literal(1))
+    )
+    kept = await conn.execute(
+        delete(bounce_mails)
+        .where(bounce_mails.c.raw.is_not(None))
+        .where(func.encode(bounce_mails.c.raw, "escape").op("~*")(_quoted_in_text(address)))
+        .returning(literal(1))
+    )
+    return len(listed.all()) + len(kept.all())

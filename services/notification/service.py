@@ -123,9 +123,11 @@ async def erase_address(
 ) -> None:
     address = normalised(event.email)
     erased, in_flight_until = await repo.delete_mentioning(conn, address)
-    await repo.remember_erased(
-        conn, domain.address_hash(address_hash_secret, address), erased_at or datetime.now(UTC)
-    )
+    address_hash = domain.address_hash(address_hash_secret, address)
+    # The suppression list's entry goes too (a keyed hash is still about the person), and kept bounce mails
+    # that mention the address.
+    erased += await repo.erase_bounce_records(conn, address, address_hash)
+    await repo.remember_erased(conn, address_hash, erased_at or datetime.now(UTC))
     key = domain.final_mail_key(event.request_id)
     await repo.insert_delivery(
         conn,
@@ -271,7 +273,7 @@ async def receive_bounce_mail(
             "delivery_id": delivery_id,
             "status": report.status,
             "diagnostic": domain.without_addresses(report.diagnostic) or None,
-            "raw": raw if outcome == "unparseable" else None,
+            "raw": domain.without_tokens(raw) if outcome == "unparseable" else None,
         },
     )
     MAIL_BOUNCES.labels(outcome).inc()

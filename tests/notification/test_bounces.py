@@ -18,6 +18,7 @@ from services.notification.app import create_app as notification_app
 from services.notification.config import NotificationSettings
 from services.notification.domain import address_hash, bounce_sender
 from shared.db import asyncpg_dsn
+from shared.events import PrivacyErasureRequested
 from tests.conftest import running, unique_email
 from tests.notification.test_sending import submitted
 from tests.support.bounces import dsn, not_a_bounce, postfix_text_bounce
@@ -211,13 +212,18 @@ async def test_an_unreadable_mail_is_kept_for_staff(settings, smtp):
     app = notification_app(settings)
     async with running(app):
         mail, row = await sent_mail(settings, smtp, email)
-        raw = not_a_bounce(mail.envelope_from)
+        raw = (
+            not_a_bounce(mail.envelope_from)
+            + b"\nhttp://forms.test/v1/registrations/confirm?token=T0ken_-x\n"
+        )
         assert await receive(app, raw) == "unparseable"
     async with database(settings) as conn:
         kept = await conn.fetchrow(
             "SELECT * FROM notification.bounce_mails WHERE delivery_id = $1", row["id"]
         )
-    assert kept["outcome"] == "unparseable" and bytes(kept["raw"]) == raw and kept["received_at"]
+    assert kept["outcome"] == "unparseable" and kept["received_at"]
+    # Kept as received, except that no working link stays at rest.
+    assert bytes(kept["raw"]) == raw.replace(b"token=T0ken_-x", b"token=(removed)")
     assert (await delivery_of(settings, email))["status"] == "sent"
     assert await suppression(settings, email) is None
 
@@ -240,3 +246,31 @@ async def test_the_relay_refusing_a_recipient_counts_as_a_bounce(settings, smtp)
 async def _bounced(settings, email: str) -> asyncpg.Record | None:
     row = await delivery_of(settings, email)
     return row if row is not None and row["status"] == "bounced" else None
+
+
+async def test_erasure_takes_the_suppression_and_kept_bounce_mails_of_the_address(settings, smtp):
+    email = unique_email("erased-bounce")
+    smtp.handler.refuse_rcpt.add(email)
+    app = notification_app(settings)
+    async with running(app):
+        await publish_event(settings.amqp_url, submitted(email))
+        row = await eventually(lambda: _bounced(settings, email), "the delivery bounced")
+        tagged = bounce_sender(BOUNCES, row["id"], settings.address_hash_secret)
+        unreadable = not_a_bounce(tagged).replace(b"Subject: Abwesenheit", f"Subject: {email}".encode())
+        assert await receive(app, unreadable) == "unparseable"
+        neighbour = not_a_bounce(tagged).replace(b"Subject: Abwesenheit", b"Subject: x" + email.encode())
+        assert await receive(app, neighbour) == "unparseable"
+        assert await suppression(settings, email) is not None
+
+        await publish_event(
+            settings.amqp_url, PrivacyErasureRequested(request_id=uuid.uuid4(), email=email.upper())
+        )
+
+        async def erased() -> bool:
+            return await suppression(settings, email) is None
+
+        await eventually(erased, "the suppression erased")
+    async with database(settings) as conn:
+        kept = await conn.fetch("SELECT raw FROM notification.bounce_mails WHERE delivery_id = $1", row["id"])
+    # Exactly the address: a mail that only contains it within a longer word stays.
+    assert [bytes(k["raw"]) for k in kept if k["raw"] is not None] == [neighbour]
