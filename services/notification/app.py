@@ -77,6 +77,11 @@ def build(settings: NotificationSettings | None = None) -> tuple[ServiceRuntime,
                 envelope_recipients=recipients,
             )
 
+    if (settings.bounce_listen or settings.bounce_imap_url) and not settings.bounce_address:
+        raise ValueError(
+            "NOTIFICATION_BOUNCE_LISTEN and NOTIFICATION_BOUNCE_IMAP_URL need NOTIFICATION_BOUNCE_ADDRESS: "
+            "without it no mail carries a return path the service could recognise"
+        )
     if settings.bounce_listen:
         runtime.workers.append(BounceListener(settings, receive_bounce, runtime.health))
     if settings.bounce_imap_url:

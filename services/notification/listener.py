@@ -3,7 +3,7 @@ system forwards the mail sent to the bounce address (``NOTIFICATION_BOUNCE_LISTE
 
 Only recipients that are signed return paths of ours (``domain.delivery_of_bounce``) are accepted; anything
 else gets 550 at RCPT, so the listener is no open door for mail. A mail larger than
-``bounce_max_bytes`` gets 552. Each mail is handled in its own transaction before the answer to DATA: 250
+``bounce_max_bytes`` gets 552. A port that cannot be bound is reported and tried again every few seconds. Each mail is handled in its own transaction before the answer to DATA: 250
 once it is recorded, 451 when it could not be (the forwarding system tries again later), so no bounce is
 lost. It runs as a worker of the runtime, reported as ``bounce-listener`` on ``/readyz`` and in metrics.
 """
@@ -17,7 +17,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from services.notification.config import NotificationSettings
 from services.notification.domain import delivery_of_bounce
-from shared.observability import WorkerHealth, get_logger, reraise_if_cancelled
+from shared.observability import WorkerHealth, cancel_and_wait, get_logger, reraise_if_cancelled
 
 log = get_logger(__name__)
 
@@ -61,10 +61,23 @@ class BounceListener:
         self.health = health
         self.host, self.port = host_and_port(settings.bounce_listen)
         self._server: asyncio.Server | None = None
+        self._retry: asyncio.Task[None] | None = None
+        self.bind_retry_seconds = 5.0
 
     async def start(self) -> None:
         if self.health is not None:
             self.health.register(WORKER)
+        if not await self._listen():
+            # The port is taken (an old process still ending?): reported, tried again, the service runs on.
+            self._retry = asyncio.create_task(self._listen_until_it_works(), name="bounce-listener-bind")
+
+    async def _listen_until_it_works(self) -> None:
+        while True:
+            await asyncio.sleep(self.bind_retry_seconds)
+            if await self._listen():
+                return
+
+    async def _listen(self) -> bool:
         loop = asyncio.get_running_loop()
         hostname = self.settings.bounce_address.rpartition("@")[2] or "mitwirkung"
         handler = _Handler(self)
@@ -81,14 +94,15 @@ class BounceListener:
 
         try:
             self._server = await loop.create_server(protocol, self.host, self.port)
-        except OSError as exc:  # the port is taken: reported, the rest of the service runs on
+        except OSError as exc:
             log.error("bounce listener could not listen", listen=self.settings.bounce_listen, error=repr(exc))
             if self.health is not None:
                 self.health.failed(WORKER, exc)
-            return
+            return False
         if self.health is not None:
             self.health.ok(WORKER)
         log.info("bounce listener listening", listen=self.settings.bounce_listen)
+        return True
 
     async def receive_mail(self, raw: bytes, recipients: list[str]) -> str:
         try:
@@ -104,6 +118,9 @@ class BounceListener:
         return f"250 OK ({outcome})"
 
     async def stop(self) -> None:
+        if self._retry is not None:
+            await cancel_and_wait(self._retry)
+            self._retry = None
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()

@@ -6,11 +6,14 @@ listener."""
 
 from __future__ import annotations
 
+import socket
+
 import aiosmtplib
 import pytest
 
 from services.notification.app import create_app as notification_app
 from services.notification.config import NotificationSettings
+from services.notification.listener import BounceListener
 from tests.conftest import running, unique_email
 from tests.notification.test_bounces import (
     BOUNCES,
@@ -103,3 +106,39 @@ async def test_the_listener_refuses_forged_return_paths_and_keeps_unreadable_mai
     assert [k["outcome"] for k in kept] == ["unparseable"]
     assert b"Subject: Abwesenheit" in bytes(kept[0]["raw"])
     assert (await delivery_of(settings, email))["status"] == "sent"
+
+
+async def test_a_listener_that_cannot_listen_is_a_worker_in_error_not_a_crash(settings, smtp):
+    host, _, port = settings.bounce_listen.rpartition(":")
+    app = notification_app(settings)
+    [listener] = [w for w in app.state.runtime.workers if isinstance(w, BounceListener)]
+    listener.bind_retry_seconds = 0.2
+    taken = socket.socket()
+    taken.bind((host, int(port)))
+    taken.listen()
+    try:
+        async with running(app) as client:
+            answer = await client.get("/readyz")
+            assert answer.status_code == 200
+            worker = answer.json()["workers"]["bounce-listener"]
+            assert worker["healthy"] is False and "address already in use" in worker["last_error"].lower()
+            email = unique_email("listener-down")
+            mail, _ = await sent_mail(settings, smtp, email)  # the service works on
+
+            taken.close()  # the port comes free: the listener takes it
+
+            async def healthy() -> bool:
+                workers = (await client.get("/readyz")).json()["workers"]
+                return workers["bounce-listener"]["healthy"]
+
+            await eventually(healthy, "the listener listening")
+            await forward(settings, dsn(mail.envelope_from, email), mail.envelope_from)
+            assert await _bounced(settings, email) is not None
+    finally:
+        taken.close()
+
+
+def test_bounces_in_need_a_bounce_address(notification_settings):
+    for update in ({"bounce_listen": "127.0.0.1:2526"}, {"bounce_imap_url": "imap://u:p@127.0.0.1/INBOX"}):
+        with pytest.raises(ValueError, match="NOTIFICATION_BOUNCE_ADDRESS"):
+            notification_app(notification_settings.model_copy(update=update))
