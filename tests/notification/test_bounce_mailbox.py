@@ -5,11 +5,6 @@ is the worker in error on /readyz and in the metrics, and the service runs on.""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from services.notification.app import create_app as notification_app
@@ -27,23 +22,8 @@ from tests.notification.test_bounces import (
     suppression,
 )
 from tests.support.bounces import dsn, not_a_bounce
-from tests.support.imap import Dovecot
 from tests.support.smtp import free_port
 from tests.support.wait import eventually
-
-
-@pytest.fixture
-def dovecot() -> Iterator[Dovecot]:
-    # Not under pytest's tmp_path: its directories are private to this user, and Dovecot's processes run
-    # as users of their own.
-    root = Path(tempfile.mkdtemp(prefix="mitwirkung-dovecot-"))
-    server = Dovecot(root)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def settings_for(notification_settings: NotificationSettings, url: str) -> NotificationSettings:
