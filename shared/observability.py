@@ -106,8 +106,9 @@ MAIL_ATTEMPTS = Counter(
 )
 MAIL_BOUNCES = Counter(
     "mitwirkung_mail_bounces_total",
-    "Bounces by kind: permanent (incl. the relay refusing a recipient), temporary, unparseable, "
-    "unknown_delivery, not_ours (an unknown or forged return path)",
+    "Bounces by kind: permanent (the address is gone, incl. the relay refusing a recipient), rejected "
+    "(5.7.x: the mail refused, not the address), temporary, unparseable, unknown_delivery, not_ours (an "
+    "unknown or forged return path)",
     ["kind"],
 )
 CONFIRMATION_BATCH = Histogram(

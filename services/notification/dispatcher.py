@@ -46,7 +46,7 @@ from services.notification.domain import (
     RetryPolicy,
     bounce_sender,
     mark_for,
-    relay_refusal_status,
+    refused_address_status,
     unsubscribe_url_of,
 )
 from services.notification.mail import build_message, mailbox, parse_mailbox
@@ -439,7 +439,8 @@ class Dispatcher:
 
     async def _record(self, row: Row[Any], result: SendResult, subject: str | None) -> None:
         mark = mark_for(row, result.outcome, result.detail, subject, self.clock(), self.retry_policy)
-        if result.recipient_refused and await self._record_refusal(row, mark, result.detail):
+        refused = refused_address_status(result.detail) if result.recipient_refused else None
+        if refused is not None and await self._record_refusal(row, mark, refused, result.detail):
             MAIL_ATTEMPTS.labels("bounced").inc()
             log.info("relay refused the recipient", delivery_id=str(row.id), detail=result.detail)
             return
@@ -460,16 +461,17 @@ class Dispatcher:
             detail=result.detail or None,
         )
 
-    async def _record_refusal(self, row: Row[Any], mark: Mark, detail: str) -> bool:
-        """The relay refused the recipient (5xx to RCPT): the mark, the bounce (suppression, ``mail.bounced``)
-        in one transaction. False if that failed: the plain mark is then written as for any failure."""
+    async def _record_refusal(self, row: Row[Any], mark: Mark, status: str, detail: str) -> bool:
+        """The relay refused the recipient as gone (5.1.x/5.2.x to RCPT): the mark, the bounce (suppression,
+        ``mail.bounced``) in one transaction. False if that failed: the plain mark is then written as for any
+        failure."""
         try:
             async with self.session_factory() as conn, conn.begin():
                 await repo.write_marks(conn, [mark])
                 await service.bounce_delivery(
                     conn,
                     row.id,
-                    relay_refusal_status(detail),
+                    status,
                     detail,
                     self.settings.address_hash_secret,
                     synchronous=True,

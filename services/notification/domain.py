@@ -10,12 +10,13 @@ template), the states of a delivery and what one attempt's outcome makes of it, 
 
     held ──privacy.erasure_finished──▶ pending      (only the last mail of an erasure on request)
 
-    sending ──5xx to RCPT (the relay refused the recipient)──▶ bounced
+    sending ──5.1.x / 5.2.x to RCPT (the address is gone)─────▶ bounced
     sent ──a bounce with a permanent failure (5.x.x)──────────▶ bounced   (a 4.x.x one: recorded, stays)
     recorded (or due) for an address on the suppression list ─▶ suppressed (never sent)
 
-A ``bounced`` delivery puts its address on the suppression list (as a keyed hash); every later mail to it is
-``suppressed`` when recorded, and mails still due for it are suppressed with the bounce.
+A ``bounced`` delivery puts its address on the suppression list (as a keyed hash), unless the failure was
+the receiving system refusing the mail rather than the address (5.7.x); every later mail to a suppressed
+address is ``suppressed`` when recorded, and mails still due for it are suppressed with the bounce.
 """
 
 from __future__ import annotations
@@ -304,9 +305,19 @@ def without_tokens(raw: bytes) -> bytes:
     return _TOKEN_IN_BYTES.sub(rb"\1(removed)", raw)
 
 
-def relay_refusal_status(detail: str) -> str:
-    """The status of a relay's 5xx answer to RCPT ("550 5.1.1 …"): its enhanced code, or 5.0.0."""
-    return enhanced_status(detail) or "5.0.0"
+def address_is_gone(status: str) -> bool:
+    """Whether a permanent failure means the address takes no mail (suppress it): any 5.x.x but 5.7.x, which
+    is the receiving system refusing *this mail* (spam policy, a blocked relay), not the address. Suppressing
+    on those would silence every address of a provider that blocks the city for a day."""
+    return status.startswith("5.") and not status.startswith("5.7.")
+
+
+def refused_address_status(detail: str) -> str | None:
+    """The status of a relay's 5xx answer to RCPT when it says the address is gone (5.1.x: no such mailbox or
+    domain; 5.2.x: mailbox disabled), else None. A refusal without such a code ("550 Relaying denied", a
+    misconfigured relay) suppresses nobody: the mail is only ``failed``."""
+    status = enhanced_status(detail)
+    return status if status is not None and status[:4] in ("5.1.", "5.2.") else None
 
 
 def registration_of(context: dict[str, Any] | None) -> uuid.UUID | None:

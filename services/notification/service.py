@@ -199,11 +199,16 @@ async def bounce_delivery(
     *,
     synchronous: bool,
 ) -> bool:
-    """A permanent failure of the delivery; False if it had bounced already (or is gone)."""
+    """A permanent failure of the delivery; False if it had bounced already (or is gone). When the address is
+    gone (``domain.address_is_gone``): suppressed, and ``mail.bounced`` published; a 5.7.x refusal of the mail
+    itself only marks the delivery."""
     what = "the relay refused the recipient" if synchronous else f"bounced ({status})"
+    gone = domain.address_is_gone(status)
+    if not gone:
+        what += ", the mail refused, not the address (not suppressed)"
     bounced = await repo.mark_bounced(conn, delivery_id, f"{what}: {diagnostic}"[:2000])
-    if bounced is None:
-        return False
+    if bounced is None or not gone:
+        return bounced is not None
     if bounced.recipient_email:
         address = normalised(bounced.recipient_email)
         reason = domain.without_addresses(f"{status} {diagnostic}")
@@ -237,7 +242,7 @@ async def receive_bounce_mail(
     envelope_recipients: list[str] | None = None,
 ) -> str:
     """Handle one bounce mail; returns its outcome (also recorded in ``bounce_mails``): "permanent",
-    "temporary", "unparseable" (the raw mail is kept for staff), "unknown_delivery" (a valid return path
+    "rejected" (5.7.x: the mail was refused, not the address; not suppressed), "temporary", "unparseable" (the raw mail is kept for staff), "unknown_delivery" (a valid return path
     whose delivery is gone) or "not_ours" (no valid return path: unknown or forged)."""
     message = bounces.parse(raw)
     report = bounces.read_bounce(message)
@@ -255,6 +260,8 @@ async def receive_bounce_mail(
         log.warning("bounce mail for a delivery no longer recorded", delivery_id=str(delivery_id))
     elif report.kind == "permanent":
         assert report.status is not None
+        if not domain.address_is_gone(report.status):
+            outcome = "rejected"
         await bounce_delivery(
             conn, delivery_id, report.status, report.diagnostic, address_hash_secret, synchronous=False
         )

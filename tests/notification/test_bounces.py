@@ -274,3 +274,35 @@ async def test_erasure_takes_the_suppression_and_kept_bounce_mails_of_the_addres
         kept = await conn.fetch("SELECT raw FROM notification.bounce_mails WHERE delivery_id = $1", row["id"])
     # Exactly the address: a mail that only contains it within a longer word stays.
     assert [bytes(k["raw"]) for k in kept if k["raw"] is not None] == [neighbour]
+
+
+async def test_a_refusal_of_the_mail_not_the_address_suppresses_nobody(settings, smtp):
+    """5.7.x is the receiving system refusing this mail (spam policy, a blocked relay): the delivery shows
+    it, the address stays; a relay refusing a recipient without saying the address is gone ("Relaying
+    denied": a misconfigured relay) leaves the mail failed and suppresses nobody."""
+    email = unique_email("policy")
+    app = notification_app(settings)
+    async with running(app):
+        mail, row = await sent_mail(settings, smtp, email)
+        raw = dsn(mail.envelope_from, email, "5.7.1", "smtp; 554 5.7.1 Message rejected as spam")
+        assert await receive(app, raw) == "rejected"
+        bounced = await _bounced(settings, email)
+        assert (
+            bounced is not None
+            and "5.7.1" in bounced["last_error"]
+            and "not suppressed" in bounced["last_error"]
+        )
+
+        relayless = unique_email("relaying-denied")
+        smtp.handler.refuse_rcpt.add(relayless)
+        smtp.handler.rcpt_refusal = "554 5.7.1 <{address}>: Relay access denied"
+        await publish_event(settings.amqp_url, submitted(relayless))
+
+        async def failed() -> asyncpg.Record | None:
+            found = await delivery_of(settings, relayless)
+            return found if found is not None and found["status"] == "failed" else None
+
+        assert "Relay access denied" in (await eventually(failed, "the mail failed"))["last_error"]
+    for address in (email, relayless):
+        assert await suppression(settings, address) is None
+    assert await bounced_events(settings, row["id"]) == []

@@ -44,12 +44,14 @@ class RecordingHandler:
     delay: float = 0.0
     # Recipients (lower case) refused at RCPT with 550 5.1.1, as a relay that knows the mailbox is gone.
     refuse_rcpt: set[str] = field(default_factory=set)
+    # The answer they get ({address} is filled in).
+    rcpt_refusal: str = "550 5.1.1 <{address}>: Recipient address rejected: User unknown"
 
     async def handle_RCPT(
         self, server, session: Session, envelope: Envelope, address: str, rcpt_options
     ) -> str:
         if address.lower() in self.refuse_rcpt:
-            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+            return self.rcpt_refusal.format(address=address)
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
