@@ -21,7 +21,7 @@ from shared.db import asyncpg_dsn
 from shared.events import PrivacyErasureRequested
 from tests.conftest import running, unique_email
 from tests.notification.test_sending import submitted
-from tests.support.bounces import dsn, not_a_bounce, postfix_text_bounce
+from tests.support.bounces import dsn, exchange_ndr, not_a_bounce, postfix_text_bounce
 from tests.support.events import publish_event
 from tests.support.smtp import ReceivedMail, SmtpServer
 from tests.support.wait import eventually
@@ -109,6 +109,8 @@ def test_bounces_are_read_standard_and_not() -> None:
     )
     postfix = read(postfix_text_bounce("b+x@a.example", "maria@example.org"))
     assert (postfix.kind, postfix.status) == ("permanent", "5.1.1")
+    exchange = read(exchange_ndr("b+x@a.example", "maria@example.org"))
+    assert (exchange.kind, exchange.status) == ("permanent", "5.0.0")
     assert read(not_a_bounce("b+x@a.example")).kind == "unparseable"
     assert read(b"\x00\xff\xfe not a mail at all").kind == "unparseable"
 

@@ -65,6 +65,25 @@ def postfix_text_bounce(return_path: str, recipient: str) -> bytes:
     return mail.as_bytes()
 
 
+def exchange_ndr(return_path: str, recipient: str) -> bytes:
+    """An older Microsoft Exchange non-delivery report: plain text, no delivery-status part."""
+    text = (
+        "Your message\r\n\r\n"
+        "  To:      Maria\r\n"
+        "  Subject: Ihre Anmeldung\r\n\r\n"
+        "did not reach the following recipient(s):\r\n\r\n"
+        f"{recipient} on Mon, 1 Dec 2026 10:00:00 +0100\r\n"
+        "    The recipient name is not recognized\r\n"
+        "    The MTS-ID of the original message is: c=DE;a= ;p=STADT;l=EXCH01\r\n"
+        "    MSEXCH:IMS:STADT:KL:EXCH01 0 (000C05A6) Unknown Recipient\r\n"
+    )
+    mail = MIMEText(text, "plain", "us-ascii")
+    mail["From"] = "System Administrator <postmaster@example.org>"
+    mail["To"] = return_path
+    mail["Subject"] = "Undeliverable: Ihre Anmeldung"
+    return mail.as_bytes()
+
+
 def not_a_bounce(return_path: str) -> bytes:
     mail = MIMEText("Hallo, ich bin im Urlaub bis Montag.\n", "plain", "utf-8")
     mail["From"] = "someone@example.org"
