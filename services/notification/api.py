@@ -106,3 +106,29 @@ async def delete_suppression(
             conn, user.subject, address, runtime.settings.address_hash_secret
         )
     return {"suppressed": False, "lifted": lifted}
+
+
+class BounceMailOut(BaseModel):
+    id: UUID
+    received_at: datetime
+    source: str
+    outcome: str
+    delivery_id: UUID | None
+    status: str | None
+    diagnostic: str | None
+    # The mail as received (only kept when it could not be read; ``token=`` values removed).
+    text: str | None
+
+
+@router.get("/bounce-mails", response_model=list[BounceMailOut])
+async def list_bounce_mails(
+    request: Request,
+    user: Staff,
+    outcome: Literal["permanent", "rejected", "temporary", "unparseable", "unknown_delivery", "not_ours"]
+    | None = None,
+    limit: int = Query(default=100, ge=1, le=1000),
+) -> list[dict]:
+    """The bounce mails received, newest first; ``outcome=unparseable``: those the service could not read,
+    with their text, for staff to read. Audited."""
+    async with request.app.state.runtime.transaction() as conn:
+        return await service.bounce_mails(conn, user.subject, outcome, limit)

@@ -64,7 +64,14 @@ def build(settings: NotificationSettings | None = None) -> tuple[ServiceRuntime,
         async with runtime.transaction() as conn:
             count = await service.forget_recipients(conn, settings)
             hashes = await service.forget_erased_addresses(conn, settings)
-        record_counts("notification", "forget-recipients", deliveries=count, erased_address_hashes=hashes)
+            kept = await service.forget_bounce_mail_bytes(conn, settings)
+        record_counts(
+            "notification",
+            "forget-recipients",
+            deliveries=count,
+            erased_address_hashes=hashes,
+            bounce_mails=kept,
+        )
 
     async def receive_bounce(raw: bytes, recipients: list[str], source: str = "smtp") -> str:
         async with runtime.transaction() as conn:

@@ -430,3 +430,22 @@ async def erase_bounce_records(conn: AsyncConnection, address: str, address_hash
         .returning(literal(1))
     )
     return len(listed.all()) + len(kept.all())
+
+
+async def forget_bounce_mails_before(conn: AsyncConnection, cutoff: datetime) -> int:
+    """Retention: a kept bounce mail loses its bytes (which may quote an address) after the retention period;
+    its outcome, status and diagnostic stay until the purge."""
+    result = await conn.execute(
+        update(bounce_mails)
+        .where(bounce_mails.c.received_at < cutoff, bounce_mails.c.raw.is_not(None))
+        .values(raw=None)
+        .returning(literal(1))
+    )
+    return len(result.all())
+
+
+async def list_bounce_mails(conn: AsyncConnection, outcome: str | None, limit: int) -> Sequence[Row[Any]]:
+    query = select(bounce_mails).order_by(bounce_mails.c.received_at.desc()).limit(limit)
+    if outcome:
+        query = query.where(bounce_mails.c.outcome == outcome)
+    return (await conn.execute(query)).all()

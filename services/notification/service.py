@@ -172,6 +172,17 @@ async def forget_recipients(
     )
 
 
+async def forget_bounce_mail_bytes(
+    conn: AsyncConnection, settings: NotificationSettings, now: datetime | None = None
+) -> int:
+    """Retention: a bounce mail kept for staff (it may quote an address) loses its bytes
+    ``recipient_retention_days`` after it came. Returns how many."""
+    now = now or datetime.now(UTC)
+    return await repo.forget_bounce_mails_before(
+        conn, now - timedelta(days=settings.recipient_retention_days)
+    )
+
+
 async def forget_erased_addresses(
     conn: AsyncConnection, settings: NotificationSettings, now: datetime | None = None
 ) -> int:
@@ -306,3 +317,21 @@ async def lift_suppression(conn: AsyncConnection, admin: str, address: str, addr
     lifted = await repo.unsuppress(conn, domain.address_hash(address_hash_secret, address))
     await audit.record(conn, audit_log, admin, "suppression.lifted", "suppressions", {"was_listed": lifted})
     return lifted
+
+
+async def bounce_mails(
+    conn: AsyncConnection, reader: str, outcome: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """The bounce mails received, newest first (those that could not be read with their text, for staff to
+    read): the read is audited."""
+    rows = await repo.list_bounce_mails(conn, outcome, limit)
+    await audit.record(
+        conn, audit_log, reader, "bounce_mails.read", "bounce_mails", {"outcome": outcome, "rows": len(rows)}
+    )
+    return [
+        {
+            **{k: v for k, v in row._mapping.items() if k != "raw"},
+            "text": bytes(row.raw).decode("utf-8", "replace") if row.raw is not None else None,
+        }
+        for row in rows
+    ]

@@ -30,6 +30,7 @@ ROUTES = [
     ("notification", "GET", "/v1/deliveries", None, {"staff", "admin"}),
     ("notification", "GET", "/v1/suppressions?address=someone@example.org", None, {"staff", "admin"}),
     ("notification", "DELETE", "/v1/suppressions/someone@example.org", None, {"admin"}),
+    ("notification", "GET", "/v1/bounce-mails?outcome=unparseable", None, {"staff", "admin"}),
     (
         "notification",
         "GET",

@@ -9,6 +9,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -21,6 +22,7 @@ from shared.db import asyncpg_dsn
 from shared.events import PrivacyErasureRequested
 from tests.conftest import running, unique_email
 from tests.notification.test_sending import submitted
+from tests.notification.test_staff_api import auth
 from tests.support.bounces import dsn, exchange_ndr, not_a_bounce, postfix_text_bounce
 from tests.support.events import publish_event
 from tests.support.smtp import ReceivedMail, SmtpServer
@@ -228,6 +230,26 @@ async def test_an_unreadable_mail_is_kept_for_staff(settings, smtp):
     assert bytes(kept["raw"]) == raw.replace(b"token=T0ken_-x", b"token=(removed)")
     assert (await delivery_of(settings, email))["status"] == "sent"
     assert await suppression(settings, email) is None
+
+    # Staff read it (audited); after the retention period its bytes go.
+    async with running(notification_app(settings)) as client:
+        answer = await client.get(
+            "/v1/bounce-mails", params={"outcome": "unparseable"}, headers=auth(settings, "staff")
+        )
+        assert answer.status_code == 200
+        [shown] = [m for m in answer.json() if m["delivery_id"] == str(row["id"])]
+        assert "Abwesenheit" in shown["text"] and "token=(removed)" in shown["text"]
+        assert (
+            await client.get("/v1/bounce-mails", params={"outcome": "x"}, headers=auth(settings, "staff"))
+        ).status_code == 422
+    later = datetime.now(UTC) + timedelta(days=settings.recipient_retention_days + 1)
+    async with app.state.runtime.transaction() as conn:
+        await service.forget_bounce_mail_bytes(conn, settings, later)
+    async with database(settings) as conn:
+        kept = await conn.fetchrow(
+            "SELECT * FROM notification.bounce_mails WHERE delivery_id = $1", row["id"]
+        )
+    assert kept["raw"] is None and kept["outcome"] == "unparseable"
 
 
 async def test_the_relay_refusing_a_recipient_counts_as_a_bounce(settings, smtp):
