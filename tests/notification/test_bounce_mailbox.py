@@ -5,6 +5,10 @@ is the worker in error on /readyz and in the metrics, and the service runs on.""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from services.notification.app import create_app as notification_app
@@ -22,7 +26,9 @@ from tests.notification.test_bounces import (
     suppression,
 )
 from tests.support.bounces import dsn, not_a_bounce
+from tests.support.imap import Dovecot
 from tests.support.smtp import free_port
+from tests.support.tlscerts import issue, make_ca
 from tests.support.wait import eventually
 
 
@@ -102,3 +108,26 @@ async def test_a_mailbox_that_cannot_be_read_is_a_worker_in_error(
         # The rest of the service works on.
         await sent_mail(settings, smtp, email)
     assert (await delivery_of(settings, email))["status"] == "sent"
+
+
+async def test_imaps_trusts_the_citys_ca_and_refuses_another(notification_settings, smtp, tmp_path):
+    """imaps:// verifies the mailbox's certificate against NOTIFICATION_SMTP_CA_FILE (the city's CA)."""
+    city, other = make_ca(tmp_path, "stadt-ca"), make_ca(tmp_path, "other-ca")
+    root = Path(tempfile.mkdtemp(prefix="mitwirkung-dovecot-tls-"))
+    server = Dovecot(root, tls=issue(tmp_path, city, "imap", host="127.0.0.1"))
+    server.start()
+    try:
+        for ca, healthy in ((city, True), (other, False)):
+            settings = settings_for(notification_settings, server.tls_url).model_copy(
+                update={"smtp_ca_file": str(ca.cert_file)}
+            )
+            app = notification_app(settings)
+            async with running(app) as client:
+                await polls_after(mailbox_of(app), 1)
+                worker = (await client.get("/readyz")).json()["workers"]["bounce-mailbox"]
+                assert worker["healthy"] is healthy, worker
+                if not healthy:
+                    assert "CERTIFICATE_VERIFY_FAILED" in worker["last_error"]
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)

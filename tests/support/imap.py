@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 from tests.support.smtp import free_port
+from tests.support.tlscerts import Issued
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 
@@ -25,7 +26,7 @@ info_log_path = {root}/dovecot.log
 instance_name = mitwirkung-test-{port}
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 first_valid_uid = 1
@@ -44,7 +45,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
 service anvil {{
@@ -62,8 +64,13 @@ service stats {{
 
 
 class Dovecot:
-    def __init__(self, root: Path, user: str = "bounces", password: str = "bounce-secret") -> None:
+    def __init__(
+        self, root: Path, user: str = "bounces", password: str = "bounce-secret", tls: Issued | None = None
+    ) -> None:
+        """With ``tls`` (a certificate and key, e.g. from a test CA), also IMAP over TLS on ``tls_port``."""
         self.root = root
+        self.tls = tls
+        self.tls_port = free_port() if tls is not None else 0
         self.user = user
         self.password = password
         self.port = free_port()
@@ -76,6 +83,10 @@ class Dovecot:
     @property
     def url(self) -> str:
         return f"imap://{self.user}:{self.password}@127.0.0.1:{self.port}/INBOX"
+
+    @property
+    def tls_url(self) -> str:
+        return f"imaps://{self.user}:{self.password}@127.0.0.1:{self.tls_port}/INBOX"
 
     @property
     def maildir(self) -> Path:
@@ -91,7 +102,14 @@ class Dovecot:
         self.root.chmod(0o755)
         (self.root / "users").chmod(0o644)
         config = self.root / "dovecot.conf"
-        config.write_text(_CONFIG.format(root=self.root, port=self.port, uid=self.uid, gid=self.gid))
+        ssl = "ssl = no"
+        if self.tls is not None:
+            ssl = f"ssl = yes\nssl_cert = <{self.tls.cert_file}\nssl_key = <{self.tls.key_file}"
+        config.write_text(
+            _CONFIG.format(
+                root=self.root, port=self.port, tls_port=self.tls_port, uid=self.uid, gid=self.gid, ssl=ssl
+            )
+        )
         for path in (self.root / "mail", self.root / "home", *self.root.glob("mail/**/*")):
             os.chown(path, self.uid, self.gid)
         self.process = subprocess.Popen(
