@@ -253,8 +253,9 @@ async def receive_bounce_mail(
     envelope_recipients: list[str] | None = None,
 ) -> str:
     """Handle one bounce mail; returns its outcome (also recorded in ``bounce_mails``): "permanent",
-    "rejected" (5.7.x: the mail was refused, not the address; not suppressed), "temporary", "unparseable" (the raw mail is kept for staff), "unknown_delivery" (a valid return path
-    whose delivery is gone) or "not_ours" (no valid return path: unknown or forged)."""
+    "rejected" (5.7.x: the mail was refused, not the address; not suppressed), "temporary", "unparseable"
+    (the raw mail is kept for staff), "unknown_delivery" (a valid return path whose delivery is gone) or
+    "not_ours" (no valid return path: unknown or forged)."""
     message = bounces.parse(raw)
     report = bounces.read_bounce(message)
     delivery_id = None
