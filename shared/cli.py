@@ -131,13 +131,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_mailsink(args: argparse.Namespace) -> int:
-    from shared.mailsink import SinkUnavailable, run_forever
+    from shared.mailsink import run_forever
 
-    try:
-        run_forever(args.host, args.port, args.directory)
-    except SinkUnavailable as exc:
-        print(f"mitwirkung: {exc}", file=sys.stderr)
-        return 2
+    run_forever(args.host, args.port, args.directory)
     return 0
 
 

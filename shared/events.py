@@ -83,6 +83,8 @@ class SelfServiceLinks(BaseModel):
     confirm_url: str | None = None
     status_url: str | None = None
     cancel_url: str | None = None
+    # Reminders only: the one-click unsubscribe (RFC 8058) that stops further reminders.
+    unsubscribe_url: str | None = None
 
 
 class Participant(BaseModel):
@@ -315,6 +317,27 @@ class PrivacyErasureFinished(IntegrationEvent):
 
     event_type: ClassVar[str] = "privacy.erasure_finished"
     request_id: UUID
+
+
+# --- mail ------------------------------------------------------------------------------------------
+
+
+@_register
+class MailBounced(IntegrationEvent):
+    """A mail failed for good (a bounce with a 5.x.x status, or the relay refused the recipient): the
+    notification service put the address on its suppression list, and no further mail goes to it. It carries
+    no address; ``registration_id`` when the mail was about a registration (staff see "address bounced")."""
+
+    event_type: ClassVar[str] = "mail.bounced"
+    delivery_id: UUID
+    registration_id: UUID | None = None
+    template: str
+    # The enhanced status code (RFC 3463), e.g. "5.1.1", and the receiving system's diagnostic without
+    # any address in it.
+    status: str
+    diagnostic: str = ""
+    # True when the relay refused the recipient while sending (RCPT), False for a bounce mail received later.
+    synchronous: bool = False
 
 
 # The services that take part in an erasure; the request is complete when each has answered.

@@ -9,21 +9,9 @@ import asyncio
 import time
 from email import message_from_bytes, policy
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from aiosmtpd.smtp import Envelope, Session
-
-# aiosmtpd is a development extra (`pip install 'mitwirkung[devmail]'`), not in the image: only starting
-# the sink needs it; reading the saved mails (`mitwirkung mails`) does not.
-MISSING_AIOSMTPD = (
-    "mitwirkung mailsink needs aiosmtpd, a development extra that the image does not carry: "
-    "pip install 'mitwirkung[devmail]' (or use a real SMTP relay, e.g. mailpit in infra/docker-compose.yml)"
-)
-
-
-class SinkUnavailable(RuntimeError):
-    """aiosmtpd is not installed."""
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope, Session
 
 
 class EmlDirectoryHandler:
@@ -45,10 +33,6 @@ class EmlDirectoryHandler:
 
 
 def run_forever(host: str, port: int, directory: str) -> None:
-    try:
-        from aiosmtpd.controller import Controller
-    except ImportError as exc:
-        raise SinkUnavailable(MISSING_AIOSMTPD) from exc
     controller = Controller(EmlDirectoryHandler(directory), hostname=host, port=port)
     controller.start()
     print(f"mailsink: listening on {host}:{port}, writing to {Path(directory).resolve()}", flush=True)

@@ -104,6 +104,13 @@ WORKER_LAST_SUCCESS = Gauge(
 MAIL_ATTEMPTS = Counter(
     "mitwirkung_mail_attempts_total", "Mail attempts, by the status they left their delivery in", ["status"]
 )
+MAIL_BOUNCES = Counter(
+    "mitwirkung_mail_bounces_total",
+    "Bounces by kind: permanent (the address is gone, incl. the relay refusing a recipient), rejected "
+    "(5.7.x: the mail refused, not the address), temporary, unparseable, unknown_delivery, not_ours (an "
+    "unknown or forged return path)",
+    ["kind"],
+)
 CONFIRMATION_BATCH = Histogram(
     "mitwirkung_registration_confirmation_batch_size",
     "Confirmations of one working group decided together, under one lock and in one commit",

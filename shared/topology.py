@@ -83,11 +83,15 @@ def privacy_queue(service: str) -> ConsumerQueue:
 # The registration service follows each erasure request until every service has answered.
 REGISTRATION_ERASURE_PROGRESS = ConsumerQueue("registration.erasure_progress", ("privacy.erasure_completed",))
 
+# The registration service marks a registration whose address bounced (the staff participant list).
+REGISTRATION_MAIL_STATUS = ConsumerQueue("registration.mail_status", ("mail.bounced",))
+
 QUEUES: tuple[ConsumerQueue, ...] = (
     NOTIFICATION_MAIL,
     PROPOSALS_CATALOG,
     *PRIVACY_QUEUES,
     REGISTRATION_ERASURE_PROGRESS,
+    REGISTRATION_MAIL_STATUS,
 )
 
 

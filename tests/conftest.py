@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from services.notification.config import NotificationSettings
 from services.proposals.config import ProposalsSettings
 from services.registration.config import RegistrationSettings
+from tests.support.imap import Dovecot
 from tests.support.infra import RUN_SECRETS, TestInfra, provision
 from tests.support.smtp import SmtpServer
 
@@ -122,3 +123,21 @@ def registration_body(**overrides) -> dict:
     }
     body.update(overrides)
     return body
+
+
+@pytest.fixture
+def dovecot() -> Iterator[Dovecot]:
+    """A real IMAP server (Dovecot) of the test's own: own configuration, port and Maildir. Not under pytest's
+    tmp_path: its directories are private to this user, and Dovecot's processes run as users of their own."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.mkdtemp(prefix="mitwirkung-dovecot-"))
+    server = Dovecot(root)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)

@@ -8,7 +8,9 @@ from services.notification import api, service
 from services.notification.config import NotificationSettings
 from services.notification.dispatcher import DUE_CHANNEL, Dispatcher
 from services.notification.handlers import erasure_handlers, mail_handlers
+from services.notification.listener import BounceListener
 from services.notification.mail import parse_mailbox
+from services.notification.mailbox import BounceMailbox
 from services.notification.models import inbox, outbox
 from services.notification.rendering import TemplateRenderer
 from services.notification.smtp import SmtpPool
@@ -62,7 +64,39 @@ def build(settings: NotificationSettings | None = None) -> tuple[ServiceRuntime,
         async with runtime.transaction() as conn:
             count = await service.forget_recipients(conn, settings)
             hashes = await service.forget_erased_addresses(conn, settings)
-        record_counts("notification", "forget-recipients", deliveries=count, erased_address_hashes=hashes)
+            kept = await service.forget_bounce_mail_bytes(conn, settings)
+        record_counts(
+            "notification",
+            "forget-recipients",
+            deliveries=count,
+            erased_address_hashes=hashes,
+            bounce_mails=kept,
+        )
+
+    async def receive_bounce(raw: bytes, recipients: list[str], source: str = "smtp") -> str:
+        async with runtime.transaction() as conn:
+            return await service.receive_bounce_mail(
+                conn,
+                raw,
+                source=source,
+                bounce_address=settings.bounce_address,
+                address_hash_secret=settings.address_hash_secret,
+                envelope_recipients=recipients,
+            )
+
+    if (settings.bounce_listen or settings.bounce_imap_url) and not settings.bounce_address:
+        raise ValueError(
+            "NOTIFICATION_BOUNCE_LISTEN and NOTIFICATION_BOUNCE_IMAP_URL need NOTIFICATION_BOUNCE_ADDRESS: "
+            "without it no mail carries a return path the service could recognise"
+        )
+    if settings.bounce_listen:
+        runtime.workers.append(BounceListener(settings, receive_bounce, runtime.health))
+    if settings.bounce_imap_url:
+
+        async def receive_from_mailbox(raw: bytes, recipients: list[str]) -> str:
+            return await receive_bounce(raw, recipients, source="imap")
+
+        runtime.workers.append(BounceMailbox(settings, receive_from_mailbox, runtime.health))
 
     runtime.jobs.append(PeriodicJob("forget-recipients", settings.retention_job_interval, forget_recipients))
     runtime.jobs.append(PeriodicJob("purge-deliveries", settings.purge_job_interval, purge_old_deliveries))
@@ -77,7 +111,7 @@ def create_app(settings: NotificationSettings | None = None) -> FastAPI:
         description="Turns events into mail to residents, in their language, exactly once.",
         routers=[api.router],
         consumes=[NOTIFICATION_MAIL, privacy_queue("notification")] if runtime.consumers else [],
-        publishes=["privacy.erasure_completed"] if runtime.relay else [],
+        publishes=["privacy.erasure_completed", "mail.bounced"] if runtime.relay else [],
         domain_errors=api.DOMAIN_ERRORS,
     )
     app.state.dispatcher = dispatcher

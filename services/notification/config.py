@@ -45,7 +45,27 @@ class NotificationSettings(ServiceSettings):
     # signature (``bounces+<id>-<signature>@…``), so a bounce names the mail it is about. Empty: the
     # envelope sender is MAIL_FROM's address. Its local part leaves room for the tag (64 characters in all).
     bounce_address: str = ""
+    # Bounces in by SMTP: the city's mail system forwards mail for the bounce address here ("host:port";
+    # empty = off). Only the signed return-path addresses are accepted as recipients (others: 550).
+    bounce_listen: str = ""
+    # The largest bounce mail accepted (a bounce carries the original mail; ours are small): larger ones 552.
+    bounce_max_bytes: int = 1_048_576
+    # How long the listener waits for a client between commands.
+    bounce_listen_timeout: float = 60.0
+    # Bounces in by IMAP: the mailbox the bounce address delivers to, polled every
+    # ``bounce_imap_poll_interval`` seconds (e.g. imaps://user:password@mail.example:993/INBOX; empty = off).
+    # imaps verifies the server against NOTIFICATION_SMTP_CA_FILE (the city's CA), or the system's CAs.
+    # Each mail handled gets the keyword "MitwirkungProcessed" (and \Seen): it is not handled twice.
+    bounce_imap_url: str = ""
+    bounce_imap_poll_interval: float = 60.0
+    bounce_imap_timeout: float = 30.0
     message_id_domain: str = ""
+    # DKIM for relays that do not sign (off while empty): every mail is signed with this domain (d=; it should
+    # be MAIL_FROM's domain or its parent, for DMARC alignment), selector (s=) and RSA private key (PEM file).
+    # The public key goes into DNS as <selector>._domainkey.<domain> TXT "v=DKIM1; k=rsa; p=…".
+    dkim_domain: str = ""
+    dkim_selector: str = ""
+    dkim_private_key_file: str = ""
     # 0 = no limit. An Exchange relay may allow only 30 per minute.
     rate_limit_per_minute: int = 0
     # The window the relay counts in (tests shorten it); the budget is shared by all replicas.

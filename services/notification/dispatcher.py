@@ -36,9 +36,19 @@ from sqlalchemy.engine import Row
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_never
 
 from services.notification import repository as repo
+from services.notification import service
 from services.notification.calendar import calendar_for
 from services.notification.config import NotificationSettings
-from services.notification.domain import VERP_TAG_LENGTH, Mark, RetryPolicy, bounce_sender, mark_for
+from services.notification.dkim_signing import DkimSigner
+from services.notification.domain import (
+    VERP_TAG_LENGTH,
+    Mark,
+    RetryPolicy,
+    bounce_sender,
+    mark_for,
+    refused_address_status,
+    unsubscribe_url_of,
+)
 from services.notification.mail import build_message, mailbox, parse_mailbox
 from services.notification.rendering import TemplateRenderer
 from services.notification.smtp import SendResult, SmtpPool
@@ -46,6 +56,7 @@ from shared.addresses import normalised
 from shared.db import DatabaseSignal, SessionFactory
 from shared.observability import (
     MAIL_ATTEMPTS,
+    MAIL_BOUNCES,
     WorkerHealth,
     cancel_and_wait,
     get_logger,
@@ -172,6 +183,7 @@ class Dispatcher:
         if len(self.bounce_address.partition("@")[0]) + VERP_TAG_LENGTH > 64:
             raise ValueError("NOTIFICATION_BOUNCE_ADDRESS: its local part leaves no room for the tag")
         self.reply_to = parse_mailbox(settings.mail_reply_to) if settings.mail_reply_to else None
+        self.dkim = DkimSigner.from_settings(settings)
         self.marks = MarkWriter(self._write_marks, settings.mark_retry_max_seconds)
         self._wake = asyncio.Event()
         # Set whenever a send under way finishes.
@@ -418,11 +430,20 @@ class Dispatcher:
             date=self.clock(),
             calendar=calendar.data if calendar else None,
             calendar_method=calendar.method if calendar else "PUBLISH",
+            unsubscribe_url=unsubscribe_url_of(row.template, context),
         )
-        return ComposedMail(data=message.as_bytes(), subject=rendered.subject, recipient=recipient.addr_spec)
+        data = message.as_bytes()
+        if self.dkim is not None:
+            data = self.dkim.sign(data)
+        return ComposedMail(data=data, subject=rendered.subject, recipient=recipient.addr_spec)
 
     async def _record(self, row: Row[Any], result: SendResult, subject: str | None) -> None:
         mark = mark_for(row, result.outcome, result.detail, subject, self.clock(), self.retry_policy)
+        refused = refused_address_status(result.detail) if result.recipient_refused else None
+        if refused is not None and await self._record_refusal(row, mark, refused, result.detail):
+            MAIL_ATTEMPTS.labels("bounced").inc()
+            log.info("relay refused the recipient", delivery_id=str(row.id), detail=result.detail)
+            return
         try:
             await self.marks.write(mark)
         except asyncio.CancelledError:
@@ -441,6 +462,28 @@ class Dispatcher:
         )
         if result.detail:
             log.debug("relay answer", delivery_id=str(row.id), detail=result.detail)
+
+    async def _record_refusal(self, row: Row[Any], mark: Mark, status: str, detail: str) -> bool:
+        """The relay refused the recipient as gone (5.1.x/5.2.x to RCPT): the mark, the bounce (suppression,
+        ``mail.bounced``) in one transaction. False if that failed: the plain mark is then written as for any
+        failure."""
+        try:
+            async with self.session_factory() as conn, conn.begin():
+                await repo.write_marks(conn, [mark])
+                await service.bounce_delivery(
+                    conn,
+                    row.id,
+                    status,
+                    detail,
+                    self.settings.address_hash_secret,
+                    synchronous=True,
+                )
+        except Exception as exc:
+            reraise_if_cancelled(exc)
+            log.warning("relay refusal not recorded as a bounce", delivery_id=str(row.id), error=repr(exc))
+            return False
+        MAIL_BOUNCES.labels("permanent").inc()
+        return True
 
     async def _renew(self, row: Row[Any]) -> bool:
         async with self.session_factory() as conn, conn.begin():

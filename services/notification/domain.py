@@ -9,6 +9,14 @@ template), the states of a delivery and what one attempt's outcome makes of it, 
        └── retrying / unknown past ``max_age_hours`` ─────────▶ failed ("gave up")
 
     held ──privacy.erasure_finished──▶ pending      (only the last mail of an erasure on request)
+
+    sending ──5.1.x / 5.2.x to RCPT (the address is gone)─────▶ bounced
+    sent ──a bounce with a permanent failure (5.x.x)──────────▶ bounced   (a 4.x.x one: recorded, stays)
+    recorded (or due) for an address on the suppression list ─▶ suppressed (never sent)
+
+A ``bounced`` delivery puts its address on the suppression list (as a keyed hash), unless the failure was
+the receiving system refusing the mail rather than the address (5.7.x); every later mail to a suppressed
+address is ``suppressed`` when recorded, and mails still due for it are suppressed with the bounce.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,7 +34,17 @@ from shared import events as ev
 from shared.addresses import normalised
 from shared.retry import equal_jitter, exponential_delay
 
-DELIVERY_STATUSES = ("held", "pending", "sending", "sent", "retrying", "failed", "unknown")
+DELIVERY_STATUSES = (
+    "held",
+    "pending",
+    "sending",
+    "sent",
+    "retrying",
+    "failed",
+    "unknown",
+    "bounced",
+    "suppressed",
+)
 # Rows a sender may claim once their next_attempt_at has come.
 DUE_STATUSES = ("pending", "retrying", "unknown")
 # What the SMTP layer reports for one attempt.
@@ -111,11 +130,25 @@ def _intents(event: ev.IntegrationEvent) -> list[MailIntent]:
     return []
 
 
+# Mails a person may stop (a List-Unsubscribe header, RFC 8058): reminders only. Confirmations, calendar
+# updates and erasure mails are transactional and carry none.
+UNSUBSCRIBABLE_TEMPLATES = frozenset({template_name(ev.MeetingReminderDue.event_type)})
+
+
+def unsubscribe_url_of(template: str, context: dict[str, Any]) -> str | None:
+    """The one-click unsubscribe link a mail carries in its header, or None (not a reminder, or no link)."""
+    if template not in UNSUBSCRIBABLE_TEMPLATES:
+        return None
+    links = context.get("links")
+    url = links.get("unsubscribe_url") if isinstance(links, dict) else None
+    return url if isinstance(url, str) else None
+
+
 # --- erasure on request (Art. 17) and retention ------------------------------------------------------------
 
 FINAL_MAIL_TEMPLATE = template_name(ev.PrivacyErasureFinished.event_type)
 # Rows that will not be sent (again): their recipients can go after the retention period.
-SETTLED_STATUSES = ("sent", "failed")
+SETTLED_STATUSES = ("sent", "failed", "bounced", "suppressed")
 # What a delivery's context may hold about a person or their links (event-carried state).
 PERSONAL_CONTEXT_KEYS = ["links", "edit_url", "status_url", "recipient", "author"]
 
@@ -237,3 +270,60 @@ def delivery_of_bounce(address: str, bounce_address: str, key: str) -> uuid.UUID
     if not hmac.compare_digest(signature, _bounce_signature(key, delivery_id)):
         return None
     return delivery_id
+
+
+# --- bounces and the suppression list -----------------------------------------------------------------------
+
+_ENHANCED_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+_ADDRESS = re.compile(r"<?[^\s<>@\"']+@[^\s<>@\"']+>?")
+DIAGNOSTIC_CHARS = 500
+
+
+def enhanced_status(text: str) -> str | None:
+    """The first enhanced status code (RFC 3463, e.g. "5.1.1") in ``text``."""
+    found = _ENHANCED_STATUS.search(text or "")
+    return ".".join(found.groups()) if found else None
+
+
+def is_permanent(status: str) -> bool:
+    return status.startswith("5")
+
+
+def without_addresses(text: str) -> str:
+    """``text`` with every mail address in it replaced, on one line, shortened: what the suppression list and
+    ``mail.bounced`` keep of a diagnostic (the list holds no address, and the event needs none)."""
+    flat = " ".join((text or "").split())
+    return _ADDRESS.sub("<address>", flat)[:DIAGNOSTIC_CHARS]
+
+
+_TOKEN_IN_BYTES = re.compile(rb"(token=)[A-Za-z0-9_\-%]+")
+
+
+def without_tokens(raw: bytes) -> bytes:
+    """A bounce mail kept for staff may quote our mail: no working link at rest (``token=`` values in plain
+    text go; an encoded part of the quoted mail is not decoded)."""
+    return _TOKEN_IN_BYTES.sub(rb"\1(removed)", raw)
+
+
+def address_is_gone(status: str) -> bool:
+    """Whether a permanent failure means the address takes no mail (suppress it): any 5.x.x but 5.7.x, which
+    is the receiving system refusing *this mail* (spam policy, a blocked relay), not the address. Suppressing
+    on those would silence every address of a provider that blocks the city for a day."""
+    return status.startswith("5.") and not status.startswith("5.7.")
+
+
+def refused_address_status(detail: str) -> str | None:
+    """The status of a relay's 5xx answer to RCPT when it says the address is gone (5.1.x: no such mailbox or
+    domain; 5.2.x: mailbox disabled), else None. A refusal without such a code ("550 Relaying denied", a
+    misconfigured relay) suppresses nobody: the mail is only ``failed``."""
+    status = enhanced_status(detail)
+    return status if status is not None and status[:4] in ("5.1.", "5.2.") else None
+
+
+def registration_of(context: dict[str, Any] | None) -> uuid.UUID | None:
+    """The registration a mail was about, when its context names one."""
+    value = (context or {}).get("registration_id")
+    try:
+        return uuid.UUID(str(value)) if value else None
+    except ValueError:
+        return None

@@ -209,6 +209,18 @@ def _text_part(text: str, subtype: str) -> MIMEText:
     return part
 
 
+# A link for the List-Unsubscribe header: http(s), no white space, no control character, nothing that would
+# end the <…> around it. Anything else is left out (the mail goes without the header).
+_HEADER_URL = re.compile(r"https?://[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+")
+
+
+def list_unsubscribe_url(url: str | None) -> str | None:
+    """``url`` if it can stand in a List-Unsubscribe header as it is, else None."""
+    if not url or len(url) > 900 or not _HEADER_URL.fullmatch(url):
+        return None
+    return url
+
+
 def build_message(
     *,
     rendered: RenderedMail,
@@ -219,6 +231,7 @@ def build_message(
     date: datetime,
     calendar: bytes | None = None,
     calendar_method: str = "PUBLISH",
+    unsubscribe_url: str | None = None,
 ) -> Message:
     """multipart/alternative (text, HTML), inside multipart/mixed with a text/calendar part if given.
 
@@ -250,5 +263,10 @@ def build_message(
     msg["Message-ID"] = message_id
     msg["Auto-Submitted"] = "auto-generated"
     msg["Content-Language"] = rendered.language
+    # Reminders only (the caller decides): one-click unsubscribe, RFC 8058 (RFC 2369 for the header).
+    url = list_unsubscribe_url(unsubscribe_url)
+    if url is not None:
+        msg["List-Unsubscribe"] = f"<{url}>"
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     _check_headers(msg)
     return msg

@@ -1,6 +1,18 @@
 """Tables of the notification schema: the delivery log is also the queue of mails to send."""
 
-from sqlalchemy import BigInteger, Column, DateTime, Identity, Index, Integer, Table, Text, func, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    Table,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from shared.audit import audit_log_table
@@ -78,4 +90,37 @@ erased_addresses = Table(
     Column("erased_at", DateTime(timezone=True), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_erased_addresses_recorded", "recorded_at"),
+)
+
+# The suppression list: an address whose mail bounced for good gets no further mail. Kept as the keyed hash
+# (HMAC-SHA256 under NOTIFICATION_ADDRESS_HASH_SECRET, ``domain.address_hash``), never the address: the list
+# answers "is this address suppressed?" for an address one already has, and names nobody.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("address_hash", Text, primary_key=True),
+    Column("since", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The status code and the diagnostic, without any address ("5.1.1 user unknown").
+    Column("reason", Text, nullable=False),
+    # "bounce" (a bounce mail) or "rcpt" (the relay refused the recipient at once).
+    Column("source", Text, nullable=False),
+    Column("delivery_id", UUID(as_uuid=True), nullable=True),
+)
+
+# Every bounce mail received (by the SMTP listener or from the IMAP mailbox) and what became of it. The raw
+# mail is kept only when it could not be read ("unparseable"), for staff to look at; purged with the
+# delivery log.
+bounce_mails = Table(
+    "bounce_mails",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("source", Text, nullable=False),
+    # permanent | temporary | unparseable | unknown_delivery | not_ours
+    Column("outcome", Text, nullable=False),
+    Column("delivery_id", UUID(as_uuid=True), nullable=True),
+    Column("status", Text, nullable=True),
+    Column("diagnostic", Text, nullable=True),
+    Column("raw", LargeBinary, nullable=True),
+    Index("ix_bounce_mails_received", "received_at"),
 )

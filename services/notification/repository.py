@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, delete, func, literal, or_, select, update
+from sqlalchemy import Text, delete, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notification.domain import DUE_STATUSES, PERSONAL_CONTEXT_KEYS, SETTLED_STATUSES, Mark
-from services.notification.models import deliveries, erased_addresses, outbox
+from services.notification.models import bounce_mails, deliveries, erased_addresses, outbox, suppressions
 from shared.addresses import normalised, sql_equals_address, sql_json_holds_address
 from shared.db import deferred, driver_connection
 from shared.links import without_links
@@ -38,11 +39,17 @@ _DELIVERY_COLUMNS = (
 # occurred is not recorded (an event without a time counts as older). Rows without a hash always are.
 _FILTER_COLUMNS = (("recipient_hash", "text"), ("occurred_at", "timestamptz"))
 _GIVEN_COLUMNS = _DELIVERY_COLUMNS + _FILTER_COLUMNS
+# A mail to an address on the suppression list (by the same keyed hash) is recorded ``suppressed``: never sent,
+# and staff see why.
+SUPPRESSED_NOTE = "not sent: the address is on the suppression list (an earlier mail to it bounced)"
 _INSERT_DELIVERIES = (
-    f"INSERT INTO {deliveries.fullname} ({', '.join(name for name, _ in _DELIVERY_COLUMNS)}) "
-    f"SELECT {', '.join(name for name, _ in _DELIVERY_COLUMNS)} FROM unnest("
+    f"INSERT INTO {deliveries.fullname} ({', '.join(name for name, _ in _DELIVERY_COLUMNS)}, last_error) "
+    f"SELECT {', '.join(f'given.{name}' for name, _ in _DELIVERY_COLUMNS if name != 'status')}, "
+    "CASE WHEN s.address_hash IS NULL THEN given.status ELSE 'suppressed' END, "
+    f"CASE WHEN s.address_hash IS NULL THEN NULL ELSE '{SUPPRESSED_NOTE}' END FROM unnest("
     + ", ".join(f"${i}::{kind}[]" for i, (_, kind) in enumerate(_GIVEN_COLUMNS, start=1))
     + f") WITH ORDINALITY AS given({', '.join(name for name, _ in _GIVEN_COLUMNS)}, position) "
+    f"LEFT JOIN {suppressions.fullname} s ON s.address_hash = given.recipient_hash "
     f"WHERE NOT EXISTS (SELECT FROM {erased_addresses.fullname} e WHERE e.address_hash = given.recipient_hash "
     "AND (given.occurred_at IS NULL OR given.occurred_at <= e.erased_at)) "
     "ORDER BY position ON CONFLICT (dedup_key) DO NOTHING"
@@ -328,3 +335,117 @@ async def forget_recipients_before(conn: AsyncConnection, cutoff: datetime, now:
         .returning(deliveries.c.id)
     )
     return len(result.all())
+
+
+# --- bounces and the suppression list ----------------------------------------------------------------------
+
+
+async def delivery(conn: AsyncConnection, delivery_id: uuid.UUID) -> Row[Any] | None:
+    return (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).first()
+
+
+async def mark_bounced(conn: AsyncConnection, delivery_id: uuid.UUID, error: str) -> Row[Any] | None:
+    """The delivery bounced for good (once: a second bounce of it changes nothing). Returns its row, or None
+    when it had bounced already. Its context keeps no working link, as for any settled mail."""
+    return (
+        await conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == delivery_id, deliveries.c.status != "bounced")
+            .values(
+                status="bounced",
+                last_error=error,
+                lease_until=None,
+                updated_at=func.now(),
+                context=text(without_links("context")),
+            )
+            .returning(deliveries)
+        )
+    ).first()
+
+
+async def note_temporary_bounce(conn: AsyncConnection, delivery_id: uuid.UUID, error: str) -> None:
+    """A temporary failure reported by a bounce: recorded on the delivery, nothing else (the relay retries)."""
+    await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id == delivery_id, deliveries.c.status != "bounced")
+        .values(last_error=error, updated_at=func.now())
+    )
+
+
+async def suppress(
+    conn: AsyncConnection, address_hash: str, reason: str, source: str, delivery_id: uuid.UUID | None
+) -> None:
+    """Put an address (its keyed hash) on the suppression list; one already there keeps its first entry."""
+    await conn.execute(
+        insert(suppressions)
+        .values(address_hash=address_hash, reason=reason, source=source, delivery_id=delivery_id)
+        .on_conflict_do_nothing(index_elements=[suppressions.c.address_hash])
+    )
+
+
+async def suppress_due(conn: AsyncConnection, address: str) -> int:
+    """Mails still due for ``address`` (normalised) are not sent: they become ``suppressed``."""
+    result = await conn.execute(
+        update(deliveries)
+        .where(sql_equals_address(deliveries.c.recipient_email, address))
+        .where(deliveries.c.status.in_(DUE_STATUSES))
+        .values(status="suppressed", last_error=SUPPRESSED_NOTE, updated_at=func.now())
+        .returning(deliveries.c.id)
+    )
+    return len(result.all())
+
+
+async def suppression(conn: AsyncConnection, address_hash: str) -> Row[Any] | None:
+    return (
+        await conn.execute(select(suppressions).where(suppressions.c.address_hash == address_hash))
+    ).first()
+
+
+async def unsuppress(conn: AsyncConnection, address_hash: str) -> bool:
+    result = await conn.execute(
+        delete(suppressions).where(suppressions.c.address_hash == address_hash).returning(literal(1))
+    )
+    return bool(result.all())
+
+
+async def record_bounce_mail(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    await conn.execute(insert(bounce_mails).values(id=uuid.uuid4(), **values))
+
+
+async def purge_bounce_mails_before(conn: AsyncConnection, cutoff: datetime) -> None:
+    await conn.execute(delete(bounce_mails).where(bounce_mails.c.received_at < cutoff))
+
+
+async def erase_bounce_records(conn: AsyncConnection, address: str, address_hash: str) -> int:
+    """Erasure on request: the address's entry on the suppression list, and every kept bounce mail whose
+    bytes mention it as a word of its own (any letter case; the bytes read as ASCII), not one that merely
+    contains it. Returns how many records went."""
+    listed = await conn.execute(
+        delete(suppressions).where(suppressions.c.address_hash == address_hash).returning(literal(1))
+    )
+    kept = await conn.execute(
+        delete(bounce_mails)
+        .where(bounce_mails.c.raw.is_not(None))
+        .where(func.encode(bounce_mails.c.raw, "escape").op("~*")(_quoted_in_text(address)))
+        .returning(literal(1))
+    )
+    return len(listed.all()) + len(kept.all())
+
+
+async def forget_bounce_mails_before(conn: AsyncConnection, cutoff: datetime) -> int:
+    """Retention: a kept bounce mail loses its bytes (which may quote an address) after the retention period;
+    its outcome, status and diagnostic stay until the purge."""
+    result = await conn.execute(
+        update(bounce_mails)
+        .where(bounce_mails.c.received_at < cutoff, bounce_mails.c.raw.is_not(None))
+        .values(raw=None)
+        .returning(literal(1))
+    )
+    return len(result.all())
+
+
+async def list_bounce_mails(conn: AsyncConnection, outcome: str | None, limit: int) -> Sequence[Row[Any]]:
+    query = select(bounce_mails).order_by(bounce_mails.c.received_at.desc()).limit(limit)
+    if outcome:
+        query = query.where(bounce_mails.c.outcome == outcome)
+    return (await conn.execute(query)).all()

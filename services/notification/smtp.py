@@ -3,7 +3,7 @@ classification of every answer into sent / retry / failed / unknown.
 
 * connect, greeting, EHLO and login failures are the relay's trouble, not the mail's: ``retry``;
 * a 4xx answer (including 421, after which the relay closes the connection): ``retry``;
-* a 5xx answer to MAIL, RCPT or DATA: ``failed``;
+* a 5xx answer to MAIL, RCPT or DATA: ``failed`` (to RCPT: ``recipient_refused``, a bounce at once);
 * the connection lost or timed out after the message went out with DATA: ``unknown`` (the relay may have
   taken it; it is sent again later with the same Message-ID);
 * the connection lost before DATA: ``retry``.
@@ -40,7 +40,7 @@ from shared.observability import get_logger, reraise_if_cancelled
 log = get_logger(__name__)
 
 T = TypeVar("T")
-Stage = Literal["connect", "transaction", "data"]
+Stage = Literal["connect", "transaction", "rcpt", "data"]
 
 # After 421 the relay closes the connection (RFC 5321 3.8): no RSET, reconnect next time.
 SERVICE_CLOSING = 421
@@ -51,6 +51,8 @@ QUIT_TIMEOUT = 2.0
 class SendResult:
     outcome: Outcome
     detail: str = ""
+    # A 5xx answer to RCPT: the relay refused the recipient (counts as a bounce: the address is suppressed).
+    recipient_refused: bool = False
 
 
 HANDED_BACK = SendResult("handed_back", "the sender stopped before this mail was sent")
@@ -359,6 +361,7 @@ class SmtpPool:
             await self._ensure_connected(client)
             stage = "transaction"
             await client.mail(sender)
+            stage = "rcpt"
             await client.rcpt(recipient)
             stage = "data"
             await client.data(data)
@@ -372,7 +375,7 @@ class SmtpPool:
             else:
                 await self._reset(client)
             if 500 <= exc.code < 600:
-                return SendResult("failed", detail)
+                return SendResult("failed", detail, recipient_refused=stage == "rcpt")
             return SendResult("retry", detail)
         except Exception as exc:  # disconnects, timeouts, OSError, anything unexpected
             self._drop(client)

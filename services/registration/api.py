@@ -224,6 +224,18 @@ async def cancel(request: Request) -> Response:
     return await _token_action(request, service.cancel_registration)
 
 
+@router.post(
+    "/registrations/unsubscribe",
+    responses={429: {"description": "Too many requests from this client (problem+json, Retry-After)"}},
+)
+async def unsubscribe(request: Request, token: TokenQuery) -> dict:
+    """The one-click unsubscribe of a reminder's ``List-Unsubscribe`` header (RFC 8058: the mail program
+    POSTs ``List-Unsubscribe=One-Click`` to the link): no further reminders for the registration."""
+    request.app.state.rate_limiter(request)
+    async with _runtime(request).transaction() as conn:
+        return await service.stop_reminders(conn, token)
+
+
 TokenUseCase = Callable[[AsyncConnection, RegistrationSettings, service.CatalogCache, str], Awaitable[dict]]
 
 
@@ -298,6 +310,8 @@ PARTICIPANT_FIELDS = (
     "accessibility_needs",
     "seat",
     "confirmed_at",
+    # "bounced": a mail to the person failed for good (the address takes no mail; call or write instead).
+    "mail_status",
 )
 
 

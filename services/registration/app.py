@@ -11,7 +11,7 @@ from shared.events import CATALOG
 from shared.ratelimit import ClientRateLimiter, trusted_proxies
 from shared.retention import record_counts
 from shared.runtime import PeriodicJob, ServiceRuntime, build_runtime, create_service_app
-from shared.topology import REGISTRATION_ERASURE_PROGRESS, privacy_queue
+from shared.topology import REGISTRATION_ERASURE_PROGRESS, REGISTRATION_MAIL_STATUS, privacy_queue
 
 
 def build(settings: RegistrationSettings | None = None) -> ServiceRuntime:
@@ -55,6 +55,7 @@ def _add_privacy(runtime: ServiceRuntime, settings: RegistrationSettings) -> Non
             {"privacy.erasure_requested": privacy.erasure_handler(settings, service.catalog_of(runtime))},
         ),
         (REGISTRATION_ERASURE_PROGRESS, {"privacy.erasure_completed": privacy.record_answer}),
+        (REGISTRATION_MAIL_STATUS, {"mail.bounced": service.record_mail_bounced}),
     ):
         runtime.consume(queue, handlers, inbox)
 
@@ -99,7 +100,7 @@ def create_app(
         publishes=[
             t for t in CATALOG if t.startswith(("registration.", "meeting.", "working_group.", "privacy."))
         ],
-        consumes=[privacy_queue("registration"), REGISTRATION_ERASURE_PROGRESS],
+        consumes=[privacy_queue("registration"), REGISTRATION_ERASURE_PROGRESS, REGISTRATION_MAIL_STATUS],
     )
     settings = runtime.settings
     proxies = trusted_proxies(settings.forwarded_allow_ips)

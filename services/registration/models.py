@@ -91,6 +91,11 @@ registrations = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     # When a public POST last caused a mail to this address for this working group (0006).
     Column("public_mail_at", DateTime(timezone=True), nullable=True, index=True),
+    # "bounced" once a mail of this registration failed for good (``mail.bounced``, 0011), else "ok".
+    Column("mail_status", Text, nullable=False, server_default="ok"),
+    Column("mail_bounced_at", DateTime(timezone=True), nullable=True),
+    # The person stopped reminders (one-click unsubscribe, RFC 8058; 0012): no meeting reminder goes to them.
+    Column("reminders_stopped_at", DateTime(timezone=True), nullable=True),
     Index(
         "ix_registrations_mailbox_mail",
         "mailbox_key",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, select, text, update
@@ -488,3 +489,23 @@ async def mark_expired(conn: AsyncConnection, registration_id: uuid.UUID, now: A
         .where(registrations.c.id == registration_id)
         .values(status="expired", **dict.fromkeys(PERSONAL_DATA_COLUMNS), updated_at=now)
     )
+
+
+async def mark_mail_bounced(session: AsyncConnection, registration_id: Any, at: datetime) -> None:
+    """A mail of the registration failed for good: staff see "bounced" on the participant list."""
+    await session.execute(
+        update(registrations)
+        .where(registrations.c.id == registration_id)
+        .values(mail_status="bounced", mail_bounced_at=func.coalesce(registrations.c.mail_bounced_at, at))
+    )
+
+
+async def stop_reminders(session: AsyncConnection, token_hash: str, at: datetime) -> bool:
+    """No more reminders for the registration behind the link; False when the link is unknown."""
+    result = await session.execute(
+        update(registrations)
+        .where(registrations.c.token_hash == token_hash)
+        .values(reminders_stopped_at=func.coalesce(registrations.c.reminders_stopped_at, at))
+        .returning(registrations.c.id)
+    )
+    return result.first() is not None

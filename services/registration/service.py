@@ -28,6 +28,7 @@ from shared.audit import record as audit_log_record
 from shared.calendar import build_calendar
 from shared.i18n import BERLIN
 from shared.idempotency import forget_keys
+from shared.inbox import EventMeta
 from shared.observability import CONFIRMATION_BATCH
 from shared.outbox import add_event, staged_row
 from shared.runtime import ServiceRuntime
@@ -742,6 +743,25 @@ async def calendar_of(conn: AsyncConnection, catalog: CatalogCache, token: str) 
     return data
 
 
+async def stop_reminders(conn: AsyncConnection, token: str, now: datetime | None = None) -> dict[str, Any]:
+    """The one-click unsubscribe of a reminder (RFC 8058): no further reminders for the registration. Other
+    mails about it (confirmations, calendar updates) still go. Unknown link: NotFound."""
+    if not await repo.stop_reminders(conn, hash_token(token), now or datetime.now(UTC)):
+        raise domain.NotFound(LINK_NOT_FOUND)
+    return {"reminders": False}
+
+
+# --- mail that never arrived -------------------------------------------------------------------------------
+
+
+async def record_mail_bounced(conn: AsyncConnection, event: ev.IntegrationEvent, meta: EventMeta) -> None:
+    """``mail.bounced``: the registration's address no longer takes mail (the notification service suppressed
+    it); staff see "bounced" on the participant list. A mail about no registration changes nothing here."""
+    assert isinstance(event, ev.MailBounced)
+    if event.registration_id is not None:
+        await repo.mark_mail_bounced(conn, event.registration_id, meta.occurred_at or datetime.now(UTC))
+
+
 # --- staff: participants and planning ----------------------------------------------------------------------
 
 
@@ -884,13 +904,24 @@ async def change_meeting(
 
 
 async def _confirmed_participants(
-    conn: AsyncConnection, settings: RegistrationSettings, wg_id: str
+    conn: AsyncConnection, settings: RegistrationSettings, wg_id: str, *, reminder: bool = False
 ) -> list[ev.Participant]:
-    """Confirmed participants, each with their self-service links."""
-    return [
-        ev.Participant(registration_id=row.id, recipient=recipient_of(row), links=Links.of(settings, row.id))
-        for row in await repo.confirmed_registrations(conn, wg_id)
-    ]
+    """Confirmed participants, each with their self-service links. For a reminder: only those who did not
+    stop reminders, each with the one-click unsubscribe link (RFC 8058) that stops them."""
+    participants = []
+    for row in await repo.confirmed_registrations(conn, wg_id):
+        links = Links.of(settings, row.id)
+        if reminder:
+            if row.reminders_stopped_at is not None:
+                continue
+            token = token_for(settings.token_secret, row.id)
+            links = links.model_copy(
+                update={
+                    "unsubscribe_url": f"{settings.public_url}/v1/registrations/unsubscribe?token={token}"
+                }
+            )
+        participants.append(ev.Participant(registration_id=row.id, recipient=recipient_of(row), links=links))
+    return participants
 
 
 # --- periodic jobs ----------------------------------------------------------------------------------------------
@@ -938,7 +969,7 @@ async def send_due_reminders(
         if wg is None or meeting_row is None:
             continue
         sent += 1
-        participants = await _confirmed_participants(conn, settings, wg.id)
+        participants = await _confirmed_participants(conn, settings, wg.id, reminder=True)
         if participants:
             await add_event(
                 conn,

@@ -28,6 +28,9 @@ ROUTES = [
     ("registration", "PATCH", "/v1/working-groups/{wg}", {"capacity": 25}, {"admin"}),
     ("registration", "PATCH", "/v1/working-groups/{wg}/meetings/2", {"venue": "Rathaus Nord"}, {"admin"}),
     ("notification", "GET", "/v1/deliveries", None, {"staff", "admin"}),
+    ("notification", "GET", "/v1/suppressions?address=someone@example.org", None, {"staff", "admin"}),
+    ("notification", "DELETE", "/v1/suppressions/someone@example.org", None, {"admin"}),
+    ("notification", "GET", "/v1/bounce-mails?outcome=unparseable", None, {"staff", "admin"}),
     (
         "notification",
         "GET",

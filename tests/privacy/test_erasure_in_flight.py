@@ -73,7 +73,9 @@ async def test_events_held_in_the_retry_queue_and_the_dlq_send_nothing_after_the
 
         await eventually(final_mail_held, "the erasure to be done", timeout=20)
         gate["closed"] = False
-        assert await replay_dead_letters(amqp, NOTIFICATION_MAIL.name) == 1
+        # Other tests of the run may have parked poison messages there too; ours is among those replayed
+        # (its inbox entry below shows it was handled).
+        assert await replay_dead_letters(amqp, NOTIFICATION_MAIL.name) >= 1
 
         async def both_handled() -> bool:
             async with runtime.transaction() as conn:

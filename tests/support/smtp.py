@@ -42,6 +42,18 @@ class RecordingHandler:
     data_attempts: int = 0
     # Seconds the server takes to answer DATA (a slow relay).
     delay: float = 0.0
+    # Recipients (lower case) refused at RCPT with 550 5.1.1, as a relay that knows the mailbox is gone.
+    refuse_rcpt: set[str] = field(default_factory=set)
+    # The answer they get ({address} is filled in).
+    rcpt_refusal: str = "550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+
+    async def handle_RCPT(
+        self, server, session: Session, envelope: Envelope, address: str, rcpt_options
+    ) -> str:
+        if address.lower() in self.refuse_rcpt:
+            return self.rcpt_refusal.format(address=address)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session: Session, envelope: Envelope) -> str:
         self.data_attempts += 1
