@@ -20,7 +20,7 @@ from services.notification.calendar import CALENDAR_TEMPLATES, CANCEL_TEMPLATES,
 from services.notification.domain import template_name
 from services.notification.rendering import FALLBACK_LANGUAGE, RenderedMail, TemplateRenderer
 from services.notification.samples import sample_context, templates
-from shared.events import LANGUAGES
+from shared.languages import LANGUAGES
 from shared.topology import NOTIFICATION_MAIL
 
 FOOTER = {
