@@ -3,7 +3,8 @@
 The one builder behind the calendar attached to mails (notification) and the calendar download on the
 registration's page (registration). The UID is stable per registration and meeting, so a calendar
 program updates its entry when a later file carries the same UID with a higher SEQUENCE
-(``meeting.sequence``, raised on every change). Times are written in UTC.
+(``meeting.sequence``, raised on every change). Times are written in UTC. The entry's title is in the
+person's language (the catalogs' context ``calendar``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from icalendar import Calendar, Event
+
+from shared import i18n
 
 UID_DOMAIN = "mitwirkung.kaiserslautern.de"
 DEFAULT_DURATION = timedelta(hours=2)
@@ -31,10 +34,18 @@ def event_uid(registration_id: str, meeting_number: int) -> str:
 
 
 def build_calendar(
-    registration_id: str, title: str, meetings: Iterable[Mapping[str, Any]], method: str = "PUBLISH"
+    registration_id: str,
+    title: str,
+    meetings: Iterable[Mapping[str, Any]],
+    method: str = "PUBLISH",
+    *,
+    language: str,
 ) -> bytes | None:
-    """The iCalendar file of the dated meetings, or None when none has a date. ``method`` CANCEL marks
-    every entry cancelled; otherwise a meeting marked ``cancelled`` is."""
+    """The iCalendar file of the dated meetings, or None when none has a date; its texts in ``language``
+    (German if it has no catalog). ``method`` CANCEL marks every entry cancelled; otherwise a meeting
+    marked ``cancelled`` is."""
+    catalog = i18n.translations(language)
+    summary = str(catalog.pgettext("calendar", "Working group %(working_group)s – meeting %(number)s"))
     cal = Calendar()
     cal.add("prodid", "-//Stadt Kaiserslautern//Mitwirkung//DE")
     cal.add("version", "2.0")
@@ -51,7 +62,7 @@ def build_calendar(
         vevent.add("dtstamp", datetime.now(UTC))
         vevent.add("dtstart", starts)
         vevent.add("dtend", ends)
-        vevent.add("summary", f"Arbeitskreis {title} – {meeting['number']}. Termin")
+        vevent.add("summary", summary % {"working_group": title, "number": meeting["number"]})
         location = ", ".join(p for p in (meeting.get("venue"), meeting.get("address")) if p)
         if location:
             vevent.add("location", location)

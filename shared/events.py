@@ -17,8 +17,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-Language = Literal["de", "en", "tr", "ru", "ar", "uk"]
-LANGUAGES: tuple[str, ...] = ("de", "en", "tr", "ru", "ar", "uk")
+from shared.languages import Language
+
 ParticipantType = Literal["resident", "expert", "organization"]
 RegistrationStatus = Literal["pending_confirmation", "confirmed", "waitlisted", "cancelled", "expired"]
 

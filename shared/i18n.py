@@ -3,8 +3,9 @@
 ``shared/locale/<language>/LC_MESSAGES/messages.po`` is what a translator edits (Poedit, Weblate);
 ``shared/locale/messages.pot`` is the template extracted from the sources (``babel.cfg``). The
 catalogs are compiled in memory on first use, so neither a clone nor an install needs a ``.mo`` step;
-fuzzy entries are left out, as ``pybabel compile`` would. A language is a catalog: adding one is
-``pybabel init -l <code>`` (see the README).
+fuzzy entries are left out, as ``pybabel compile`` would. A language is its catalog plus its line in
+``shared.languages.TABLE`` (name, text direction): adding one is ``pybabel init -l <code>`` and that
+line (see the README).
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from babel.support import Translations
 from jinja2 import BaseLoader, Environment, StrictUndefined, nodes, select_autoescape
 from jinja2.ext import InternationalizationExtension
 
+from shared.languages import direction
+
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 DOMAIN = "messages"
 FALLBACK_LANGUAGE = "de"
-RTL_LANGUAGES = frozenset({"ar"})
 BERLIN = ZoneInfo("Europe/Berlin")  # the city's time zone: dates in mails, pages and the catalog seed
 
 
@@ -51,7 +53,7 @@ def resolve(language: str) -> str:
 
 
 def text_direction(language: str) -> str:
-    return "rtl" if language in RTL_LANGUAGES else "ltr"
+    return direction(language)
 
 
 @functools.cache

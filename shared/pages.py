@@ -28,16 +28,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
 from markupsafe import Markup
 
 from shared import i18n
+from shared.languages import TABLE
 
 # The names of the languages, each in itself (the language switch).
-LANGUAGE_NAMES = {
-    "de": "Deutsch",
-    "en": "English",
-    "tr": "Türkçe",
-    "ru": "Русский",
-    "ar": "العربية",
-    "uk": "Українська",
-}
+LANGUAGE_NAMES = {code: spoken.name for code, spoken in TABLE.items()}
 
 # Phone first; contrast at least 4.5:1 (links #0b4f9c and text #1a1a1a on white: 8:1 and 17:1); a
 # visible focus ring; every control and link in a list at least 44 px high. No quotes in here, so the

@@ -1,6 +1,6 @@
 """Calendar entries attached to the mails of confirmed participants (built by ``shared.calendar``, the
 same builder as the calendar download on the registration's page). A cancelled meeting is sent with
-``METHOD:CANCEL``.
+``METHOD:CANCEL``. The entries' titles are in the mail's language.
 
 A cancelled registration takes its entries out of the resident's calendar: ``METHOD:CANCEL`` with the
 UIDs of the confirmation (or promotion) and a SEQUENCE one above the meeting's, so it outranks the last
@@ -36,7 +36,8 @@ class CalendarPart:
     method: str
 
 
-def calendar_for(template: str, context: dict[str, Any], recipient_email: str) -> CalendarPart | None:
+def calendar_for(template: str, context: dict[str, Any], language: str) -> CalendarPart | None:
+    """The calendar part of a mail in ``language`` (the mail's), or None when the mail carries none."""
     if template not in CALENDAR_TEMPLATES:
         return None
     if template == "registration_cancelled" and context.get("previous_status") not in HAD_ENTRIES:
@@ -48,5 +49,5 @@ def calendar_for(template: str, context: dict[str, Any], recipient_email: str) -
     title = context.get("working_group", {}).get("title", "")
     if sequence_bump:
         meetings = [{**m, "sequence": int(m.get("sequence", 0)) + sequence_bump} for m in meetings]
-    data = build_calendar(str(context.get("registration_id", "")), title, meetings, method)
+    data = build_calendar(str(context.get("registration_id", "")), title, meetings, method, language=language)
     return CalendarPart(data, method) if data is not None else None

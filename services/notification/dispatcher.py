@@ -420,7 +420,7 @@ class Dispatcher:
         context = row.context or {}
         recipient = mailbox(row.recipient_name or "", row.recipient_email or "")
         rendered = self.renderer.render(row.template, row.language, context, self.footer())
-        calendar = calendar_for(row.template, context, row.recipient_email)
+        calendar = calendar_for(row.template, context, rendered.language)
         message = build_message(
             rendered=rendered,
             sender=self.sender,

@@ -20,8 +20,9 @@ from services.notification.samples import sample_context
 from shared import audit
 from shared import events as ev
 from shared.addresses import normalised
-from shared.events import LANGUAGES, IntegrationEvent
+from shared.events import IntegrationEvent
 from shared.inbox import EventMeta
+from shared.languages import LANGUAGES
 from shared.observability import MAIL_BOUNCES, get_logger
 from shared.outbox import add_event
 

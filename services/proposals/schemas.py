@@ -16,7 +16,7 @@ from services.proposals.domain import (
     Outcome,
     Status,
 )
-from shared.events import Language
+from shared.languages import Language
 from shared.validation import Consent, Email, Honeypot, StrictModel, multi_line, single_line
 
 Slug = single_line(80)

@@ -20,8 +20,8 @@ from services.registration.api import (
 )
 from services.registration.schemas import TokenRequest
 from shared.auth import require_role
-from shared.events import Language
 from shared.http import Problem, private
+from shared.languages import Language
 from shared.pages import wants_html
 from shared.ratelimit import rate_limited
 from shared.validation import Email, StrictModel, single_line

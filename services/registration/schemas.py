@@ -8,7 +8,8 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, Field
 
-from shared.events import Language, ParticipantType
+from shared.events import ParticipantType
+from shared.languages import Language
 from shared.validation import Consent, Email, Honeypot, StrictModel, multi_line, single_line
 
 Name = single_line(200)

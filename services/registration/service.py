@@ -729,7 +729,8 @@ async def language_of(conn: AsyncConnection, token: str) -> str:
 
 
 async def calendar_of(conn: AsyncConnection, catalog: CatalogCache, token: str) -> bytes:
-    """The calendar file of a confirmed registration's meetings (the same entries as its mails carry)."""
+    """The calendar file of a confirmed registration's meetings (the same entries as its mails carry), in
+    the registration's language."""
     view = await page_view(conn, catalog, token)
     if view.state != "active" or view.status != "confirmed" or view.registration_id is None:
         raise domain.NotFound(LINK_NOT_FOUND)
@@ -737,6 +738,7 @@ async def calendar_of(conn: AsyncConnection, catalog: CatalogCache, token: str) 
         str(view.registration_id),
         view.working_group_title,
         [m.model_dump(mode="json") for m in view.meetings],
+        language=view.language,
     )
     if data is None:
         raise domain.NotFound("The meetings have no dates yet.")

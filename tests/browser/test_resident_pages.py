@@ -27,7 +27,7 @@ from services.proposals.models import working_groups as proposal_working_groups
 from services.registration.app import create_app as registration_app
 from services.registration.models import meetings, outbox, working_groups
 from shared import i18n
-from shared.events import LANGUAGES
+from shared.languages import LANGUAGES
 from shared.pages import Frame, Identity
 from shared.tokens import token_for
 from tests.browser.conftest import PHONE, SCREENSHOTS, Served, served

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from babel.messages.catalog import Catalog
 from babel.messages.frontend import CommandLineInterface
 from babel.messages.pofile import read_po
+from pydantic import ValidationError
 
-from shared import i18n
-from shared.events import LANGUAGES
+from shared import i18n, languages
+from shared.events import Recipient
+from shared.languages import LANGUAGES
+from shared.pages import LANGUAGE_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")
@@ -32,6 +36,24 @@ def keys(catalog: Catalog) -> set[tuple[str | None, str]]:
 
 def test_every_language_has_a_catalog() -> None:
     assert set(i18n.languages()) == set(LANGUAGES)
+
+
+def test_the_table_of_languages_is_the_single_source() -> None:
+    """A language is declared once, in ``shared.languages.TABLE``: the type of the ``language`` fields,
+    the allowed values in the contracts, the language switch, the text direction and the catalogs on
+    disk all follow it."""
+    codes = list(languages.TABLE)
+    assert list(LANGUAGES) == codes
+    assert list(get_args(languages.Language)) == codes
+    assert sorted(i18n.languages()) == sorted(codes)
+    assert list(LANGUAGE_NAMES) == codes
+    assert all(LANGUAGE_NAMES[code] == spoken.name for code, spoken in languages.TABLE.items())
+    assert [code for code in codes if i18n.text_direction(code) == "rtl"] == ["ar"]
+    schema = Recipient.model_json_schema()["properties"]["language"]
+    assert schema["enum"] == codes and schema["type"] == "string"
+    assert Recipient.model_validate({"email": "a@example.org", "name": "", "language": "uk"}).language == "uk"
+    with pytest.raises(ValidationError):
+        Recipient.model_validate({"email": "a@example.org", "name": "", "language": "fr"})
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)

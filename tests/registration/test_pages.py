@@ -13,7 +13,7 @@ from services.registration import pages
 from services.registration.config import RegistrationSettings
 from services.registration.service import PageView
 from shared import events as ev
-from shared.events import LANGUAGES
+from shared.languages import LANGUAGES
 from shared.pages import CSS, CSS_SOURCE, PAGE_CSP, Frame, Identity
 
 IDENTITY = Identity.of(RegistrationSettings())
