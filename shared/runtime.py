@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, Self
+from typing import Protocol, Self
 
 import aiormq.connection
 from aio_pika.abc import AbstractChannel
@@ -110,9 +110,6 @@ class ServiceRuntime:
     closing: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     extra_queues: tuple[ConsumerQueue, ...] = ()
     broker_ready: asyncio.Event = field(default_factory=asyncio.Event)
-    # A service's per-process caches, owned by its runtime: two runtimes in one process (two replicas
-    # in a test) share nothing.
-    caches: dict[str, Any] = field(default_factory=dict)
     health: WorkerHealth = field(default_factory=lambda: WorkerHealth(""))
     transactions: Transactions = field(init=False)
     database: DatabaseWatch = field(init=False)
@@ -124,7 +121,11 @@ class ServiceRuntime:
 
     @classmethod
     def build(cls, settings: ServiceSettings, *, outbox: Table | None) -> Self:
-        """The runtime of one service process: its pool, its broker, its outbox relay and housekeeping."""
+        """The runtime of one service process: its pool, its broker, its outbox relay and housekeeping.
+
+        A service that keeps state of its own per process subclasses the runtime with typed attributes
+        and builds it with ``build`` (``services.registration.runtime``).
+        """
         settings.refuse_unsafe()
         _make_room_for_a_relay_pass(settings.outbox_batch_size)  # before any connection is opened
         engine = create_engine(
