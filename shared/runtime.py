@@ -4,14 +4,11 @@ Every service builds its FastAPI app with :func:`create_service_app`. The proces
 once; the broker connection is made (and re-made) in the background, so a service whose broker is down
 still accepts requests and stores their events in the outbox until the broker is back.
 
-Two watches run beside the workers. The database watch notices an outage (for ``/readyz``) and, when the
-database answers again, replaces the connection pool, so no request meets a connection of the old server.
-The broker watch checks every few seconds, over a connection of its own, that the topology exists and that
-this process's consumers are still subscribed; when the broker lost its definitions or cancelled a
-consumer (its queue was deleted), or when the watch had to reconnect, it declares the topology again and
-restarts the consumers. ``/readyz`` answers for what the service can accept: it needs the database, not
-the broker (the outbox keeps events until the broker is back); its body, and ``/metrics``, show each
-worker's health, its last success and its backlog.
+Its pieces are owned elsewhere: the unit of work and its gate (:mod:`shared.transactions`), the database
+and broker watches (:mod:`shared.watches`), what the outbox and inbox keep (:mod:`shared.housekeeping`).
+``/readyz`` answers for what the service can accept: it needs the database, not the broker (the outbox
+keeps events until the broker is back); its body, and ``/metrics``, show each worker's health, its last
+success and its backlog.
 """
 
 from __future__ import annotations
@@ -20,36 +17,29 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol, Self
 
-import aio_pika
 import aiormq.connection
-from aio_pika.abc import AbstractChannel, AbstractConnection
+from aio_pika.abc import AbstractChannel
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse
 from faststream.rabbit import Channel, RabbitBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import Table, Text, delete, func, literal_column, text, update
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tenacity import AsyncRetrying
 
 from shared.apidocs import install_api_docs
 from shared.asyncapi import asyncapi_document
 from shared.auth import TokenVerifier
-from shared.db import (
-    SessionFactory,
-    create_engine,
-    create_session_factory,
-    discard_connection,
-    is_infrastructure_error,
-)
+from shared.db import SessionFactory, create_engine, create_session_factory
+from shared.housekeeping import forget_published, forget_received
 from shared.http import DomainErrors, RequestContextMiddleware, install_error_handlers
 from shared.inbox import EventConsumer, Handler
-from shared.links import without_links
 from shared.observability import (
     WorkerHealth,
     cancel_and_wait,
@@ -57,18 +47,19 @@ from shared.observability import (
     get_logger,
     reraise_if_cancelled,
 )
-from shared.outbox import OUTBOX_PENDING, OutboxRelay, wake_relay_after_commit
+from shared.outbox import OutboxRelay, wake_relay_after_commit
 from shared.retry import log_before_retry, wait_exponential_capped
 from shared.settings import ServiceSettings
-from shared.topology import QUEUES, ConsumerQueue, QueuePolicy, declare_all, declare_topology, queue_depths
+from shared.topology import QUEUES, ConsumerQueue, QueuePolicy, declare_all, declare_topology
+from shared.transactions import Transactions
+from shared.watches import BrokerWatch, DatabaseWatch
 
 log = get_logger(__name__)
 
 
 # aiormq hands a connection's outgoing frames to its writer task through a queue of FRAME_BUFFER_SIZE (10)
-# frames; a publish or an ack beyond that waits for the writer, that is for the event loop's next turn.
-# Under HTTP load a turn takes milliseconds: the relay published about 500 events/s while the intake took
-# 1,200/s, and its backlog grew for as long as the load lasted. With room for a whole pass (and a
+# frames; a publish or an ack beyond that waits for the writer, that is for the event loop's next turn,
+# and under HTTP load the relay would then fall behind the intake. With room for a whole relay pass (and a
 # consumer's batch of acks), what a pass publishes goes out in the turn it is made. Every connection of
 # the process (relay, FastStream's) then holds at most this many frames, about a megabyte.
 AMQP_WRITE_QUEUE_FRAMES = 1024
@@ -119,13 +110,55 @@ class ServiceRuntime:
     closing: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     extra_queues: tuple[ConsumerQueue, ...] = ()
     broker_ready: asyncio.Event = field(default_factory=asyncio.Event)
-    # A service's per-process caches, owned by its runtime: two runtimes in one process (two replicas
-    # in a test) share nothing.
-    caches: dict[str, Any] = field(default_factory=dict)
     health: WorkerHealth = field(default_factory=lambda: WorkerHealth(""))
-    database_up: bool = True
+    transactions: Transactions = field(init=False)
+    database: DatabaseWatch = field(init=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _gate: asyncio.Semaphore | None = None
+
+    def __post_init__(self) -> None:
+        self.transactions = Transactions(self.session_factory, self.settings.database_pool_size)
+        self.database = DatabaseWatch(self.engine, self.settings.database_watch_interval, self.health)
+
+    @classmethod
+    def build(cls, settings: ServiceSettings, *, outbox: Table | None) -> Self:
+        """The runtime of one service process: its pool, its broker, its outbox relay and housekeeping.
+
+        A service that keeps state of its own per process subclasses the runtime with typed attributes
+        and builds it with ``build`` (``services.registration.runtime``).
+        """
+        settings.refuse_unsafe()
+        _make_room_for_a_relay_pass(settings.outbox_batch_size)  # before any connection is opened
+        engine = create_engine(
+            settings.database_url,
+            settings.db_schema,
+            settings.database_pool_size,
+            statement_timeout_ms=settings.database_statement_timeout_ms,
+        )
+        runtime = cls(
+            settings=settings,
+            engine=engine,
+            session_factory=create_session_factory(engine),
+            broker=_broker(settings),
+            health=WorkerHealth(settings.service_name),
+        )
+        runtime.health.register("database")
+        if outbox is not None:
+            runtime.relay = OutboxRelay(
+                service=settings.service_name,
+                outbox=outbox,
+                session_factory=runtime.session_factory,
+                amqp_url=settings.amqp_url,
+                database_url=settings.database_url,
+                poll_interval=settings.outbox_poll_interval,
+                batch_size=settings.outbox_batch_size,
+                publish_timeout=settings.outbox_publish_timeout,
+                declare=runtime.declare,
+                health=runtime.health,
+            )
+            runtime.health.register(runtime.relay.worker_name)
+            wake_relay_after_commit(engine, runtime.relay)
+        runtime.jobs.append(PeriodicJob("housekeeping", settings.housekeeping_interval, runtime.housekeeping))
+        return runtime
 
     @property
     def queues(self) -> tuple[ConsumerQueue, ...]:
@@ -162,32 +195,9 @@ class ServiceRuntime:
         """The whole topology, on a channel of whoever just (re)connected."""
         await declare_all(channel, self.policy, self.queues)
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """One unit of work: everything done with the session commits together, or nothing does.
-
-        Requests queue for a database connection at a FIFO gate a little smaller than the pool: the pool's
-        own queue lets newcomers overtake waiters, which under load gave a few requests ten times the
-        median latency. The rest of the pool stays free for the relay, consumers and jobs.
-        """
-        if self._gate is None:
-            self._gate = asyncio.Semaphore(max(1, self.settings.database_pool_size - 4))
-        async with self._gate, self.session_factory() as session:
-            # SQLAlchemy begins on the unit's first statement and the unit commits what was begun; an
-            # exception closes the connection unbegun or rolled back. A unit whose only statement was
-            # written by hand (the intake) thus sends neither BEGIN nor COMMIT: that statement committed
-            # on its own.
-            try:
-                yield session
-                began = session.in_transaction()
-                if began:
-                    await session.commit()
-            except Exception as exc:
-                if is_infrastructure_error(exc):
-                    await discard_connection(session)
-                raise
-            if not began and session.info.pop(OUTBOX_PENDING, False) and self.relay is not None:
-                self.relay.wake()
+    def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """One unit of work (:mod:`shared.transactions`): everything in it commits together, or nothing does."""
+        return self.transactions.unit(self.relay)
 
     async def start(self) -> None:
         for job in self.jobs:
@@ -202,7 +212,7 @@ class ServiceRuntime:
         if self.uses_broker:
             self.health.register("broker")
             self._tasks.append(asyncio.create_task(self._connect_broker(), name="broker-connect"))
-        self._tasks.append(asyncio.create_task(self._watch_database(), name="database-watch"))
+        self._tasks.append(asyncio.create_task(self.database.run(), name="database-watch"))
         for job in self.jobs:
             self.health.register(f"job:{job.name}")
             self._tasks.append(asyncio.create_task(self._run_job(job), name=f"job-{job.name}"))
@@ -254,107 +264,28 @@ class ServiceRuntime:
         if self.relay:
             # Started only now: until the broker answers, events wait safely in the outbox.
             await self.relay.start()
-        self._tasks.append(asyncio.create_task(self._watch_broker(), name="broker-watch"))
-
-    async def _watch_broker(self) -> None:
-        """Topology present and consumers subscribed, checked over a connection of the watch's own."""
-        connection: AbstractConnection | None = None
-        reconnected = False
-        try:
-            while True:
-                await asyncio.sleep(self.settings.broker_watch_interval)
-                try:
-                    if connection is None or connection.is_closed:
-                        connection = await aio_pika.connect(self.settings.amqp_url, timeout=10)
-                    await self._check_broker(connection, reconnected)
-                    reconnected = False
-                    self.health.ok("broker")
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    reraise_if_cancelled(exc)
-                    log.warning("broker check failed", error=repr(exc), service=self.settings.service_name)
-                    self.health.failed("broker", exc)
-                    reconnected = True
-                    if connection is not None:
-                        with contextlib.suppress(Exception):
-                            await connection.close()
-                    connection = None
-        finally:
-            if connection is not None:
-                with contextlib.suppress(Exception):
-                    await connection.close()
-
-    async def _check_broker(self, connection: AbstractConnection, reconnected: bool) -> None:
-        depths = await queue_depths(connection, self.queues)
-        lost = [c.queue.name for c in self.consumers if not c.is_consuming()]
-        if depths is None or lost or reconnected:
-            log.warning(
-                "declaring the topology again",
-                service=self.settings.service_name,
-                topology_missing=depths is None,
-                consumers_lost=lost,
-                after_reconnect=reconnected,
-            )
-            channel = await connection.channel()
-            await self.declare(channel)
-            await channel.close()
-            if lost:
-                # The broker cancelled our consumers (their queue was deleted) or did not restore them:
-                # subscribe again, on the queues just declared.
-                with contextlib.suppress(Exception):
-                    await self.broker.stop()
-                await self.broker.start()
-                log.info("consumers subscribed again", service=self.settings.service_name, queues=lost)
-            depths = await queue_depths(connection, self.queues)
-        for consumer in self.consumers:
-            if depths is not None:
-                self.health.backlog(consumer.worker_name, depths.get(consumer.queue.name, 0))
-                self.health.backlog(
-                    f"{consumer.worker_name}.dlq", depths.get(consumer.queue.dead_letter_queue, 0)
-                )
-
-    async def _watch_database(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.database_watch_interval)
-            up = await self.database_ready()
-            if up:
-                self.health.ok("database")
-                if not self.database_up:
-                    # Every pooled connection belongs to the server that went away (or its restart):
-                    # start afresh rather than fail one request per stale connection.
-                    log.info("database answers again; replacing the connection pool")
-                    with contextlib.suppress(Exception):
-                        await self.engine.dispose()
-            else:
-                self.health.failed("database", "database unreachable")
-            self.database_up = up
+        watch = BrokerWatch(
+            service=self.settings.service_name,
+            amqp_url=self.settings.amqp_url,
+            interval=self.settings.broker_watch_interval,
+            broker=self.broker,
+            consumers=self.consumers,
+            queues=self.queues,
+            declare=self.declare,
+            health=self.health,
+        )
+        self._tasks.append(asyncio.create_task(watch.run(), name="broker-watch"))
 
     async def housekeeping(self) -> None:
-        """Delete published outbox rows and old inbox rows (the dedup window is the inbox retention)."""
+        """Forget published outbox rows and old inbox rows (:mod:`shared.housekeeping`)."""
         now = datetime.now(UTC)
-        async with self.transaction() as session:
+        settings = self.settings
+        async with self.transaction() as conn:
             if self.relay is not None:
-                table = self.relay.outbox
-                await session.execute(
-                    delete(table).where(
-                        table.c.published_at < now - timedelta(hours=self.settings.outbox_retention_hours)
-                    )
-                )
-                # What stays until then keeps no working link (a value carrying a token becomes null) once
-                # it has been published for a minute (a replay of what just went out still has it).
-                await session.execute(
-                    update(table)
-                    .where(table.c.published_at < now - timedelta(minutes=1))
-                    .where(func.strpos(table.c.payload.cast(Text), "token=") > 0)
-                    .values(payload=literal_column(without_links("payload")))
-                )
-            for inbox in {id(c.inbox): c.inbox for c in self.consumers}.values():
-                await session.execute(
-                    delete(inbox).where(
-                        inbox.c.received_at < now - timedelta(days=self.settings.inbox_retention_days)
-                    )
-                )
+                keep = timedelta(hours=settings.outbox_retention_hours)
+                await forget_published(conn, self.relay.outbox, now=now, keep=keep)
+            inboxes = [c.inbox for c in self.consumers]
+            await forget_received(conn, inboxes, now=now, keep=timedelta(days=settings.inbox_retention_days))
 
     async def _run_job(self, job: PeriodicJob) -> None:
         if job.before_serving:
@@ -371,18 +302,6 @@ class ServiceRuntime:
                 self.health.failed(f"job:{job.name}", exc)
             await asyncio.sleep(job.interval)
 
-    async def database_ready(self) -> bool:
-        try:
-            async with self.engine.connect() as conn:
-                async with asyncio.timeout(2):
-                    await conn.execute(text("SELECT 1"))
-            return True
-        except Exception as exc:
-            # A cancellation inside a database call can surface as another error: never swallow it, or
-            # the watch loop would outlive stop() and hang it.
-            reraise_if_cancelled(exc)
-            return False
-
     async def broker_reachable(self) -> bool:
         """The broker watch's last verdict (at most ``broker_watch_interval`` old): asking the broker here
         would make ``/readyz`` wait for a timeout during every outage."""
@@ -392,21 +311,12 @@ class ServiceRuntime:
         return state is None or state.healthy
 
 
-def build_runtime(
-    settings: ServiceSettings,
-    *,
-    outbox: Table | None,
-) -> ServiceRuntime:
-    settings.refuse_unsafe()
-    _make_room_for_a_relay_pass(settings.outbox_batch_size)  # before any connection is opened
-    engine = create_engine(
-        settings.database_url,
-        settings.db_schema,
-        settings.database_pool_size,
-        statement_timeout_ms=settings.database_statement_timeout_ms,
-    )
-    session_factory = create_session_factory(engine)
-    broker = RabbitBroker(
+def build_runtime(settings: ServiceSettings, *, outbox: Table | None) -> ServiceRuntime:
+    return ServiceRuntime.build(settings, outbox=outbox)
+
+
+def _broker(settings: ServiceSettings) -> RabbitBroker:
+    return RabbitBroker(
         settings.amqp_url,
         # Unroutable mandatory publishes must raise; confirms alone would report them as success.
         default_channel=Channel(on_return_raises=True, publisher_confirms=True),
@@ -420,31 +330,6 @@ def build_runtime(
         # for every message, which cost more than the handler's own Python work.
         apply_types=False,
     )
-    runtime = ServiceRuntime(
-        settings=settings,
-        engine=engine,
-        session_factory=session_factory,
-        broker=broker,
-        health=WorkerHealth(settings.service_name),
-    )
-    runtime.health.register("database")
-    if outbox is not None:
-        runtime.relay = OutboxRelay(
-            service=settings.service_name,
-            outbox=outbox,
-            session_factory=session_factory,
-            amqp_url=settings.amqp_url,
-            database_url=settings.database_url,
-            poll_interval=settings.outbox_poll_interval,
-            batch_size=settings.outbox_batch_size,
-            publish_timeout=settings.outbox_publish_timeout,
-            declare=runtime.declare,
-            health=runtime.health,
-        )
-        runtime.health.register(runtime.relay.worker_name)
-        wake_relay_after_commit(engine, runtime.relay)
-    runtime.jobs.append(PeriodicJob("housekeeping", settings.housekeeping_interval, runtime.housekeeping))
-    return runtime
 
 
 def create_service_app(
@@ -509,7 +394,7 @@ def create_service_app(
     async def readyz() -> JSONResponse:
         # Ready means: what this service accepts is stored. That needs the database; it does not need
         # the broker, whose absence the outbox absorbs (and the body reports).
-        checks = {"database": await runtime.database_ready()}
+        checks = {"database": await runtime.database.ready()}
         if runtime.uses_broker:
             checks["broker"] = await runtime.broker_reachable()
         ok = checks["database"]

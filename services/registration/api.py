@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.registration import domain, pages, service
 from services.registration.config import RegistrationSettings
 from services.registration.models import idempotency_keys
+from services.registration.runtime import RegistrationRuntime
 from services.registration.schemas import (
     MeetingChange,
     RegistrationAccepted,
@@ -43,7 +44,6 @@ from shared.pages import (
     read_body,
     wants_html,
 )
-from shared.runtime import ServiceRuntime
 
 router = APIRouter(prefix="/v1", tags=["registration"])
 Staff = require_role("staff")
@@ -58,12 +58,12 @@ DOMAIN_ERRORS: DomainErrors = {
 }
 
 
-def _runtime(request: Request) -> ServiceRuntime:
+def _runtime(request: Request) -> RegistrationRuntime:
     return request.app.state.runtime
 
 
 def _catalog(request: Request) -> service.CatalogCache:
-    return service.catalog_of(_runtime(request))
+    return _runtime(request).catalog
 
 
 # --- public catalog ---------------------------------------------------------------------------------------
@@ -209,7 +209,7 @@ async def cancel_page(request: Request, token: TokenQuery) -> HTMLResponse:
 )
 @private
 async def confirm(request: Request) -> Response:
-    decisions = service.seat_decisions_of(_runtime(request))
+    decisions = _runtime(request).seat_decisions
     return await _token_action(request, partial(service.confirm_registration, decisions=decisions))
 
 

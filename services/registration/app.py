@@ -7,18 +7,19 @@ from fastapi import FastAPI
 from services.registration import api, privacy, privacy_api, service
 from services.registration.config import RegistrationSettings
 from services.registration.models import inbox, outbox
+from services.registration.runtime import RegistrationRuntime
 from shared.events import CATALOG
 from shared.ratelimit import ClientRateLimiter, trusted_proxies
 from shared.retention import record_counts
-from shared.runtime import PeriodicJob, ServiceRuntime, build_runtime, create_service_app
+from shared.runtime import PeriodicJob, create_service_app
 from shared.topology import REGISTRATION_ERASURE_PROGRESS, REGISTRATION_MAIL_STATUS, privacy_queue
 
 
-def build(settings: RegistrationSettings | None = None) -> ServiceRuntime:
+def build(settings: RegistrationSettings | None = None) -> RegistrationRuntime:
     settings = settings or RegistrationSettings()
-    runtime = build_runtime(settings, outbox=outbox)
+    runtime = RegistrationRuntime.build(settings, outbox=outbox)
 
-    catalog = service.catalog_of(runtime)
+    catalog = runtime.catalog
 
     async def seed() -> None:
         async with runtime.transaction() as conn:
@@ -47,12 +48,12 @@ def build(settings: RegistrationSettings | None = None) -> ServiceRuntime:
     return runtime
 
 
-def _add_privacy(runtime: ServiceRuntime, settings: RegistrationSettings) -> None:
+def _add_privacy(runtime: RegistrationRuntime, settings: RegistrationSettings) -> None:
     """Erasure on request (its consumers) and the retention jobs."""
     for queue, handlers in (
         (
             privacy_queue("registration"),
-            {"privacy.erasure_requested": privacy.erasure_handler(settings, service.catalog_of(runtime))},
+            {"privacy.erasure_requested": privacy.erasure_handler(settings, runtime.catalog)},
         ),
         (REGISTRATION_ERASURE_PROGRESS, {"privacy.erasure_completed": privacy.record_answer}),
         (REGISTRATION_MAIL_STATUS, {"mail.bounced": service.record_mail_bounced}),
@@ -88,7 +89,7 @@ def _add_privacy(runtime: ServiceRuntime, settings: RegistrationSettings) -> Non
 
 
 def create_app(
-    settings: RegistrationSettings | None = None, runtime: ServiceRuntime | None = None
+    settings: RegistrationSettings | None = None, runtime: RegistrationRuntime | None = None
 ) -> FastAPI:
     runtime = runtime or build(settings)
     app = create_service_app(

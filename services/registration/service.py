@@ -31,7 +31,6 @@ from shared.idempotency import forget_keys
 from shared.inbox import EventMeta
 from shared.observability import CONFIRMATION_BATCH
 from shared.outbox import add_event, staged_row
-from shared.runtime import ServiceRuntime
 from shared.tokens import hash_token, token_for
 
 # What a link revoked by cancelling answers: that it was cancelled, nothing more.
@@ -75,7 +74,7 @@ CatalogEntry = tuple[ev.WorkingGroupInfo, list[ev.MeetingInfo]]
 
 
 class CatalogCache:
-    """Working group titles and meetings for events, kept per process (one per runtime: ``catalog_of``).
+    """Working group titles and meetings for events, one per runtime (``RegistrationRuntime.catalog``).
 
     Every registration and confirmation puts them into its event; reading them each time cost two queries
     per request. Where the working group's row is read under its lock (confirming, cancelling, promoting)
@@ -111,12 +110,6 @@ class CatalogCache:
 
     def invalidate(self, wg_id: str) -> None:
         self._entries.pop(wg_id, None)
-
-
-def catalog_of(runtime: ServiceRuntime) -> CatalogCache:
-    """The runtime's catalog cache."""
-    cache: CatalogCache = runtime.caches.setdefault("registration.catalog", CatalogCache())
-    return cache
 
 
 async def seed_catalog(conn: AsyncConnection, settings: RegistrationSettings) -> bool:
@@ -401,8 +394,8 @@ class SeatDecisions:
     pace. Here the first confirmation of a working group decides at once, on its own connection; those
     that arrive meanwhile wait, and when it is done the first of them decides all that wait (up to
     ``max_batch``, in the order they came) in one statement: one lock, one commit. Nobody waits for more
-    than the batch under way and its own. One per process (``seat_decisions_of``); replicas each batch their
-    own, and the database's lock still orders them.
+    than the batch under way and its own. One per runtime (``RegistrationRuntime.seat_decisions``);
+    replicas each batch their own, and the database's lock still orders them.
     """
 
     def __init__(self, max_batch: int = 64) -> None:
@@ -496,12 +489,6 @@ class _Waiting:
 # What a waiting confirmation may be told instead of its outcome: lead the next batch, or decide again.
 _LEAD = object()
 _INTERRUPTED = object()
-
-
-def seat_decisions_of(runtime: ServiceRuntime) -> SeatDecisions:
-    """The runtime's :class:`SeatDecisions`."""
-    decisions: SeatDecisions = runtime.caches.setdefault("registration.seat_decisions", SeatDecisions())
-    return decisions
 
 
 async def confirm_registration(

@@ -19,7 +19,7 @@ RUNBOOK = ROOT / "docs" / "operating.md"
 
 # What the issue asks the alerts to watch, each by the metric that tells it.
 REQUIRED = {
-    "dead letters": "mitwirkung_worker_backlog",  # worker "consumer:<queue>.dlq" (shared/runtime.py)
+    "dead letters": "mitwirkung_worker_backlog",  # worker "consumer:<queue>.dlq" (shared/watches.py)
     "outbox age": "mitwirkung_outbox_oldest_unpublished_age_seconds",
     "mail failures": "mitwirkung_mail_attempts_total",
     "sender backlog": "mitwirkung_worker_backlog",
@@ -60,7 +60,7 @@ def test_the_required_conditions_are_alerted_on_and_explained_in_the_runbook() -
     for condition, metric in REQUIRED.items():
         assert metric in exprs, condition
     assert f'worker="{SENDER_WORKER}"' in exprs
-    # The DLQ depths the broker watch reports (shared/runtime.py): "<consumer's worker name>.dlq".
+    # The DLQ depths the broker watch reports (shared/watches.py): "<consumer's worker name>.dlq".
     (dlq_rule,) = [rule for rule in rules if rule["alert"] == "MitwirkungDeadLetters"]
     pattern = re.search(r'worker=~"([^"]+)"', dlq_rule["expr"]).group(1).encode().decode("unicode_escape")
     for queue in QUEUES:

@@ -49,14 +49,14 @@ async def test_domain_row_and_outbox_row_commit_together_or_not_at_all(registrat
         with pytest.raises(RuntimeError, match="after both inserts"):
             async with runtime.transaction() as session:
                 await registration_service.submit_registration(
-                    session, registration_settings, registration_service.catalog_of(runtime), failing
+                    session, registration_settings, runtime.catalog, failing
                 )
                 assert await _count(session, registrations, registrations.c.email == failing.email) == 1
                 raise RuntimeError("crash after both inserts, before commit")
         ok = RegistrationRequest(**registration_body())
         async with runtime.transaction() as session:
             registration_id = await registration_service.submit_registration(
-                session, registration_settings, registration_service.catalog_of(runtime), ok
+                session, registration_settings, runtime.catalog, ok
             )
         async with runtime.transaction() as session:
             assert await _count(session, registrations, registrations.c.email == failing.email) == 0

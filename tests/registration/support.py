@@ -60,7 +60,7 @@ async def pending_tokens(
         )
         async with api.runtime.transaction() as session:
             reg_id = await service.submit_registration(
-                session, registration_settings, service.catalog_of(api.runtime), request
+                session, registration_settings, api.runtime.catalog, request
             )
         tokens.append(await latest_token(api.runtime, reg_id))
     return tokens

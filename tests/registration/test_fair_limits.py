@@ -382,7 +382,6 @@ async def test_the_mailbox_key_goes_with_the_address(
     from services.proposals import service as proposals_service
     from services.proposals.models import proposals
     from services.registration import privacy
-    from services.registration import service as registration_service
     from tests.proposals.conftest import proposal_body
 
     app = create_app(registration_settings)
@@ -404,7 +403,7 @@ async def test_the_mailbox_key_goes_with_the_address(
             await privacy.erase_address(
                 session,
                 app.state.runtime.settings,
-                registration_service.catalog_of(app.state.runtime),
+                app.state.runtime.catalog,
                 tagged,
             )
         async with app.state.runtime.transaction() as session:

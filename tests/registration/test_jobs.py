@@ -26,15 +26,12 @@ async def test_unconfirmed_registrations_expire_and_their_personal_data_is_delet
         reg_id = await service.submit_registration(
             session,
             registration_settings,
-            service.catalog_of(api.runtime),
+            api.runtime.catalog,
             request,
             now=datetime.now(UTC) - timedelta(hours=49),
         )
     async with api.runtime.transaction() as session:
-        assert (
-            await service.expire_unconfirmed(session, registration_settings, service.catalog_of(api.runtime))
-            >= 1
-        )
+        assert await service.expire_unconfirmed(session, registration_settings, api.runtime.catalog) >= 1
     async with api.runtime.transaction() as session:
         row = (await session.execute(select(registrations).where(registrations.c.id == reg_id))).one()
     assert row.status == "expired"

@@ -67,7 +67,7 @@ async def test_unknown_and_expired_links_answer_404(api, make_working_group, reg
     long_ago = datetime.now(UTC) - timedelta(days=3)
     async with api.runtime.transaction() as session:
         reg_id = await service.submit_registration(
-            session, registration_settings, service.catalog_of(api.runtime), request, now=long_ago
+            session, registration_settings, api.runtime.catalog, request, now=long_ago
         )
     token = await latest_token(api.runtime, reg_id)
     response = await api.post("/v1/registrations/confirm", json={"token": token})

@@ -195,9 +195,9 @@ async def test_a_confirmation_is_committed_before_it_is_answered(api, registrati
     decisions = service.SeatDecisions()
     async with runtime.transaction() as conn:
         await conn.execute(text("SELECT 1"))  # a transaction is open on the unit
-        service.catalog_of(runtime).invalidate(wg)
+        runtime.catalog.invalidate(wg)
         answer = await service.confirm_registration(
-            conn, registration_settings, service.catalog_of(runtime), token, decisions=decisions
+            conn, registration_settings, runtime.catalog, token, decisions=decisions
         )
         assert answer["status"] == "confirmed"
         # Seen from another connection while the caller's unit is still open.

@@ -10,7 +10,6 @@ from sqlalchemy import select, update
 
 from services.notification.app import create_app as create_notification_app
 from services.notification.models import deliveries
-from services.registration import service
 from services.registration.models import meetings, registrations
 from shared.events import Recipient, RegistrationSubmitted, SelfServiceLinks, WorkingGroupInfo
 from shared.tokens import hash_token
@@ -59,7 +58,7 @@ async def test_a_link_ends_after_the_working_groups_last_meeting(api, make_worki
         await session.execute(
             update(meetings).where(meetings.c.working_group_id == wg).values(starts_at=past)
         )
-    service.catalog_of(api.runtime).invalidate(wg)
+    api.runtime.catalog.invalidate(wg)
     assert (await api.get("/v1/registrations/me", params={"token": token})).status_code == 404
     assert (await api.post("/v1/registrations/confirm", json={"token": token})).status_code == 404
     assert (await api.post("/v1/registrations/cancel", json={"token": token})).status_code == 404
