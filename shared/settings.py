@@ -141,7 +141,6 @@ class ServiceSettings(BaseSettings):
     # A stopping process finishes (or hands back) the work it claimed within this many seconds.
     shutdown_grace_seconds: float = 20.0
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
-    exchange: str = "mitwirkung.events"
 
     staff_jwt_secret: str = ""
     staff_jwt_public_key: str = ""

@@ -287,15 +287,6 @@ async def claim_reminder(
     ).first()
 
 
-async def public_mails_since(session: AsyncConnection, since: Any) -> int:
-    return int(
-        await session.scalar(
-            select(func.count()).select_from(registrations).where(registrations.c.public_mail_at > since)
-        )
-        or 0
-    )
-
-
 async def claim_public_mail(
     session: AsyncConnection, registration_id: uuid.UUID, now: Any, interval: Any
 ) -> bool:

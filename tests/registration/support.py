@@ -112,3 +112,13 @@ def confirmation_of(registration_id, version: int, now) -> repo.Confirmation:
         (event_id, "registration.confirmed", 1, payload, None),
         (event_id, "registration.waitlisted", 1, payload, None),
     )
+
+
+async def opt_in_mails_since(session, since) -> int:
+    """How many opt-in mails public POSTs sent since ``since`` (the count the hourly cap compares)."""
+    return int(
+        await session.scalar(
+            select(func.count()).select_from(registrations).where(registrations.c.public_mail_at > since)
+        )
+        or 0
+    )
