@@ -3,11 +3,8 @@ problem+json through ``DOMAIN_ERRORS`` (registered with the app); no SQL and no 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from functools import partial
 from typing import Annotated, Any, Literal
 
@@ -31,6 +28,7 @@ from services.registration.schemas import (
 )
 from shared import i18n
 from shared.auth import require_role
+from shared.csvsafe import csv_cell, spreadsheet_csv
 from shared.http import DomainErrors, Problem, private, validation_errors_from
 from shared.idempotency import IDEMPOTENCY_KEY_PARAMETER, checked_key, idempotent
 from shared.pages import (
@@ -332,22 +330,13 @@ async def participants(
     return JSONResponse(json.loads(json.dumps(people, default=str)))
 
 
-def _csv_cell(value: Any) -> str:
-    text = "" if value is None else (value.isoformat() if isinstance(value, datetime) else str(value))
-    # A cell starting with = + - @ would be a formula in a spreadsheet (CSV injection).
-    if text and text[0] in "=+-@\t\r":
-        text = "'" + text
-    return text
-
-
 def _csv(people: list[dict]) -> str:
-    buffer = io.StringIO()
-    buffer.write("\ufeff")  # so that spreadsheet programs read UTF-8 (umlauts, Cyrillic, Arabic)
-    writer = csv.writer(buffer, delimiter=";")
-    writer.writerow([*PARTICIPANT_FIELDS, "present_meeting_1", "present_meeting_2"])
-    for person in people:
-        writer.writerow([_csv_cell(person.get(f)) for f in PARTICIPANT_FIELDS] + ["", ""])
-    return buffer.getvalue()
+    return spreadsheet_csv(
+        [
+            [*PARTICIPANT_FIELDS, "present_meeting_1", "present_meeting_2"],
+            *([csv_cell(person.get(f)) for f in PARTICIPANT_FIELDS] + ["", ""] for person in people),
+        ]
+    )
 
 
 @router.get("/working-groups/{working_group_id}/planning")
