@@ -223,6 +223,11 @@ class Frame:
         )
 
 
+def page_response(html: str, status_code: int = 200) -> HTMLResponse:
+    """A rendered page with the pages' headers (its Content-Security-Policy among them)."""
+    return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
+
+
 def page_link(path: str, **query: str) -> str:
     return f"{path}?{urlencode({k: v for k, v in query.items() if v})}"
 
