@@ -228,6 +228,21 @@ def page_response(html: str, status_code: int = 200) -> HTMLResponse:
     return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
 
 
+MESSAGE = _env.get_template("message.html.j2")
+
+
+def not_found_page(frame: Frame) -> str:
+    """The page of a link that is unknown or has expired, whichever service owns it."""
+    return frame.render(
+        frame.pgettext("page", "Link not valid"),
+        MESSAGE,
+        lines=[
+            frame.pgettext("page", "This link is unknown or has expired."),
+            frame.pgettext("page", "If you have questions, please contact the office named below."),
+        ],
+    )
+
+
 def page_link(path: str, **query: str) -> str:
     return f"{path}?{urlencode({k: v for k, v in query.items() if v})}"
 

@@ -42,6 +42,7 @@ from shared.pages import (
     Frame,
     Identity,
     chosen_language,
+    not_found_page,
     page_response,
     wants_html,
 )
@@ -183,7 +184,7 @@ async def author_view(request: Request, token: TokenQuery) -> Response:
     except domain.NotFound:
         if not html:
             raise
-        return page_response(pages.not_found_page(_frame(request, None, pages.MINE, {"token": token})), 404)
+        return page_response(not_found_page(_frame(request, None, pages.MINE, {"token": token})), 404)
     if not html:
         return JSONResponse(jsonable_encoder(AuthorView(**view)))
     frame = _frame(request, view["language"], pages.MINE, {"token": token})
@@ -231,7 +232,7 @@ async def _author_form(
     except ValidationError as exc:
         view = await current() if _token_ok(token) else None
         if view is None:
-            return page_response(pages.not_found_page(frame(None)), 404)
+            return page_response(not_found_page(frame(None)), 404)
         f = frame(view["language"])
         fields = {str(e["loc"][0]) for e in exc.errors() if e.get("loc")}
         errors = {
@@ -245,11 +246,11 @@ async def _author_form(
         async with runtime.transaction() as session:
             view = await action(session, body)
     except domain.NotFound:
-        return page_response(pages.not_found_page(frame(None)), 404)
+        return page_response(not_found_page(frame(None)), 404)
     except domain.InvalidReference:
         view = await current()
         if view is None:
-            return page_response(pages.not_found_page(frame(None)), 404)
+            return page_response(not_found_page(frame(None)), 404)
         f = frame(view["language"])
         html = pages.author_page(
             f, view, token, await _districts(request), problem=pages.invalid_form(f),
@@ -259,7 +260,7 @@ async def _author_form(
     except domain.DomainError:
         view = await current()
         if view is None:
-            return page_response(pages.not_found_page(frame(None)), 404)
+            return page_response(not_found_page(frame(None)), 404)
         f = frame(view["language"])
         return page_response(
             pages.author_page(f, view, token, await _districts(request), problem=pages.not_possible(f)), 409
@@ -328,7 +329,7 @@ async def get_published(proposal_id: uuid.UUID, request: Request) -> Response:
     except domain.NotFound:
         if not html:
             raise
-        return page_response(pages.not_found_page(_frame(request, None, path, {})), 404)
+        return page_response(not_found_page(_frame(request, None, path, {})), 404)
     if not html:
         return JSONResponse(jsonable_encoder(ProposalPublic(**view)))
     return page_response(pages.public_page(_frame(request, view["language"], path, {}), view))

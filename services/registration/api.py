@@ -36,6 +36,7 @@ from shared.pages import (
     Frame,
     Identity,
     chosen_language,
+    not_found_page,
     page_response,
     wants_html,
 )
@@ -147,7 +148,7 @@ def _other_page(frame: Frame, view: service.PageView) -> HTMLResponse | None:
     if view.state == "cancelled":
         return page_response(pages.cancelled_page(frame))
     if view.state == "not_found":
-        return page_response(pages.not_found_page(frame), 404)
+        return page_response(not_found_page(frame), 404)
     return None
 
 
@@ -225,7 +226,7 @@ async def _token_action(request: Request, action: TokenUseCase) -> Response:
             state = await action(conn, runtime.settings, _catalog(request), token)
     except domain.NotFound:
         if from_form:
-            return page_response(pages.not_found_page(_form_frame(request, form_language, "de", token)), 404)
+            return page_response(not_found_page(_form_frame(request, form_language, "de", token)), 404)
         raise
     body = RegistrationState(**state).model_dump(mode="json", exclude_none=True)
     if not from_form:

@@ -21,7 +21,7 @@ from services.registration.schemas import TokenRequest
 from shared.auth import require_role
 from shared.events import Language
 from shared.http import Problem, private
-from shared.pages import page_response, wants_html
+from shared.pages import not_found_page, page_response, wants_html
 from shared.ratelimit import rate_limited
 from shared.validation import Email, StrictModel, single_line
 
@@ -101,7 +101,7 @@ async def confirm_page(request: Request, token: TokenQuery) -> HTMLResponse:
         language = await privacy.pending_request_language(session, token)
     frame = _frame(request, language, pages.ERASURE_CONFIRM, token)
     if language is None:
-        return page_response(pages.not_found_page(frame), 404)
+        return page_response(not_found_page(frame), 404)
     return page_response(pages.erasure_page(frame, token))
 
 
@@ -124,7 +124,7 @@ async def confirm(request: Request) -> Response:
         except Problem as problem:
             if from_form and problem.status == 404:
                 frame = _form_frame(request, form_language, language or "de", token)
-                return page_response(pages.not_found_page(frame), 404)
+                return page_response(not_found_page(frame), 404)
             raise
     body = ErasureStarted(**state).model_dump(mode="json")
     if from_form:
@@ -152,7 +152,7 @@ async def erasure_state(request_id: uuid.UUID, request: Request, token: TokenQue
         except Problem as problem:
             if html and problem.status == 404:
                 frame = _frame(request, None, f"/v1/privacy/erasure-requests/{request_id}", token)
-                return page_response(pages.not_found_page(frame), 404)
+                return page_response(not_found_page(frame), 404)
             raise
         language = await privacy.pending_request_language(session, token)
     if not html:
