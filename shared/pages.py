@@ -217,11 +217,6 @@ class Frame:
             body=content,
         )
 
-    def respond(self, title: str, body: Template, status_code: int = 200, **context: Any) -> HTMLResponse:
-        return HTMLResponse(
-            self.render(title, body, **context), status_code=status_code, headers=PAGE_HEADERS
-        )
-
 
 def page_response(html: str, status_code: int = 200) -> HTMLResponse:
     """A rendered page with the pages' headers (its Content-Security-Policy among them)."""
