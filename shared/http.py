@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -116,6 +116,45 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
 def validation_errors_from(exc: ValidationError) -> list[dict[str, str]]:
     """The same field list for a pydantic error raised while parsing a body by hand."""
     return _field_errors(exc.errors())
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+async def json_or_form(request: Request, max_fields: int = 10) -> tuple[Any, bool]:
+    """:func:`shared.pages.read_body` for an endpoint: ``(data, from_form)``, or a problem (415 for another
+    content type, 422 for a body that cannot be read)."""
+    try:
+        return await pages.read_body(request, max_fields=max_fields)
+    except pages.FormError as exc:
+        if exc.status == 415:
+            raise Problem(415, "Unsupported media type", str(exc)) from None
+        raise Problem(422, "Invalid request", errors=[{"field": "body", "message": str(exc)}]) from None
+
+
+def validated(model: type[ModelT], data: Any) -> ModelT:
+    """``data`` (read by hand, e.g. by :func:`json_or_form`) as ``model``, or a 422 problem with the fields."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise Problem(
+            422, "Invalid request", "One or more fields are invalid.", errors=validation_errors_from(exc)
+        ) from None
+
+
+def json_or_form_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI ``requestBody`` of an endpoint that reads :func:`json_or_form`: ``model`` as JSON or
+    as a page's form."""
+    schema = model.model_json_schema()
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                media: {"schema": schema}
+                for media in ("application/json", "application/x-www-form-urlencoded")
+            },
+        }
+    }
 
 
 def _field_errors(raw: Any) -> list[dict[str, str]]:

@@ -180,10 +180,6 @@ class EventConsumer:
             return False
         return tag in channel.consumers
 
-    @property
-    def database_available(self) -> bool:
-        return self._database_up.is_set()
-
     async def close(self) -> None:
         if self._probe is not None:
             await cancel_and_wait(self._probe)

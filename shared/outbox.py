@@ -9,9 +9,9 @@ row twice at the same time.
 Waking up: a commit that added outbox rows wakes its own process's relay at once (an ``after_commit``
 hook on the session factory). Other replicas are woken by ``LISTEN/NOTIFY``, sent by the relay at most
 every ``notify_interval`` seconds and not by the business transaction itself: a NOTIFY inside a
-transaction takes a database-wide lock through its commit, which serialised all registrations at about
-250/s when a trigger notified on every insert. Polling is the fallback, since a notification is lost while
-nobody listens.
+transaction takes a database-wide lock through its commit, which would serialise every business
+transaction behind it (a trigger notifying on every insert did). Polling is the fallback, since a
+notification is lost while nobody listens.
 
 A relay that dies after publishing and before marking publishes the row again on its next run: delivery
 is at-least-once, and consumers deduplicate by the event id (the AMQP ``message_id``, see ``inbox``).

@@ -211,10 +211,25 @@ class Frame:
             body=content,
         )
 
-    def respond(self, title: str, body: Template, status_code: int = 200, **context: Any) -> HTMLResponse:
-        return HTMLResponse(
-            self.render(title, body, **context), status_code=status_code, headers=PAGE_HEADERS
-        )
+
+def page_response(html: str, status_code: int = 200) -> HTMLResponse:
+    """A rendered page with the pages' headers (its Content-Security-Policy among them)."""
+    return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
+
+
+MESSAGE = _env.get_template("message.html.j2")
+
+
+def not_found_page(frame: Frame) -> str:
+    """The page of a link that is unknown or has expired, whichever service owns it."""
+    return frame.render(
+        frame.pgettext("page", "Link not valid"),
+        MESSAGE,
+        lines=[
+            frame.pgettext("page", "This link is unknown or has expired."),
+            frame.pgettext("page", "If you have questions, please contact the office named below."),
+        ],
+    )
 
 
 def page_link(path: str, **query: str) -> str:

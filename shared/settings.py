@@ -141,7 +141,6 @@ class ServiceSettings(BaseSettings):
     # A stopping process finishes (or hands back) the work it claimed within this many seconds.
     shutdown_grace_seconds: float = 20.0
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
-    exchange: str = "mitwirkung.events"
 
     staff_jwt_secret: str = ""
     staff_jwt_public_key: str = ""
@@ -173,8 +172,8 @@ class ServiceSettings(BaseSettings):
     # Outbox relay
     outbox_poll_interval: float = 2.0
     # Rows per relay pass; their publishes go out back to back and their confirms are awaited together.
-    # A pass costs a handful of round trips, each a turn of a busy event loop, so under full intake the
-    # relay fell behind with 100 rows per pass (bench/system_burst.py: mails during intake 148/s; 500: 213/s).
+    # A pass costs a handful of round trips, each a turn of a busy event loop, whatever its size: passes
+    # large enough that the relay keeps up with full intake instead of falling behind it.
     # The AMQP write queue is sized for a whole pass (shared.runtime), so that a pass goes out in one turn.
     outbox_batch_size: int = 500
     outbox_publish_timeout: float = 10.0

@@ -35,9 +35,9 @@ class NotificationSettings(ServiceSettings):
     smtp_client_cert: str = ""
     smtp_client_key: str = ""
     smtp_timeout: float = 30.0
-    # Sending is latency-bound (four SMTP round trips per mail): 5 connections carried about 200 mails/s on
-    # a loaded machine, 10 carry the 200/s steady load with room (bench/system_burst.py). Exchange allows 20
-    # connections per source by default.
+    # Sending is latency-bound (four SMTP round trips per mail), so mails go out over several connections
+    # at once; 10 leave room above the steady load the README's performance section names, and stay well
+    # below the 20 connections per source that Exchange allows by default.
     smtp_pool_size: int = 10
     mail_from: str = "Stadt Kaiserslautern – Mitwirkung <mitwirkung@kaiserslautern.de>"
     mail_reply_to: str = "Integrationsbeauftragter der Stadt Kaiserslautern <europa@kaiserslautern.de>"

@@ -285,10 +285,6 @@ def enhanced_status(text: str) -> str | None:
     return ".".join(found.groups()) if found else None
 
 
-def is_permanent(status: str) -> bool:
-    return status.startswith("5")
-
-
 def without_addresses(text: str) -> str:
     """``text`` with every mail address in it replaced, on one line, shortened: what the suppression list and
     ``mail.bounced`` keep of a diagnostic (the list holds no address, and the event needs none)."""

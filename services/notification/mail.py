@@ -77,7 +77,7 @@ SMTP_POLICY = _SmtpPolicy(linesep="\r\n", mangle_from_=False)
 # global charset registry is left alone.
 class _Utf8QuotedPrintable(Charset):
     """utf-8 bodies as quoted-printable, encoded by ``binascii`` (C) instead of ``email.quoprimime``
-    (Python, a sixth of the cost of writing a mail). Both write valid QP of the same text; only where a
+    (Python, and a large part of the cost of writing a mail). Both write valid QP of the same text; only where a
     long line is broken may differ."""
 
     def __init__(self) -> None:

@@ -8,7 +8,6 @@ a language without a catalog gets German.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,10 +55,6 @@ class TemplateRenderer:
 
     def languages(self) -> list[str]:
         return i18n.languages()
-
-    @functools.lru_cache(maxsize=64)  # noqa: B019 (one renderer per process; templates are files)
-    def has_template(self, template: str) -> bool:
-        return all((self.directory / f"{template}.{part}.j2").exists() for part in PARTS)
 
     def resolve_language(self, language: str) -> str:
         resolved = i18n.resolve(language)

@@ -139,10 +139,6 @@ class RateLimiter:
                     await self._slot_changed.wait()
 
 
-class BudgetExhausted(Exception):
-    pass
-
-
 class SharedBudget:
     """The rate limit's slots in Postgres, shared by every replica of the service.
 

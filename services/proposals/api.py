@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -35,16 +35,15 @@ from services.proposals.schemas import (
 )
 from shared import i18n
 from shared.auth import authorize, require_role
-from shared.http import DomainErrors, Problem, private, validation_errors_from
+from shared.http import DomainErrors, json_or_form, json_or_form_body, private, validated
 from shared.idempotency import checked_key, idempotent
 from shared.pages import (
     LANGUAGE_NAMES,
-    PAGE_HEADERS,
-    FormError,
     Frame,
     Identity,
     chosen_language,
-    read_body,
+    not_found_page,
+    page_response,
     wants_html,
 )
 from shared.pagination import decode_timestamp_cursor
@@ -162,10 +161,6 @@ def _frame(request: Request, language: str | None, path: str | None, query: dict
     return Frame(chosen_language(request, language), Identity.of(_runtime(request).settings), path, query)
 
 
-def _page(html: str, status_code: int = 200) -> HTMLResponse:
-    return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
-
-
 async def _districts(request: Request) -> list[dict]:
     async with _runtime(request).transaction() as session:
         return await service.list_districts(session)
@@ -189,24 +184,11 @@ async def author_view(request: Request, token: TokenQuery) -> Response:
     except domain.NotFound:
         if not html:
             raise
-        return _page(pages.not_found_page(_frame(request, None, pages.MINE, {"token": token})), 404)
+        return page_response(not_found_page(_frame(request, None, pages.MINE, {"token": token})), 404)
     if not html:
         return JSONResponse(jsonable_encoder(AuthorView(**view)))
     frame = _frame(request, view["language"], pages.MINE, {"token": token})
-    return _page(pages.author_page(frame, view, token, await _districts(request)))
-
-
-def _form_body(model: type[BaseModel]) -> dict:
-    schema = model.model_json_schema()
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                media: {"schema": schema}
-                for media in ("application/json", "application/x-www-form-urlencoded")
-            },
-        }
-    }
+    return page_response(pages.author_page(frame, view, token, await _districts(request)))
 
 
 AuthorAction = Callable[[AsyncConnection, Any], Awaitable[dict]]
@@ -215,19 +197,9 @@ AuthorAction = Callable[[AsyncConnection, Any], Awaitable[dict]]
 async def _author_action(request: Request, model: type[BaseModel], action: AuthorAction) -> Response:
     """Edit or withdraw: JSON in, JSON out (errors as problem+json); or the page's form in, the page
     out (with the fields' errors, or why the step is no longer possible)."""
-    try:
-        data, from_form = await read_body(request)
-    except FormError as exc:
-        if exc.status == 415:
-            raise Problem(415, "Unsupported media type", str(exc)) from None
-        raise Problem(422, "Invalid request", errors=[{"field": "body", "message": str(exc)}]) from None
+    data, from_form = await json_or_form(request)
     if not from_form:
-        try:
-            body = model.model_validate(data)
-        except ValidationError as exc:
-            raise Problem(
-                422, "Invalid request", "One or more fields are invalid.", errors=validation_errors_from(exc)
-            ) from None
+        body = validated(model, data)
         runtime = _runtime(request)
         async with runtime.transaction() as session:
             return JSONResponse(jsonable_encoder(AuthorView(**await action(session, body))))
@@ -260,7 +232,7 @@ async def _author_form(
     except ValidationError as exc:
         view = await current() if _token_ok(token) else None
         if view is None:
-            return _page(pages.not_found_page(frame(None)), 404)
+            return page_response(not_found_page(frame(None)), 404)
         f = frame(view["language"])
         fields = {str(e["loc"][0]) for e in exc.errors() if e.get("loc")}
         errors = {
@@ -269,33 +241,33 @@ async def _author_form(
         html = pages.author_page(
             f, view, token, await _districts(request), problem=pages.invalid_form(f), errors=errors, form=data
         )
-        return _page(html, 422)
+        return page_response(html, 422)
     try:
         async with runtime.transaction() as session:
             view = await action(session, body)
     except domain.NotFound:
-        return _page(pages.not_found_page(frame(None)), 404)
+        return page_response(not_found_page(frame(None)), 404)
     except domain.InvalidReference:
         view = await current()
         if view is None:
-            return _page(pages.not_found_page(frame(None)), 404)
+            return page_response(not_found_page(frame(None)), 404)
         f = frame(view["language"])
         html = pages.author_page(
             f, view, token, await _districts(request), problem=pages.invalid_form(f),
             errors={"district_id": pages.field_error(f, "district_id")}, form=data,
         )  # fmt: skip
-        return _page(html, 422)
+        return page_response(html, 422)
     except domain.DomainError:
         view = await current()
         if view is None:
-            return _page(pages.not_found_page(frame(None)), 404)
+            return page_response(not_found_page(frame(None)), 404)
         f = frame(view["language"])
-        return _page(
+        return page_response(
             pages.author_page(f, view, token, await _districts(request), problem=pages.not_possible(f)), 409
         )
     f = frame(view["language"])
     notice = pages.edited_notice(f) if model is AuthorEdit else pages.withdrawn_notice(f)
-    return _page(pages.author_page(f, view, token, await _districts(request), notice=notice))
+    return page_response(pages.author_page(f, view, token, await _districts(request), notice=notice))
 
 
 def _token_ok(token: str) -> bool:
@@ -311,7 +283,7 @@ def _token_ok(token: str) -> bool:
     response_model=AuthorView,
     dependencies=[Depends(rate_limited)],
     tags=["author"],
-    openapi_extra=_form_body(AuthorEdit),
+    openapi_extra=json_or_form_body(AuthorEdit),
 )
 @private
 async def author_edit(request: Request) -> Response:
@@ -329,7 +301,7 @@ async def author_edit(request: Request) -> Response:
     response_model=AuthorView,
     dependencies=[Depends(rate_limited)],
     tags=["author"],
-    openapi_extra=_form_body(TokenRequest),
+    openapi_extra=json_or_form_body(TokenRequest),
 )
 @private
 async def author_withdraw(request: Request) -> Response:
@@ -357,10 +329,10 @@ async def get_published(proposal_id: uuid.UUID, request: Request) -> Response:
     except domain.NotFound:
         if not html:
             raise
-        return _page(pages.not_found_page(_frame(request, None, path, {})), 404)
+        return page_response(not_found_page(_frame(request, None, path, {})), 404)
     if not html:
         return JSONResponse(jsonable_encoder(ProposalPublic(**view)))
-    return _page(pages.public_page(_frame(request, view["language"], path, {}), view))
+    return page_response(pages.public_page(_frame(request, view["language"], path, {}), view))
 
 
 # --- moderation ----------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ WITHDRAW = "/v1/proposals/mine/withdraw"
 _env = environment(Path(__file__).resolve().parent / "templates")
 _AUTHOR = _env.get_template("author.html.j2")
 _PUBLIC = _env.get_template("public.html.j2")
-_MESSAGE = _env.get_template("message.html.j2")
 
 
 def status_text(frame: Frame, status: str) -> str:
@@ -118,15 +117,4 @@ def public_page(frame: Frame, view: dict[str, Any]) -> str:
         view=view,
         status_text=status_text(frame, view["status"]),
         outcome_text=outcome_text(frame, view.get("outcome")),
-    )
-
-
-def not_found_page(frame: Frame) -> str:
-    return frame.render(
-        frame.pgettext("page", "Link not valid"),
-        _MESSAGE,
-        lines=[
-            frame.pgettext("page", "This link is unknown or has expired."),
-            frame.pgettext("page", "If you have questions, please contact the office named below."),
-        ],
     )

@@ -5,15 +5,14 @@ never markup). Pure functions: the queries are in ``repository``."""
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from services.proposals.domain import OUTCOMES, STATUSES
+from shared.csvsafe import csv_cell, spreadsheet_csv
 
 NO_DISTRICT = "—"
 
@@ -119,20 +118,9 @@ CSV_COLUMNS = (
 )
 
 
-def csv_cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    # A cell starting with = + - @ (or a tab/CR) would be a formula in a spreadsheet (CSV injection).
-    if text and text[0] in "=+-@\t\r":
-        text = "'" + text
-    return text
-
-
 def to_csv(report: dict[str, Any]) -> str:
     """Every published proposal, one row each, with its working group and district."""
-    buffer = io.StringIO()
-    buffer.write("\ufeff")  # so that spreadsheet programs read UTF-8
-    writer = csv.writer(buffer, delimiter=";")
-    writer.writerow(CSV_COLUMNS)
+    rows: list[list[Any]] = [list(CSV_COLUMNS)]
     for group in report["working_groups"]:
         for p in group["proposals"]:
             values = {
@@ -140,27 +128,27 @@ def to_csv(report: dict[str, Any]) -> str:
                 "working_group": group["title"],
                 "district": p["district"]["name"] if p["district"] else "",
             }
-            writer.writerow([csv_cell(values.get(c)) for c in CSV_COLUMNS])
-    return buffer.getvalue()
+            rows.append([csv_cell(values.get(c)) for c in CSV_COLUMNS])
+    return spreadsheet_csv(rows)
 
 
 def counts_to_csv(report: dict[str, Any]) -> str:
     """The counts per working group × district, one row each."""
-    buffer = io.StringIO()
-    buffer.write("\ufeff")
-    writer = csv.writer(buffer, delimiter=";")
-    writer.writerow(["working_group", "district", *STATUSES, *OUTCOMES])
-    for group in report["working_groups"]:
-        for d in group["districts"]:
-            writer.writerow(
+    return spreadsheet_csv(
+        [
+            ["working_group", "district", *STATUSES, *OUTCOMES],
+            *(
                 [
                     csv_cell(group["title"]),
                     csv_cell(d["name"]),
                     *(d["counts"]["by_status"][s] for s in STATUSES),
                     *(d["counts"]["by_outcome"][o] for o in OUTCOMES),
                 ]
-            )
-    return buffer.getvalue()
+                for group in report["working_groups"]
+                for d in group["districts"]
+            ),
+        ]
+    )
 
 
 # --- Markdown ------------------------------------------------------------------------------------------

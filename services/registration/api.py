@@ -3,18 +3,14 @@ problem+json through ``DOMAIN_ERRORS`` (registered with the app); no SQL and no 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.registration import domain, pages, service
@@ -32,16 +28,17 @@ from services.registration.schemas import (
 )
 from shared import i18n
 from shared.auth import require_role
-from shared.http import DomainErrors, Problem, private, validation_errors_from
+from shared.csvsafe import csv_cell, spreadsheet_csv
+from shared.http import DomainErrors, json_or_form, json_or_form_body, private, validated
 from shared.idempotency import IDEMPOTENCY_KEY_PARAMETER, checked_key, idempotent
 from shared.pages import (
     LANGUAGE_NAMES,
     PAGE_HEADERS,
-    FormError,
     Frame,
     Identity,
     chosen_language,
-    read_body,
+    not_found_page,
+    page_response,
     wants_html,
 )
 
@@ -114,30 +111,12 @@ async def register(body: RegistrationRequest, request: Request) -> JSONResponse:
 async def _token_body(request: Request) -> tuple[str, bool, str | None]:
     """The token from a JSON body ({"token": …}) or from a page's form (with the page's ``lang``).
     Returns (token, from_form, language of the form)."""
-    try:
-        data, from_form = await read_body(request, max_fields=5)
-    except FormError as exc:
-        if exc.status == 415:
-            raise Problem(415, "Unsupported media type", str(exc)) from None
-        raise Problem(422, "Invalid request", errors=[{"field": "body", "message": str(exc)}]) from None
+    data, from_form = await json_or_form(request, max_fields=5)
     form_language = data.pop("lang", None) if from_form else None
-    try:
-        return TokenRequest.model_validate(data).token, from_form, form_language
-    except ValidationError as exc:
-        raise Problem(
-            422, "Invalid request", "One or more fields are invalid.", errors=validation_errors_from(exc)
-        ) from None
+    return validated(TokenRequest, data).token, from_form, form_language
 
 
-_TOKEN_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": TokenRequest.model_json_schema()},
-            "application/x-www-form-urlencoded": {"schema": TokenRequest.model_json_schema()},
-        },
-    }
-}
+_TOKEN_BODY = json_or_form_body(TokenRequest)
 
 
 def _frame(request: Request, language: str | None, path: str | None = None, token: str = "") -> Frame:
@@ -164,16 +143,12 @@ async def _view(request: Request, token: str) -> service.PageView:
         return await service.page_view(conn, _catalog(request), token)
 
 
-def _page(html: str, status_code: int = 200) -> HTMLResponse:
-    return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
-
-
 def _other_page(frame: Frame, view: service.PageView) -> HTMLResponse | None:
     """The page for a link that was cancelled or is unknown, else None."""
     if view.state == "cancelled":
-        return _page(pages.cancelled_page(frame))
+        return page_response(pages.cancelled_page(frame))
     if view.state == "not_found":
-        return _page(pages.not_found_page(frame), 404)
+        return page_response(not_found_page(frame), 404)
     return None
 
 
@@ -188,9 +163,9 @@ async def confirm_page(request: Request, token: TokenQuery) -> HTMLResponse:
     if other is not None:
         return other
     if view.status != "pending_confirmation":
-        return _page(pages.status_page(frame, view, token))
+        return page_response(pages.status_page(frame, view, token))
     hours = _runtime(request).settings.confirmation_window_hours
-    return _page(pages.confirm_page(frame, view, token, hours))
+    return page_response(pages.confirm_page(frame, view, token, hours))
 
 
 @router.get("/registrations/cancel", response_class=HTMLResponse)
@@ -198,7 +173,7 @@ async def confirm_page(request: Request, token: TokenQuery) -> HTMLResponse:
 async def cancel_page(request: Request, token: TokenQuery) -> HTMLResponse:
     view = await _view(request, token)
     frame = _frame(request, view.language, pages.CANCEL, token)
-    return _other_page(frame, view) or _page(pages.cancel_page(frame, view, token))
+    return _other_page(frame, view) or page_response(pages.cancel_page(frame, view, token))
 
 
 @router.post(
@@ -251,7 +226,7 @@ async def _token_action(request: Request, action: TokenUseCase) -> Response:
             state = await action(conn, runtime.settings, _catalog(request), token)
     except domain.NotFound:
         if from_form:
-            return _page(pages.not_found_page(_form_frame(request, form_language, "de", token)), 404)
+            return page_response(not_found_page(_form_frame(request, form_language, "de", token)), 404)
         raise
     body = RegistrationState(**state).model_dump(mode="json", exclude_none=True)
     if not from_form:
@@ -261,7 +236,7 @@ async def _token_action(request: Request, action: TokenUseCase) -> Response:
     other = _other_page(frame, view)
     if other is not None:
         return other
-    return _page(pages.status_page(frame, view, token, notice=pages.confirmed_notice(frame, view)))
+    return page_response(pages.status_page(frame, view, token, notice=pages.confirmed_notice(frame, view)))
 
 
 @router.get(
@@ -275,7 +250,7 @@ async def me(request: Request, token: TokenQuery) -> Response:
     if wants_html(request):
         view = await _view(request, token)
         frame = _frame(request, view.language, pages.STATUS, token)
-        return _other_page(frame, view) or _page(pages.status_page(frame, view, token))
+        return _other_page(frame, view) or page_response(pages.status_page(frame, view, token))
     async with _runtime(request).transaction() as conn:
         status = await service.registration_status(conn, _catalog(request), token)
     return JSONResponse(jsonable_encoder(status))
@@ -332,22 +307,13 @@ async def participants(
     return JSONResponse(json.loads(json.dumps(people, default=str)))
 
 
-def _csv_cell(value: Any) -> str:
-    text = "" if value is None else (value.isoformat() if isinstance(value, datetime) else str(value))
-    # A cell starting with = + - @ would be a formula in a spreadsheet (CSV injection).
-    if text and text[0] in "=+-@\t\r":
-        text = "'" + text
-    return text
-
-
 def _csv(people: list[dict]) -> str:
-    buffer = io.StringIO()
-    buffer.write("\ufeff")  # so that spreadsheet programs read UTF-8 (umlauts, Cyrillic, Arabic)
-    writer = csv.writer(buffer, delimiter=";")
-    writer.writerow([*PARTICIPANT_FIELDS, "present_meeting_1", "present_meeting_2"])
-    for person in people:
-        writer.writerow([_csv_cell(person.get(f)) for f in PARTICIPANT_FIELDS] + ["", ""])
-    return buffer.getvalue()
+    return spreadsheet_csv(
+        [
+            [*PARTICIPANT_FIELDS, "present_meeting_1", "present_meeting_2"],
+            *([csv_cell(person.get(f)) for f in PARTICIPANT_FIELDS] + ["", ""] for person in people),
+        ]
+    )
 
 
 @router.get("/working-groups/{working_group_id}/planning")

@@ -10,7 +10,7 @@ from typing import Any
 
 from services.registration.service import PageView
 from shared import i18n
-from shared.pages import Frame, environment, page_link
+from shared.pages import MESSAGE, Frame, environment, page_link
 
 CONFIRM = "/v1/registrations/confirm"
 CANCEL = "/v1/registrations/cancel"
@@ -21,7 +21,6 @@ _env = environment(Path(__file__).resolve().parent / "templates")
 _CONFIRM = _env.get_template("confirm.html.j2")
 _STATUS = _env.get_template("status.html.j2")
 _CANCEL = _env.get_template("cancel.html.j2")
-_MESSAGE = _env.get_template("message.html.j2")
 _ERASURE = _env.get_template("erasure.html.j2")
 _ERASURE_STATUS = _env.get_template("erasure_status.html.j2")
 
@@ -111,19 +110,8 @@ def cancel_page(frame: Frame, view: PageView, token: str) -> str:
 def cancelled_page(frame: Frame) -> str:
     return frame.render(
         frame.pgettext("page", "Registration cancelled"),
-        _MESSAGE,
+        MESSAGE,
         lines=[frame.pgettext("page", "Your registration has been cancelled.")],
-    )
-
-
-def not_found_page(frame: Frame) -> str:
-    return frame.render(
-        frame.pgettext("page", "Link not valid"),
-        _MESSAGE,
-        lines=[
-            frame.pgettext("page", "This link is unknown or has expired."),
-            frame.pgettext("page", "If you have questions, please contact the office named below."),
-        ],
     )
 
 

@@ -14,7 +14,6 @@ from services.registration.api import (
     TokenQuery,
     _form_frame,
     _frame,
-    _page,
     _runtime,
     _token_body,
 )
@@ -22,7 +21,7 @@ from services.registration.schemas import TokenRequest
 from shared.auth import require_role
 from shared.http import Problem, private
 from shared.languages import Language
-from shared.pages import wants_html
+from shared.pages import not_found_page, page_response, wants_html
 from shared.ratelimit import rate_limited
 from shared.validation import Email, StrictModel, single_line
 
@@ -102,8 +101,8 @@ async def confirm_page(request: Request, token: TokenQuery) -> HTMLResponse:
         language = await privacy.pending_request_language(session, token)
     frame = _frame(request, language, pages.ERASURE_CONFIRM, token)
     if language is None:
-        return _page(pages.not_found_page(frame), 404)
-    return _page(pages.erasure_page(frame, token))
+        return page_response(not_found_page(frame), 404)
+    return page_response(pages.erasure_page(frame, token))
 
 
 @router.post(
@@ -125,13 +124,13 @@ async def confirm(request: Request) -> Response:
         except Problem as problem:
             if from_form and problem.status == 404:
                 frame = _form_frame(request, form_language, language or "de", token)
-                return _page(pages.not_found_page(frame), 404)
+                return page_response(not_found_page(frame), 404)
             raise
     body = ErasureStarted(**state).model_dump(mode="json")
     if from_form:
         frame = _form_frame(request, form_language, language or "de", token)
         link = pages.erasure_status_link(state["request_id"], token, frame.language)
-        return _page(pages.erasure_status_page(frame, state["status"], link), 202)
+        return page_response(pages.erasure_status_page(frame, state["status"], link), 202)
     return JSONResponse(body, status_code=202)
 
 
@@ -153,13 +152,13 @@ async def erasure_state(request_id: uuid.UUID, request: Request, token: TokenQue
         except Problem as problem:
             if html and problem.status == 404:
                 frame = _frame(request, None, f"/v1/privacy/erasure-requests/{request_id}", token)
-                return _page(pages.not_found_page(frame), 404)
+                return page_response(not_found_page(frame), 404)
             raise
         language = await privacy.pending_request_language(session, token)
     if not html:
         return JSONResponse(ErasureState(**state).model_dump(mode="json"))
     frame = _frame(request, language, f"/v1/privacy/erasure-requests/{request_id}", token)
-    return _page(pages.erasure_status_page(frame, state["status"]))
+    return page_response(pages.erasure_status_page(frame, state["status"]))
 
 
 @router.post("/erasures", status_code=202, response_model=ErasureAccepted)

@@ -707,14 +707,6 @@ async def page_view(
     )
 
 
-async def language_of(conn: AsyncConnection, token: str) -> str:
-    """The language of the registration behind a link, a cancelled one's included (German if unknown)."""
-    found = await repo.registration_by_token_hash(conn, hash_token(token))
-    if found is None:
-        found = await repo.registration_by_revoked_token_hash(conn, hash_token(token))
-    return (found.language if found else None) or "de"
-
-
 async def calendar_of(conn: AsyncConnection, catalog: CatalogCache, token: str) -> bytes:
     """The calendar file of a confirmed registration's meetings (the same entries as its mails carry), in
     the registration's language."""

@@ -14,10 +14,10 @@ from tests.conftest import registration_body, running
 from tests.e2e.test_journey import token_from
 from tests.notification.test_bounce_listener import forward
 from tests.notification.test_bounces import BOUNCES
-from tests.registration.support import auth
 from tests.support.bounces import dsn
 from tests.support.catalog import create_working_group
 from tests.support.smtp import free_port
+from tests.support.staff import auth
 from tests.support.wait import eventually
 
 

@@ -18,8 +18,8 @@ from services.registration import service
 from services.registration.app import create_app as registration_app
 from tests.conftest import registration_body, running
 from tests.e2e.test_journey import token_from
-from tests.registration.support import auth
 from tests.support.catalog import create_working_group
+from tests.support.staff import auth
 
 ONE_CLICK = {"Content-Type": "application/x-www-form-urlencoded"}
 

@@ -22,10 +22,10 @@ from shared.db import asyncpg_dsn
 from shared.events import PrivacyErasureRequested
 from tests.conftest import running, unique_email
 from tests.notification.test_sending import submitted
-from tests.notification.test_staff_api import auth
 from tests.support.bounces import dsn, exchange_ndr, not_a_bounce, postfix_text_bounce
 from tests.support.events import publish_event
 from tests.support.smtp import ReceivedMail, SmtpServer
+from tests.support.staff import auth
 from tests.support.wait import eventually
 
 BOUNCES = "bounces@mitwirkung.kaiserslautern.de"

@@ -9,11 +9,8 @@ from shared.auth import mint_token
 from shared.events import Recipient, RegistrationSubmitted, SelfServiceLinks, WorkingGroupInfo
 from tests.conftest import running, unique_email
 from tests.support.events import publish_event as publish
+from tests.support.staff import auth
 from tests.support.wait import eventually
-
-
-def auth(settings, *roles: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint_token(settings, 'office@stadt', list(roles))}"}
 
 
 async def test_the_delivery_log_answers_did_this_person_get_our_mail(notification_settings, smtp):

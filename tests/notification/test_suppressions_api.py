@@ -10,8 +10,8 @@ from services.notification.app import create_app as notification_app
 from tests.conftest import running, unique_email
 from tests.notification.test_bounces import BOUNCES, _bounced, database
 from tests.notification.test_sending import submitted
-from tests.notification.test_staff_api import auth
 from tests.support.events import publish_event
+from tests.support.staff import auth
 from tests.support.wait import eventually
 
 
@@ -70,7 +70,7 @@ async def test_staff_see_and_an_admin_lifts_a_suppression(notification_settings,
     async with database(settings) as conn:
         audited = await conn.fetch(
             "SELECT action, details::text AS details FROM notification.audit_log "
-            "WHERE action IN ('suppression.lifted', 'suppressions.read') AND subject = 'office@stadt' "
+            "WHERE action IN ('suppression.lifted', 'suppressions.read') AND subject = 'tester@stadt' "
             "ORDER BY id DESC LIMIT 5"
         )
     assert "suppression.lifted" in [a["action"] for a in audited]

@@ -14,9 +14,10 @@ from services.notification.models import deliveries
 from services.proposals.app import create_app as proposals_app
 from services.proposals.models import working_groups as proposal_working_groups
 from services.registration.app import create_app as registration_app
-from services.registration.models import erasure_requests, meetings, registrations, working_groups
+from services.registration.models import erasure_requests, registrations
 from tests.conftest import registration_body, running, unique_email
 from tests.proposals.conftest import proposal_body
+from tests.support.catalog import create_working_group
 from tests.support.dbscan import columns_containing
 from tests.support.wait import eventually
 
@@ -32,25 +33,6 @@ def link_token(mails, path: str) -> str:
     raise AssertionError(f"no mail with a link to {path}")
 
 
-async def make_working_group(reg_app, capacity: int) -> str:
-    wg = f"erasure-{uuid.uuid4().hex[:8]}"
-    async with reg_app.state.runtime.transaction() as session:
-        await session.execute(insert(working_groups).values(id=wg, title="Erasure (Test)", capacity=capacity))
-        await session.execute(
-            insert(meetings).values(
-                [
-                    {
-                        "working_group_id": wg,
-                        "number": n,
-                        "starts_at": datetime.now(UTC) + timedelta(days=30 * n),
-                    }
-                    for n in (1, 2)
-                ]
-            )
-        )
-    return wg
-
-
 async def test_erasure_across_services_with_one_service_down_leaves_the_address_nowhere(
     infra, registration_settings, notification_settings, proposals_settings, smtp
 ):
@@ -61,7 +43,9 @@ async def test_erasure_across_services_with_one_service_down_leaves_the_address_
 
     notif_app = notification_app(notification_settings)
     async with running(reg_app) as api, running(notif_app):
-        wg = await make_working_group(reg_app, capacity=1)
+        wg = await create_working_group(
+            reg_app.state.runtime, capacity=1, starts_at=datetime.now(UTC) + timedelta(days=30)
+        )
 
         # --- what the three services hold about the address ------------------------------------------
         prop_app = proposals_app(prop_settings)

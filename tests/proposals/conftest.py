@@ -2,14 +2,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from functools import partial
 
 import pytest
 from sqlalchemy import insert
 
 from services.proposals.app import create_app
 from services.proposals.models import working_groups
-from shared.auth import mint_token
 from tests.conftest import running
+from tests.support.staff import auth
 
 
 @pytest.fixture
@@ -37,8 +38,7 @@ def make_working_group():
     return make
 
 
-def staff_headers(settings, *roles: str, subject: str = "moderatorin.a") -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint_token(settings, subject, list(roles))}"}
+staff_headers = partial(auth, subject="moderatorin.a")
 
 
 def proposal_body(working_group_id: str, /, **overrides) -> dict:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from services.proposals.report import csv_cell, md_escape
+from services.proposals.report import md_escape
+from shared.csvsafe import csv_cell
 
 
 def test_markdown_escape_leaves_no_markup_html_or_link():

@@ -1,4 +1,4 @@
-"""Helpers of the registration tests: staff tokens, the tokens and events in the outbox, registering."""
+"""Helpers of the registration tests: the tokens and events in the outbox, registering."""
 
 from __future__ import annotations
 
@@ -12,12 +12,7 @@ from services.registration import repository as repo
 from services.registration import service
 from services.registration.models import outbox, registrations, working_groups
 from services.registration.schemas import RegistrationRequest
-from shared.auth import mint_token
 from tests.conftest import registration_body
-
-
-def auth(settings, *roles: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint_token(settings, 'tester@stadt', list(roles))}"}
 
 
 async def latest_token(runtime, registration_id=None, email: str | None = None) -> str:
@@ -111,4 +106,14 @@ def confirmation_of(registration_id, version: int, now) -> repo.Confirmation:
         now,
         (event_id, "registration.confirmed", 1, payload, None),
         (event_id, "registration.waitlisted", 1, payload, None),
+    )
+
+
+async def opt_in_mails_since(session, since) -> int:
+    """How many opt-in mails public POSTs sent since ``since`` (the count the hourly cap compares)."""
+    return int(
+        await session.scalar(
+            select(func.count()).select_from(registrations).where(registrations.c.public_mail_at > since)
+        )
+        or 0
     )

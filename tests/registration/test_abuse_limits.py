@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from services.registration import repository as repo
 from services.registration.app import create_app
 from services.registration.models import outbox, registrations
 from shared.http import Problem
 from shared.ratelimit import ClientRateLimiter, client_key
 from tests.conftest import registration_body, running
+from tests.registration.support import opt_in_mails_since
 
 
 async def _events(runtime, email: str) -> list[str]:
@@ -74,7 +74,7 @@ async def test_opt_in_mails_have_an_hourly_cap(registration_settings, make_worki
     probe = create_app(registration_settings)
     async with running(probe):
         async with probe.state.runtime.transaction() as session:
-            already = await repo.public_mails_since(session, datetime.now(UTC) - timedelta(hours=1))
+            already = await opt_in_mails_since(session, datetime.now(UTC) - timedelta(hours=1))
     app = create_app(
         registration_settings.model_copy(
             update={"rate_limit_per_minute": 0, "opt_in_mails_per_hour": already + 2}

@@ -13,10 +13,10 @@ from sqlalchemy import func, select
 from services.proposals.app import create_app as proposals_app
 from services.proposals.models import outbox as proposals_outbox
 from services.proposals.models import working_groups as proposals_working_groups
-from services.registration import repository as repo
 from services.registration.app import create_app
 from services.registration.models import erasure_requests, outbox, registrations
 from tests.conftest import registration_body, running, unique_email
+from tests.registration.support import opt_in_mails_since
 
 
 @asynccontextmanager
@@ -42,7 +42,7 @@ async def _opt_in_mails_last_hour(settings) -> int:
     probe = create_app(settings)
     async with running(probe):
         async with probe.state.runtime.transaction() as session:
-            return await repo.public_mails_since(session, datetime.now(UTC) - timedelta(hours=1))
+            return await opt_in_mails_since(session, datetime.now(UTC) - timedelta(hours=1))
 
 
 async def _erasure_mails_last_hour(settings) -> int:

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 from services.registration import service
 from services.registration.schemas import RegistrationRequest
 from tests.conftest import registration_body
-from tests.registration.support import auth, events_of, latest_token, pending_tokens, register, seat_state
+from tests.registration.support import events_of, latest_token, pending_tokens, register, seat_state
+from tests.support.staff import auth
 
 
 async def test_register_confirm_status_cancel_and_the_waitlist_moves_up(api, make_working_group):

@@ -14,7 +14,7 @@ from services.registration.config import RegistrationSettings
 from services.registration.service import PageView
 from shared import events as ev
 from shared.languages import LANGUAGES
-from shared.pages import CSS, CSS_SOURCE, PAGE_CSP, Frame, Identity
+from shared.pages import CSS, CSS_SOURCE, PAGE_CSP, Frame, Identity, not_found_page
 
 IDENTITY = Identity.of(RegistrationSettings())
 WAITLISTED = {
@@ -51,7 +51,7 @@ def test_pages_speak_the_language_show_the_city_and_escape(lang: str) -> None:
     status = pages.status_page(f, view("waitlisted", position=3), "T0123456789")
     cancel = pages.cancel_page(f, view("confirmed"), "T0123456789")
     gone = pages.cancelled_page(f)
-    unknown = pages.not_found_page(f)
+    unknown = not_found_page(f)
     direction = "rtl" if lang == "ar" else "ltr"
     for page in (confirm, status, cancel, gone, unknown):
         assert f'<html lang="{lang}" dir="{direction}">' in page
@@ -71,7 +71,7 @@ def test_pages_speak_the_language_show_the_city_and_escape(lang: str) -> None:
     assert "Rathaus, Großer Saal" in status and "/v1/registrations/cancel?token=T0123456789" in status
     assert len({confirm, status, cancel, gone, unknown}) == 5
     if lang != "de":
-        assert pages.not_found_page(f) != pages.not_found_page(frame("de"))
+        assert not_found_page(f) != not_found_page(frame("de"))
     if lang in WAITLISTED:
         notice = pages.confirmed_notice(f, view("waitlisted", position=3))
         assert notice == WAITLISTED[lang]
@@ -98,9 +98,7 @@ def test_unknown_language_gets_the_german_page() -> None:
     from shared.pages import chosen_language
 
     assert chosen_language(None, "fr") == "de"
-    assert "Dieser Link ist unbekannt oder abgelaufen." in pages.not_found_page(
-        frame(chosen_language(None, "fr"))
-    )
+    assert "Dieser Link ist unbekannt oder abgelaufen." in not_found_page(frame(chosen_language(None, "fr")))
 
 
 ERASURE_BUTTON = {"de": "Daten jetzt löschen", "en": "Delete my data now", "uk": "Видалити мої дані"}

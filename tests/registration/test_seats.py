@@ -7,7 +7,8 @@ import asyncio
 from sqlalchemy import select
 
 from services.registration.models import registrations
-from tests.registration.support import auth, pending_tokens, seat_state
+from tests.registration.support import pending_tokens, seat_state
+from tests.support.staff import auth
 
 
 async def test_200_confirmations_race_for_the_last_20_seats(api, make_working_group, registration_settings):

@@ -13,7 +13,8 @@ from services.registration.app import create_app
 from services.registration.models import audit_log
 from shared.auth import mint_token
 from tests.conftest import running
-from tests.registration.support import auth, events_of, latest_token, pending_tokens, register
+from tests.registration.support import events_of, latest_token, pending_tokens, register
+from tests.support.staff import auth
 
 
 async def test_staff_endpoints_need_the_right_role(api, registration_settings):

@@ -1,12 +1,11 @@
 """confirm_registration(): the seat decision of a confirmation, inside the database
 
 Every confirmation of a working group queues behind its row lock. Taken by a statement from the service
-and held across the round trips that followed (the decision, the event, the commit, and the service's event
-loop in between), the lock allowed about 400 confirmations a second into one working group. This
-function takes the locks (working group first, then the registration: the lock order everywhere), decides
-the seat by the rules of ``domain.allocate`` / ``domain.confirm``, writes the registration, the counters
-and the event, and returns; called as a statement of its own it commits at once, so the lock is held for
-microseconds. ``tests/registration/test_confirm_function.py`` checks the decision against the domain's
+and held across the round trips that follow (the decision, the event, the commit, and the service's event
+loop in between), the lock would be held for the length of all of them. This function takes the locks
+(working group first, then the registration: the lock order everywhere), decides the seat by the rules
+of ``domain.allocate`` / ``domain.confirm``, writes the registration, the counters and the event, and
+returns; called as a statement of its own it commits at once, so the lock is held for microseconds. ``tests/registration/test_confirm_function.py`` checks the decision against the domain's
 over every combination of counters.
 
 Returns no row when the registration is no longer pending (a second click, the expiry job), and

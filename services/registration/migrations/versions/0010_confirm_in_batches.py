@@ -1,10 +1,9 @@
 """confirm_registrations(): several confirmations of one working group decided under one lock, in one commit
 
-Every confirmation of a working group queues behind its row lock, and each one held it through its commit
-and the hand-over to the next waiting backend. On a busy two-core machine that hand-over, not the work,
-set the pace: the leanest confirmation (``bench/yardstick_app.py``) stopped near 580 a second with a fifth of
-the machine idle. The service now gathers the confirmations that arrive while one is being decided and
-decides them together: this function calls ``confirm_registration()`` (0009, the one place of the rules)
+Every confirmation of a working group queues behind its row lock, and each one holds it through its
+commit and the hand-over to the next waiting backend; on a busy machine that hand-over, not the work, sets
+the pace. So the service gathers the confirmations that arrive while one is being decided and decides
+them together: this function calls ``confirm_registration()`` (0009, the one place of the rules)
 for each, in the order given, inside one statement; the first call takes the working group's lock, the
 others find it held by their own transaction.
 
