@@ -5,7 +5,7 @@ in every table of every schema — and the erased addresses are gone."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, insert, select
 
@@ -16,8 +16,8 @@ from services.proposals.models import working_groups as proposal_working_groups
 from services.registration.app import create_app as registration_app
 from shared.auth import mint_token
 from tests.conftest import registration_body, running
-from tests.privacy.test_erasure import make_working_group
 from tests.proposals.conftest import proposal_body
+from tests.support.catalog import create_working_group
 from tests.support.dbscan import rows_mentioning, tables_holding_exactly
 from tests.support.wait import eventually
 
@@ -53,7 +53,9 @@ async def test_erasure_matches_exactly_and_leaves_every_neighbour_row_as_it_was(
     prop_app = proposals_app(proposals_settings.model_copy(update={"rate_limit_per_minute": 0}))
     notif_app = notification_app(notification_settings)
     async with running(reg_app) as api, running(notif_app), running(prop_app) as proposals:
-        wg = await make_working_group(reg_app, capacity=20)
+        wg = await create_working_group(
+            reg_app.state.runtime, starts_at=datetime.now(UTC) + timedelta(days=30), capacity=20
+        )
         async with prop_app.state.runtime.transaction() as session:
             await session.execute(insert(proposal_working_groups).values(id=wg, title="Exact (Test)"))
 

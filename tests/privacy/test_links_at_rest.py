@@ -4,7 +4,7 @@ at the next housekeeping."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Text, func, insert, select, update
 
@@ -16,8 +16,9 @@ from services.proposals.models import working_groups as proposal_working_groups
 from services.registration.app import create_app as registration_app
 from services.registration.models import outbox as registration_outbox
 from tests.conftest import registration_body, running, unique_email
-from tests.privacy.test_erasure import link_token, make_working_group
+from tests.privacy.test_erasure import link_token
 from tests.proposals.conftest import proposal_body
+from tests.support.catalog import create_working_group
 from tests.support.wait import eventually
 
 
@@ -29,7 +30,9 @@ async def test_sent_mails_and_published_events_keep_no_working_link(
     notif_app = notification_app(notification_settings)
     resident, author, requester = unique_email("links"), unique_email("author"), unique_email("erase")
     async with running(reg_app) as api, running(notif_app), running(prop_app) as proposals:
-        wg = await make_working_group(reg_app, capacity=5)
+        wg = await create_working_group(
+            reg_app.state.runtime, starts_at=datetime.now(UTC) + timedelta(days=30), capacity=5
+        )
         async with prop_app.state.runtime.transaction() as session:
             await session.execute(insert(proposal_working_groups).values(id=wg, title="Links (Test)"))
 
