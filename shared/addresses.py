@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import exists, func, literal, literal_column, select
+from sqlalchemy import exists, func, literal, literal_column, select, text
 
 # Providers that ignore dots in the local part (``j.doe@gmail.com`` is ``jdoe@gmail.com``).
 _DOTLESS_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
@@ -54,3 +54,16 @@ def sql_json_holds_address(document: Any, address: str) -> Any:
     values = func.jsonb_path_query(document, literal_column(_STRING_VALUES)).table_valued("value")
     text = values.render_derived().c.value.op("#>>")(literal_column("'{}'::text[]"))
     return exists(select(literal(1)).where(func.lower(func.btrim(text)) == address))
+
+
+def backfill_mailbox_keys(bind: Any, table: str, email_column: str, key_column: str) -> None:
+    """Fill ``key_column`` of every row of ``table`` (schema-qualified) with the :func:`mailbox` of its
+    ``email_column``: for migrations that add a mailbox key to rows stored before it existed."""
+    rows = bind.execute(
+        text(f"SELECT id, {email_column} AS email FROM {table} WHERE {email_column} IS NOT NULL")
+    ).fetchall()
+    if rows:
+        bind.execute(
+            text(f"UPDATE {table} SET {key_column} = :key WHERE id = :id"),
+            [{"id": row.id, "key": mailbox(row.email)} for row in rows],
+        )

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from shared.addresses import mailbox
+from shared.addresses import backfill_mailbox_keys
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -26,15 +26,7 @@ SCHEMA = "proposals"
 
 def upgrade() -> None:
     op.add_column("proposals", sa.Column("author_mailbox", sa.Text(), nullable=True), schema=SCHEMA)
-    bind = op.get_bind()
-    rows = bind.execute(
-        sa.text(f"SELECT id, author_email FROM {SCHEMA}.proposals WHERE author_email IS NOT NULL")
-    ).fetchall()
-    if rows:
-        bind.execute(
-            sa.text(f"UPDATE {SCHEMA}.proposals SET author_mailbox = :key WHERE id = :id"),
-            [{"id": row.id, "key": mailbox(row.author_email)} for row in rows],
-        )
+    backfill_mailbox_keys(op.get_bind(), f"{SCHEMA}.proposals", "author_email", "author_mailbox")
     op.create_index(
         "ix_proposals_author_mailbox",
         "proposals",

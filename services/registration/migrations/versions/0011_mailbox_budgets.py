@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from shared.addresses import mailbox
+from shared.addresses import backfill_mailbox_keys
 
 revision: str = "0011"
 down_revision: str | None = "0010"
@@ -26,15 +26,7 @@ SCHEMA = "registration"
 
 def upgrade() -> None:
     op.add_column("registrations", sa.Column("mailbox_key", sa.Text(), nullable=True), schema=SCHEMA)
-    bind = op.get_bind()
-    rows = bind.execute(
-        sa.text(f"SELECT id, email FROM {SCHEMA}.registrations WHERE email IS NOT NULL")
-    ).fetchall()
-    if rows:
-        bind.execute(
-            sa.text(f"UPDATE {SCHEMA}.registrations SET mailbox_key = :key WHERE id = :id"),
-            [{"id": row.id, "key": mailbox(row.email)} for row in rows],
-        )
+    backfill_mailbox_keys(op.get_bind(), f"{SCHEMA}.registrations", "email", "mailbox_key")
     op.create_index(
         "ix_registrations_mailbox_mail",
         "registrations",
