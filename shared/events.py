@@ -182,6 +182,24 @@ class MeetingReminderDue(_MeetingEvent):
     event_type: ClassVar[str] = "meeting.reminder_due"
 
 
+@_register
+class AttendanceCounted(IntegrationEvent):
+    """The counts of one meeting after every check-in and walk-in (no one's name or address): the proposals
+    service keeps them for open data. Published with the newest counts each time; a consumer keeps the
+    highest ``revision``."""
+
+    event_type: ClassVar[str] = "meeting.attendance_counted"
+    working_group: WorkingGroupInfo
+    meeting: MeetingInfo
+    registered: int
+    present: int
+    no_show: int
+    walk_ins: int
+    # Present people (registered and walk-ins) per language of the process ("de", "tr", ...).
+    by_language: dict[str, int] = {}
+    revision: int
+
+
 class _WorkingGroupEvent(IntegrationEvent):
     id: str
     title: str
