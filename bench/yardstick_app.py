@@ -14,10 +14,10 @@ row, and a task in the same process publishes what was committed (claim up to 50
 after each commit. That is the ceiling for an intake that must not lose its events: no FastAPI middleware,
 no SQLAlchemy, no idempotency, rate limit, token or catalog.
 
-``POST /v1/registrations/confirm`` is the yardstick for a confirmation: the token's hash looked up with the
-working group's ``catalog_version``, the event built with orjson (title and meetings cached per version),
-the seat decided by the service's own database function (``registration.confirm_registration()``, the
-leanest way to hold the working group's lock only inside the database), the answer in JSON. Its events go
+``POST /v1/registrations/confirm`` is the yardstick for a confirmation: in one transaction, the
+registration found by its token's hash with its working group's row locked, the seat decided by the
+service's own rule (``domain.confirm``), the registration, the counters and the event written, the answer
+in JSON (the event built with orjson, title and meetings cached per ``catalog_version``). Its events go
 to ``registration.outbox``, so run it with ``BENCH_OUTBOX=registration.outbox`` (the relay then publishes
 from that table, and only when woken by its own commits, so that it never takes another process's rows).
 """
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import uuid
 from contextlib import asynccontextmanager
@@ -38,6 +39,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import ORJSONResponse
 from pamqp.commands import Basic
 
+from services.registration import domain
 from services.registration.schemas import RegistrationRequest
 from shared.runtime import AMQP_WRITE_QUEUE_FRAMES
 from shared.tokens import hash_token
@@ -86,9 +88,11 @@ MARK = f"UPDATE {OUTBOX} SET published_at = now() WHERE id = ANY($1::uuid[])"
 # Its own outbox's relay also polls (every 2 s); one on the service's outbox only wakes for its own commits.
 POLL = 2.0 if OUTBOX == "registration.yardstick_outbox" else None
 FOR_CONFIRMATION = (
-    "SELECT r.id, r.working_group_id, r.status, r.expires_at, r.participant_type, r.name, r.email, r.language,"
-    " w.catalog_version FROM registration.registrations r"
+    "SELECT r.id, r.status, r.participant_type, r.name, r.email, r.language, w.id AS working_group_id,"
+    " w.capacity, w.expert_reserved, w.confirmed_general, w.confirmed_reserved, w.waitlist_seq,"
+    " w.waitlisted, w.catalog_version FROM registration.registrations r"
     " JOIN registration.working_groups w ON w.id = r.working_group_id WHERE r.token_hash = $1"
+    " FOR UPDATE OF w"
 )
 WORKING_GROUP = (
     "SELECT w.title, coalesce(json_agg(json_build_object('number', m.number, 'starts_at', m.starts_at,"
@@ -98,11 +102,20 @@ WORKING_GROUP = (
     " FROM registration.working_groups w LEFT JOIN registration.meetings m ON m.working_group_id = w.id"
     " WHERE w.id = $1 GROUP BY w.title"
 )
-DECIDE = (
-    "SELECT outcome, seat, waitlist_position FROM registration.confirm_registration("
-    "$1, $2, $3, now(), $4, $5::jsonb, 1, $5::jsonb, 1, NULL)"
+MARK_DECIDED = (
+    "UPDATE registration.registrations SET status = $2, seat = $3, waitlist_seq = $4,"
+    " confirmed_at = clock_timestamp(), expires_at = NULL, updated_at = now()"
+    " WHERE id = $1 AND status = 'pending_confirmation'"
+)
+STORE_COUNTERS = (
+    "UPDATE registration.working_groups SET confirmed_general = $2, confirmed_reserved = $3,"
+    " waitlist_seq = $4, waitlisted = $5, updated_at = now() WHERE id = $1"
+)
+INSERT_SERVICE_EVENT = (
+    "INSERT INTO registration.outbox (id, event_type, event_version, payload) VALUES ($1, $2, 1, $3::jsonb)"
 )
 working_groups: dict[tuple[str, int], dict] = {}
+GROUP_FIELDS = [f.name for f in dataclasses.fields(domain.GroupCounters)][1:]  # after the id
 
 
 async def relay() -> None:
@@ -206,7 +219,7 @@ async def confirm(request: Request) -> ORJSONResponse:
     token = orjson.loads(await request.body())["token"]
     token_hash = hash_token(token)
     assert pool is not None
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(FOR_CONFIRMATION, token_hash)
         if row is None:
             return ORJSONResponse({"detail": "not found"}, status_code=404)
@@ -231,12 +244,30 @@ async def confirm(request: Request) -> ORJSONResponse:
                 },
             }
         ).decode()
-        decided = await conn.fetchrow(DECIDE, row["id"], key[0], key[1], uuid.uuid4(), payload)
+        decided = domain.confirm(
+            domain.GroupCounters(row["working_group_id"], *(row[f] for f in GROUP_FIELDS)),
+            row["participant_type"],
+        )
+        marked = await conn.execute(
+            MARK_DECIDED, row["id"], decided.status, decided.seat, decided.waitlist_seq
+        )
+        if marked == "UPDATE 0":
+            return ORJSONResponse({"id": str(row["id"]), "status": "decided meanwhile"})
+        after = decided.group
+        await conn.execute(
+            STORE_COUNTERS,
+            after.id,
+            after.confirmed_general,
+            after.confirmed_reserved,
+            after.waitlist_seq,
+            after.waitlisted,
+        )
+        if decided.waitlist_position is not None:
+            payload = payload[:-1] + f',"waitlist_position":{decided.waitlist_position}}}'
+        await conn.execute(INSERT_SERVICE_EVENT, uuid.uuid4(), decided.event_type, payload)
     if AMQP_URL:
         wake.set()
-    if decided is None:
-        return ORJSONResponse({"detail": "not found"}, status_code=404)
-    body = {"id": str(row["id"]), "status": decided["outcome"]}
-    if decided["waitlist_position"] is not None:
-        body["waitlist_position"] = decided["waitlist_position"]
+    body = {"id": str(row["id"]), "status": decided.status}
+    if decided.waitlist_position is not None:
+        body["waitlist_position"] = decided.waitlist_position
     return ORJSONResponse(body)

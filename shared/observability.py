@@ -111,11 +111,6 @@ MAIL_BOUNCES = Counter(
     "unknown or forged return path)",
     ["kind"],
 )
-CONFIRMATION_BATCH = Histogram(
-    "mitwirkung_registration_confirmation_batch_size",
-    "Confirmations of one working group decided together, under one lock and in one commit",
-    buckets=(1, 2, 4, 8, 16, 32, 64),
-)
 WORKER_BACKLOG = Gauge(
     "mitwirkung_worker_backlog", "Work waiting for a background worker", ["service", "worker"]
 )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
@@ -184,8 +183,7 @@ async def cancel_page(request: Request, token: TokenQuery) -> HTMLResponse:
 )
 @private
 async def confirm(request: Request) -> Response:
-    decisions = _runtime(request).seat_decisions
-    return await _token_action(request, partial(service.confirm_registration, decisions=decisions))
+    return await _token_action(request, service.confirm_registration)
 
 
 @router.post(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +12,7 @@ from sqlalchemy import and_, bindparam, func, insert, select, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.registration.domain import ACTIVE_STATUSES, GroupCounters
+from services.registration.domain import ACTIVE_STATUSES, Confirmation, GroupCounters
 from services.registration.models import (
     PERSONAL_DATA_COLUMNS,
     meetings,
@@ -359,67 +359,6 @@ SELECT (SELECT open FROM budget) AS open, (SELECT open FROM mailbox) AS mailbox_
 """
 
 
-# A confirmation: the registration read without a lock, then the decision in the database (migration
-# 0009, ``confirm_registration``), each a statement of its own on the driver connection.
-_FOR_CONFIRMATION = f"""
-SELECT r.id, r.working_group_id, r.status, r.expires_at, r.participant_type, r.name, r.email, r.language,
-       w.catalog_version
-FROM {registrations.fullname} r JOIN {working_groups.fullname} w ON w.id = r.working_group_id
-WHERE r.token_hash = $1
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class Confirmation:
-    """One confirmation to decide: the registration, the ``catalog_version`` its events were built for, and
-    both possible events as ``outbox.staged_row`` values (the same id; the database writes one of them)."""
-
-    registration_id: uuid.UUID
-    catalog_version: int
-    now: Any
-    confirmed: tuple[Any, ...]
-    waitlisted: tuple[Any, ...]
-
-
-_CONFIRM = (
-    "SELECT ordinal, outcome, seat, waitlist_position FROM "
-    f"{registrations.schema}.confirm_registrations($1, $2, $3, $4, $5, $6::jsonb[], $7, $8::jsonb[], $9, $10)"
-)
-
-
-async def registration_for_confirmation(conn: AsyncConnection, token_hash: str) -> Any:
-    """The registration of a confirm link with its working group's ``catalog_version``, or None."""
-    return await (await driver_connection(conn)).fetchrow(_FOR_CONFIRMATION, token_hash)
-
-
-async def decide_confirmations(
-    conn: AsyncConnection, working_group_id: str, confirmations: Sequence[Confirmation]
-) -> list[Any]:
-    """Decide ``confirmations`` of one working group in the order given, under one lock and in one
-    statement (so one commit): each confirmed with a seat or waitlisted, with the event of its outcome (the
-    waitlist position is filled in by the database). Returns, for each, a record (outcome, seat,
-    waitlist_position) with outcome ``confirmed``, ``waitlisted`` or ``stale`` (the meetings changed: build
-    the events again), or None when the registration is no longer pending."""
-    confirmed, waitlisted = confirmations[0].confirmed, confirmations[0].waitlisted
-    rows = await (await driver_connection(conn)).fetch(
-        _CONFIRM,
-        working_group_id,
-        [c.registration_id for c in confirmations],
-        [c.now for c in confirmations],
-        [c.catalog_version for c in confirmations],
-        [c.confirmed[0] for c in confirmations],
-        [c.confirmed[3] for c in confirmations],
-        confirmed[2],
-        [c.waitlisted[3] for c in confirmations],
-        waitlisted[2],
-        [c.confirmed[4] for c in confirmations],
-    )
-    decided: list[Any] = [None] * len(confirmations)
-    for row in rows:
-        decided[row["ordinal"] - 1] = row
-    return decided
-
-
 async def submit_registration(
     conn: AsyncConnection,
     values: dict[str, Any],
@@ -464,6 +403,28 @@ async def mark_cancelled(
             revoked_token_hash=revoked_token_hash,
         )
     )
+
+
+async def mark_decided(
+    conn: AsyncConnection, registration_id: uuid.UUID, decided: Confirmation, now: Any
+) -> bool:
+    """Confirmed with a seat or waitlisted, if still pending; False when something else decided first."""
+    result = await conn.execute(
+        registrations.update()
+        .where(registrations.c.id == registration_id)
+        .where(registrations.c.status == "pending_confirmation")
+        .values(
+            status=decided.status,
+            seat=decided.seat,
+            waitlist_seq=decided.waitlist_seq,
+            # The order of confirming, also within one transaction (the participant list's order).
+            confirmed_at=func.clock_timestamp(),
+            expires_at=None,
+            updated_at=now,
+        )
+        .returning(registrations.c.id)
+    )
+    return result.first() is not None
 
 
 async def mark_promoted(conn: AsyncConnection, registration_id: uuid.UUID, seat: str, now: Any) -> None:

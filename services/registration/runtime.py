@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.registration.service import CatalogCache, SeatDecisions
+from services.registration.service import CatalogCache
 from shared.runtime import ServiceRuntime
 
 
@@ -12,4 +12,3 @@ from shared.runtime import ServiceRuntime
 class RegistrationRuntime(ServiceRuntime):
     # Owned by the runtime rather than the module: two replicas in one process (a test) share neither.
     catalog: CatalogCache = field(default_factory=CatalogCache)
-    seat_decisions: SeatDecisions = field(default_factory=SeatDecisions)

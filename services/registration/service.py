@@ -4,7 +4,6 @@ refusals are ``domain`` errors (``api.py`` maps them to problem+json)."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 import uuid
@@ -29,7 +28,6 @@ from shared.calendar import build_calendar
 from shared.i18n import BERLIN
 from shared.idempotency import forget_keys
 from shared.inbox import EventMeta
-from shared.observability import CONFIRMATION_BATCH
 from shared.outbox import add_event, staged_row
 from shared.tokens import hash_token, token_for
 
@@ -386,191 +384,51 @@ async def _current_state(conn: AsyncConnection, token_hash: str) -> dict[str, An
     return await registration_state(conn, registration)
 
 
-class SeatDecisions:
-    """Confirmations of one working group decided together: group commit for the seat decision.
-
-    Every confirmation of a working group queues behind the group's row lock, and each held it through its
-    commit and the hand-over to the next waiting database backend; on a busy machine that hand-over set the
-    pace. Here the first confirmation of a working group decides at once, on its own connection; those
-    that arrive meanwhile wait, and when it is done the first of them decides all that wait (up to
-    ``max_batch``, in the order they came) in one statement: one lock, one commit. Nobody waits for more
-    than the batch under way and its own. One per runtime (``RegistrationRuntime.seat_decisions``);
-    replicas each batch their own, and the database's lock still orders them.
-    """
-
-    def __init__(self, max_batch: int = 64) -> None:
-        self.max_batch = max_batch
-        self._waiting: dict[str, list[_Waiting]] = {}
-        self._deciding: set[str] = set()  # working groups with a batch under way (their queue may be empty)
-
-    async def decide(self, conn: AsyncConnection, wg_id: str, confirmation: repo.Confirmation) -> Any:
-        """What ``repository.decide_confirmations`` answers for ``confirmation``, decided on ``conn`` (if this
-        call leads a batch) or on the connection of the call that leads it."""
-        while True:
-            waiting = _Waiting(confirmation, asyncio.get_running_loop().create_future())
-            queue = self._waiting.setdefault(wg_id, [])
-            queue.append(waiting)
-            if wg_id in self._deciding:
-                try:
-                    answer = await waiting.future
-                except asyncio.CancelledError:
-                    self._withdraw(wg_id, waiting)
-                    raise
-                if answer is _INTERRUPTED:
-                    continue  # the leader was cancelled mid-batch: decide again (no longer pending if it did)
-                if answer is not _LEAD:
-                    return answer
-            else:
-                self._deciding.add(wg_id)
-            return await self._lead(conn, wg_id, waiting)
-
-    async def _lead(self, conn: AsyncConnection, wg_id: str, leader: _Waiting) -> Any:
-        queue = self._waiting[wg_id]
-        taken, queue[: self.max_batch] = queue[: self.max_batch], []
-        # Not those whose caller was cancelled while waiting (their future is done, they are withdrawing).
-        batch = [waiting for waiting in taken if waiting is leader or not waiting.future.done()]
-        CONFIRMATION_BATCH.observe(len(batch))
-        others = [waiting.future for waiting in batch if waiting is not leader]
-        try:
-            decided = await repo.decide_confirmations(conn, wg_id, [w.confirmation for w in batch])
-        except asyncio.CancelledError:
-            _settle(others, result=_INTERRUPTED)
-            raise
-        except BaseException as exc:
-            _settle(others, exception=exc)
-            raise
-        finally:
-            self._hand_over(wg_id)
-        for waiting, answer in zip(batch, decided, strict=True):
-            if waiting is not leader and not waiting.future.done():  # done: its caller was cancelled
-                waiting.future.set_result(answer)
-        return decided[batch.index(leader)]
-
-    def _hand_over(self, wg_id: str) -> None:
-        """The batch is done: the first one still waiting leads the next, or the working group is idle."""
-        queue = self._waiting.get(wg_id, [])
-        while queue and queue[0].future.done():  # cancelled, not yet withdrawn
-            queue.pop(0)
-        if queue:
-            queue[0].future.set_result(_LEAD)
-        else:
-            self._deciding.discard(wg_id)
-            self._waiting.pop(wg_id, None)
-
-    def _withdraw(self, wg_id: str, waiting: _Waiting) -> None:
-        """A waiting call was cancelled: out of the queue; if it had just been made the leader, the next."""
-        queue = self._waiting.get(wg_id, [])
-        if waiting in queue:
-            queue.remove(waiting)
-        future = waiting.future
-        if future.done() and not future.cancelled() and future.result() is _LEAD:
-            self._hand_over(wg_id)
-
-
-def _settle(
-    futures: list[asyncio.Future[Any]], *, result: object = None, exception: BaseException | None = None
-) -> None:
-    """Settle every future alike; one already cancelled (its caller gone) is passed over."""
-    for future in futures:
-        if future.done():
-            continue
-        if exception is not None:
-            future.set_exception(exception)
-        else:
-            future.set_result(result)
-
-
-@dataclass(eq=False, slots=True)
-class _Waiting:
-    confirmation: repo.Confirmation
-    future: asyncio.Future[Any]
-
-
-# What a waiting confirmation may be told instead of its outcome: lead the next batch, or decide again.
-_LEAD = object()
-_INTERRUPTED = object()
-
-
 async def confirm_registration(
     conn: AsyncConnection,
     settings: RegistrationSettings,
     catalog: CatalogCache,
     token: str,
     now: datetime | None = None,
-    *,
-    decisions: SeatDecisions | None = None,
 ) -> dict[str, Any]:
     """Double opt-in: a seat if one fits (first confirmed, first served), else the waitlist.
 
-    The registration is read without a lock and both possible events are built; then the database decides
-    the seat under the working group's lock (``repository.decide_confirmations``, the rules of
-    ``domain.confirm``) and commits at once: every confirmation of the working group queues behind that
-    lock, so it is held only inside the database. With ``decisions`` (the process's
-    :class:`SeatDecisions`), confirmations of the same working group that arrive together are decided
-    together, under one lock and in one commit.
+    The working group's row is locked first (the lock order everywhere: group, then registration), the
+    seat is decided by ``domain.confirm`` on the counters read under that lock, and the registration, the
+    counters and the event are written in the caller's unit of work. The registration's state change is
+    conditional on it still being pending: a second click (or the expiry job) that came first wins.
     """
     now = now or datetime.now(UTC)
     token_hash = hash_token(token)
-    for _ in range(5):
-        registration = await repo.registration_for_confirmation(conn, token_hash)
-        if registration is None:
-            if await revoked_link(conn, token):
-                return dict(CANCELLED_ONLY)
-            raise domain.NotFound(LINK_NOT_FOUND)
-        wg_id = registration["working_group_id"]
-        if await _link_expired(conn, catalog, wg_id, now):
-            raise domain.NotFound(LINK_NOT_FOUND)
-        needed = domain.confirmation_needed(registration["status"], registration["expires_at"], now)
-        if needed is None:
-            raise domain.NotFound(LINK_NOT_FOUND)  # expired; the expiry job will tidy up
-        if not needed:
-            return await _current_state(conn, token_hash)
-        recipient = ev.Recipient(
-            email=registration["email"] or "",
-            name=registration["name"] or "",
-            language=registration["language"],
-            address_proven=True,  # confirming with the mailed link proves it
-        )
-        about = _about(
-            registration["id"],
-            recipient,
-            await catalog.entry(conn, wg_id, registration["catalog_version"]),
-            registration["participant_type"],
-            Links(settings.public_url).for_token(token),
-        )
-        if conn.in_transaction():
-            # What was read through SQLAlchemy (the catalog, when not cached) began a transaction; the
-            # decision must commit on its own, at once, before anyone it was decided for gets an answer.
-            await conn.commit()
-        confirmed = staged_row(conn, ev.RegistrationConfirmed(**about))
-        # A waitlisted event carries the same fields and the place, which the database fills in.
-        event_id, _, _, payload, correlation_id = confirmed
-        waitlisted = (
-            event_id,
-            ev.RegistrationWaitlisted.event_type,
-            ev.RegistrationWaitlisted.version,
-            payload,
-            correlation_id,
-        )
-        confirmation = repo.Confirmation(
-            registration["id"], registration["catalog_version"], now, confirmed, waitlisted
-        )
-        if decisions is None:
-            decided = (await repo.decide_confirmations(conn, wg_id, [confirmation]))[0]
-        else:
-            decided = await decisions.decide(conn, wg_id, confirmation)
-        if decided is None:
-            return await _current_state(conn, token_hash)  # a second click (or the expiry job) was first
-        if decided["outcome"] == "confirmed":
-            return {"id": registration["id"], "status": "confirmed"}
-        if decided["outcome"] == "waitlisted":
-            return {
-                "id": registration["id"],
-                "status": "waitlisted",
-                "waitlist_position": decided["waitlist_position"],
-            }
-        # "stale": the meetings changed meanwhile; the mail must show the new ones.
-    raise RuntimeError("the working group's meetings kept changing while confirming")
+    found = await repo.registration_with_locked_group(conn, token_hash)
+    if found is None:
+        if await revoked_link(conn, token):
+            return dict(CANCELLED_ONLY)
+        raise domain.NotFound(LINK_NOT_FOUND)
+    registration, group = found
+    # Read under the group's lock: every meeting change raises ``catalog_version`` under the same lock.
+    entry = await catalog.entry(conn, group.id, group.catalog_version)
+    if domain.links_expired(entry[1], now):
+        raise domain.NotFound(LINK_NOT_FOUND)
+    needed = domain.confirmation_needed(registration.status, registration.expires_at, now)
+    if needed is None:
+        raise domain.NotFound(LINK_NOT_FOUND)  # expired; the expiry job will tidy up
+    if not needed:
+        return await _current_state(conn, token_hash)
+    decided = domain.confirm(group, registration.participant_type)
+    if not await repo.mark_decided(conn, registration.id, decided, now):
+        return await _current_state(conn, token_hash)  # a second click (or the expiry job) was first
+    await repo.store_seat_counters(conn, decided.group, now)
+    # Confirming with the mailed link proves the address.
+    recipient = recipient_of(registration).model_copy(update={"address_proven": True})
+    links = Links(settings.public_url).for_token(token)
+    about = _about(registration.id, recipient, entry, registration.participant_type, links)
+    if decided.status == "confirmed":
+        await add_event(conn, outbox, ev.RegistrationConfirmed(**about))
+        return {"id": registration.id, "status": "confirmed"}
+    position = decided.waitlist_position
+    await add_event(conn, outbox, ev.RegistrationWaitlisted(**about, waitlist_position=position))
+    return {"id": registration.id, "status": "waitlisted", "waitlist_position": position}
 
 
 async def cancel_registration(

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import uuid
 from urllib.parse import parse_qs, urlparse
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
-from services.registration import repository as repo
 from services.registration import service
 from services.registration.models import outbox, registrations, working_groups
 from services.registration.schemas import RegistrationRequest
@@ -77,36 +74,6 @@ async def seat_state(runtime, wg: str) -> dict:
     # The waitlist counter (a newcomer's position) always equals the waitlist's real length.
     assert row.waitlisted == by_status.get("waitlisted", 0)
     return state
-
-
-async def insert_pending(session, wg: str, registration_id, participant_type: str = "resident") -> None:
-    """A pending registration row without personal data, straight into the table (for seat decisions)."""
-    await session.execute(
-        text(
-            "INSERT INTO registrations (id, working_group_id, status, language, participant_type, token_hash, "
-            "expires_at) VALUES (:id, :wg, 'pending_confirmation', 'de', :t, :h, now() + interval '1 day')"
-        ),
-        {"id": registration_id, "wg": wg, "t": participant_type, "h": uuid.uuid4().hex},
-    )
-
-
-async def catalog_version(session, wg: str) -> int:
-    return (
-        await session.execute(text("SELECT catalog_version FROM working_groups WHERE id = :wg"), {"wg": wg})
-    ).scalar_one()
-
-
-def confirmation_of(registration_id, version: int, now) -> repo.Confirmation:
-    """What ``repository.decide_confirmations`` takes for one registration, with small events."""
-    event_id = uuid.uuid4()
-    payload = json.dumps({"registration_id": str(registration_id)})
-    return repo.Confirmation(
-        registration_id,
-        version,
-        now,
-        (event_id, "registration.confirmed", 1, payload, None),
-        (event_id, "registration.waitlisted", 1, payload, None),
-    )
 
 
 async def opt_in_mails_since(session, since) -> int:
