@@ -12,7 +12,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.registration import domain, pages, service
+from services.registration import catalog, domain, pages, service, staff
+from services.registration.catalog import CatalogCache
 from services.registration.config import RegistrationSettings
 from services.registration.models import idempotency_keys
 from services.registration.runtime import RegistrationRuntime
@@ -58,7 +59,7 @@ def _runtime(request: Request) -> RegistrationRuntime:
     return request.app.state.runtime
 
 
-def _catalog(request: Request) -> service.CatalogCache:
+def _catalog(request: Request) -> CatalogCache:
     return _runtime(request).catalog
 
 
@@ -68,13 +69,13 @@ def _catalog(request: Request) -> service.CatalogCache:
 @router.get("/working-groups", response_model=list[WorkingGroupOut])
 async def list_working_groups(request: Request) -> list[dict]:
     async with _runtime(request).transaction() as conn:
-        return await service.working_group_views(conn)
+        return await catalog.working_group_views(conn)
 
 
 @router.get("/working-groups/{working_group_id}", response_model=WorkingGroupOut)
 async def get_working_group(working_group_id: str, request: Request) -> dict:
     async with _runtime(request).transaction() as conn:
-        return await service.working_group_view(conn, working_group_id)
+        return await catalog.working_group_view(conn, working_group_id)
 
 
 # --- registration -------------------------------------------------------------------------------------------
@@ -209,7 +210,7 @@ async def unsubscribe(request: Request, token: TokenQuery) -> dict:
         return await service.stop_reminders(conn, token)
 
 
-TokenUseCase = Callable[[AsyncConnection, RegistrationSettings, service.CatalogCache, str], Awaitable[dict]]
+TokenUseCase = Callable[[AsyncConnection, RegistrationSettings, CatalogCache, str], Awaitable[dict]]
 
 
 async def _token_action(request: Request, action: TokenUseCase) -> Response:
@@ -293,7 +294,7 @@ async def participants(
     working_group_id: str, request: Request, user: Staff, format: Literal["json", "csv"] = "json"
 ) -> Response:
     async with _runtime(request).transaction() as conn:
-        people = await service.participant_list(
+        people = await staff.participant_list(
             conn, working_group_id, user.subject, PARTICIPANT_FIELDS, format
         )
     if format == "csv":
@@ -318,7 +319,7 @@ def _csv(people: list[dict]) -> str:
 async def planning(working_group_id: str, request: Request, user: Staff) -> dict:
     """Planning figures per meeting (README: Additions to API.md); the read is audited."""
     async with _runtime(request).transaction() as conn:
-        return await service.planning_figures(conn, working_group_id, user.subject)
+        return await staff.planning_figures(conn, working_group_id, user.subject)
 
 
 @router.patch("/working-groups/{working_group_id}", response_model=WorkingGroupOut)
@@ -327,7 +328,7 @@ async def change_working_group(
 ) -> dict:
     runtime = _runtime(request)
     async with runtime.transaction() as conn:
-        await service.change_working_group(
+        await staff.change_working_group(
             conn,
             runtime.settings,
             _catalog(request),
@@ -337,7 +338,7 @@ async def change_working_group(
         )
         await service.audit(conn, user.subject, "working_group.changed", working_group_id, body.model_dump())
     async with runtime.transaction() as conn:
-        return await service.working_group_view(conn, working_group_id)
+        return await catalog.working_group_view(conn, working_group_id)
 
 
 @router.patch("/working-groups/{working_group_id}/meetings/{number}", response_model=WorkingGroupOut)
@@ -351,7 +352,7 @@ async def change_meeting(
     runtime = _runtime(request)
     changes = body.model_dump(exclude_unset=True)
     async with runtime.transaction() as conn:
-        await service.change_meeting(
+        await staff.change_meeting(
             conn, runtime.settings, _catalog(request), working_group_id, number, changes
         )
         await service.audit(
@@ -362,4 +363,4 @@ async def change_meeting(
             body.model_dump(mode="json"),
         )
     async with runtime.transaction() as conn:
-        return await service.working_group_view(conn, working_group_id)
+        return await catalog.working_group_view(conn, working_group_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.registration import api, privacy, privacy_api, service
+from services.registration import api, catalog, handlers, privacy, privacy_api, service, staff
 from services.registration.config import RegistrationSettings
 from services.registration.models import inbox, outbox
 from services.registration.runtime import RegistrationRuntime
@@ -19,15 +19,13 @@ def build(settings: RegistrationSettings | None = None) -> RegistrationRuntime:
     settings = settings or RegistrationSettings()
     runtime = RegistrationRuntime.build(settings, outbox=outbox)
 
-    catalog = runtime.catalog
-
     async def seed() -> None:
         async with runtime.transaction() as conn:
-            await service.seed_catalog(conn, settings)
+            await catalog.seed_catalog(conn, settings)
 
     async def expire() -> None:
         async with runtime.transaction() as conn:
-            expired = await service.expire_unconfirmed(conn, settings, catalog)
+            expired = await service.expire_unconfirmed(conn, settings, runtime.catalog)
         record_counts("registration", "expire-unconfirmed", registrations=expired)
 
     async def forget_idempotency_keys() -> None:
@@ -36,7 +34,7 @@ def build(settings: RegistrationSettings | None = None) -> RegistrationRuntime:
 
     async def remind() -> None:
         async with runtime.transaction() as conn:
-            await service.send_due_reminders(conn, settings)
+            await staff.send_due_reminders(conn, settings)
 
     runtime.jobs.append(PeriodicJob("seed-catalog", 300.0, seed, before_serving=True))
     runtime.jobs.append(PeriodicJob("expire-unconfirmed", settings.expiry_job_interval, expire))
@@ -49,16 +47,12 @@ def build(settings: RegistrationSettings | None = None) -> RegistrationRuntime:
 
 
 def _add_privacy(runtime: RegistrationRuntime, settings: RegistrationSettings) -> None:
-    """Erasure on request (its consumers) and the retention jobs."""
-    for queue, handlers in (
-        (
-            privacy_queue("registration"),
-            {"privacy.erasure_requested": privacy.erasure_handler(settings, runtime.catalog)},
-        ),
-        (REGISTRATION_ERASURE_PROGRESS, {"privacy.erasure_completed": privacy.record_answer}),
-        (REGISTRATION_MAIL_STATUS, {"mail.bounced": service.record_mail_bounced}),
-    ):
-        runtime.consume(queue, handlers, inbox)
+    """The event consumers (erasure on request, mail status) and the retention jobs."""
+    runtime.consume(
+        privacy_queue("registration"), handlers.erasure_handlers(settings, runtime.catalog), inbox
+    )
+    runtime.consume(REGISTRATION_ERASURE_PROGRESS, handlers.erasure_progress_handlers(), inbox)
+    runtime.consume(REGISTRATION_MAIL_STATUS, handlers.mail_status_handlers(), inbox)
 
     async def after_last_meeting() -> None:
         async with runtime.transaction() as conn:

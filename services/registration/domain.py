@@ -234,6 +234,35 @@ def links_expired(meetings: Sequence[Any], now: datetime) -> bool:
     return bool(last + LINK_GRACE < now)
 
 
+def budget_open(sent: int, per_period: int) -> bool:
+    """A budget of ``per_period`` mails (0 or less: no budget) is open while fewer went out."""
+    return per_period <= 0 or sent < per_period
+
+
+def mails_paused(what: str = "Requests") -> OptInMailsPaused:
+    """A global budget of mails to typed addresses is used up (approximately: concurrent requests may each
+    see the last free place): the request is refused with a hint when to try again."""
+    return OptInMailsPaused(f"{what} are paused for a short while. Please try again later.", retry_after=600)
+
+
+# An erasure request: a resident's waits for the mailed link (an admin's starts at once), then every service
+# erases its part and answers; when all have, the address is forgotten here too.
+ErasureStatus = Literal["pending_verification", "erasing", "completed"]
+
+
+def erasure_confirmable(status: str, expires_at: datetime | None, now: datetime) -> bool | None:
+    """Whether following a request's link starts the erasure: True (waiting and in time), False (started
+    already: answer with the current state), None (too late: the link is gone)."""
+    if status != "pending_verification":
+        return False
+    return None if expires_at is not None and expires_at <= now else True
+
+
+def erasure_complete(answers: dict[str, Any], services: Sequence[str]) -> bool:
+    """Every service has answered for its part."""
+    return all(name in answers for name in services)
+
+
 def check_capacity(capacity: int, expert_reserved: int) -> None:
     errors = validate_capacity(capacity, expert_reserved)
     if errors:

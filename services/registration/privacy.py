@@ -5,7 +5,8 @@ link (or an admin starts it for a request by letter), publishes ``privacy.erasur
 each service's ``privacy.erasure_completed`` and, when all have answered, forgets the address itself and
 publishes ``privacy.erasure_finished`` (the notification service then sends the last mail).
 
-Like every use case, these run inside the caller's unit of work and never commit.
+Like every use case, these run inside the caller's unit of work and never commit; their queries are
+in ``privacy_repository``.
 """
 
 from __future__ import annotations
@@ -17,28 +18,22 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.registration import domain, service
-from services.registration import repository as repo
+from services.registration import privacy_repository as repo
+from services.registration import repository as registrations
+from services.registration.catalog import CatalogCache
 from services.registration.config import RegistrationSettings
-from services.registration.models import (
-    PERSONAL_DATA_COLUMNS,
-    erasure_requests,
-    idempotency_keys,
-    meetings,
-    outbox,
-    registrations,
-)
+from services.registration.models import outbox
 from shared import events as ev
-from shared.addresses import mailbox, normalised, sql_equals_address, sql_json_holds_address
-from shared.http import Problem
-from shared.inbox import EventMeta
+from shared.addresses import mailbox, normalised
 from shared.observability import ERASURE_OLDEST_UNFINISHED_AGE
 from shared.outbox import add_event
+from shared.tokens import hash_token
 
-ACTIVE = repo.ACTIVE_STATUSES
+LINK_NOT_FOUND = "This link is unknown or has expired."
+NO_SUCH_REQUEST = "There is no such request, or the link does not belong to it."
 
 
 def email_hash(settings: RegistrationSettings, email: str) -> str:
@@ -54,15 +49,11 @@ def mailbox_hash(settings: RegistrationSettings, email: str) -> str:
     return hmac.new(key, mailbox(email).encode(), hashlib.sha256).hexdigest()
 
 
-def _not_found() -> Problem:
-    return Problem(404, "Not found", "This link is unknown or has expired.")
-
-
 # --- the public door --------------------------------------------------------------------------------------
 
 
 async def request_erasure(
-    session: AsyncConnection,
+    conn: AsyncConnection,
     settings: RegistrationSettings,
     email: str,
     language: str,
@@ -73,60 +64,40 @@ async def request_erasure(
     now = now or datetime.now(UTC)
     hashed = email_hash(settings, email)
     inbox = mailbox_hash(settings, email)
-    # Two requests for one mailbox at once: the second waits here and then finds the first.
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": "erasure:" + inbox})
-    if settings.erasure_mails_per_mailbox_per_day > 0:
-        # The mailbox's budget first (victim+1@, victim+2@ … are one inbox): beyond it, answer alike and
-        # send nothing.
-        to_mailbox = await session.scalar(
-            select(func.count())
-            .select_from(erasure_requests)
-            .where(erasure_requests.c.mailbox_hash == inbox)
-            .where(erasure_requests.c.origin == "self")
-            .where(erasure_requests.c.created_at > now - timedelta(days=1))
-        )
-        if (to_mailbox or 0) >= settings.erasure_mails_per_mailbox_per_day:
-            return
-    recent = await session.scalar(
-        select(func.count())
-        .select_from(erasure_requests)
-        .where(erasure_requests.c.email_hash == hashed)
-        .where(erasure_requests.c.origin == "self")
-        .where(erasure_requests.c.created_at > now - timedelta(hours=settings.public_mail_interval_hours))
-    )
-    if recent:
+    await repo.lock_mailbox_requests(conn, inbox)
+    # The mailbox's budget first (victim+1@, victim+2@ … are one inbox): beyond it, answer alike and send
+    # nothing.
+    per_day = settings.erasure_mails_per_mailbox_per_day
+    if per_day > 0 and not domain.budget_open(
+        await repo.self_requests_since(conn, now - timedelta(days=1), mailbox_hash=inbox), per_day
+    ):
+        return
+    interval = timedelta(hours=settings.public_mail_interval_hours)
+    if await repo.self_requests_since(conn, now - interval, email_hash=hashed):
         return  # mailed recently: answer alike, send nothing
-    if settings.erasure_mails_per_hour > 0:
-        last_hour = await session.scalar(
-            select(func.count())
-            .select_from(erasure_requests)
-            .where(erasure_requests.c.origin == "self")
-            .where(erasure_requests.c.created_at > now - timedelta(hours=1))
-        )
-        if (last_hour or 0) >= settings.erasure_mails_per_hour:
-            raise Problem(
-                429,
-                "Too many requests",
-                "Requests are paused for a short while. Please try again later.",
-                headers={"Retry-After": "600"},
-            )
+    per_hour = settings.erasure_mails_per_hour
+    if per_hour > 0 and not domain.budget_open(
+        await repo.self_requests_since(conn, now - timedelta(hours=1)), per_hour
+    ):
+        raise domain.mails_paused()
     token = secrets.token_urlsafe(32)
-    await session.execute(
-        erasure_requests.insert().values(
-            id=uuid.uuid4(),
-            email=email.strip(),
-            email_hash=hashed,
-            mailbox_hash=inbox,
-            language=language,
-            origin="self",
-            status="pending_verification",
-            token_hash=service.hash_token(token),
-            created_at=now,
-            expires_at=now + timedelta(hours=settings.erasure_link_hours),
-        )
+    await repo.insert_request(
+        conn,
+        {
+            "id": uuid.uuid4(),
+            "email": email.strip(),
+            "email_hash": hashed,
+            "mailbox_hash": inbox,
+            "language": language,
+            "origin": "self",
+            "status": "pending_verification",
+            "token_hash": hash_token(token),
+            "created_at": now,
+            "expires_at": now + timedelta(hours=settings.erasure_link_hours),
+        },
     )
     await add_event(
-        session,
+        conn,
         outbox,
         ev.PrivacyErasureRequestSubmitted(
             recipient=ev.Recipient(email=email.strip(), name="", language=language),  # type: ignore[arg-type]
@@ -136,80 +107,66 @@ async def request_erasure(
     )
 
 
-async def pending_request_language(session: AsyncConnection, token: str) -> str | None:
+async def pending_request_language(conn: AsyncConnection, token: str) -> str | None:
     """The language of the request behind a link (for its page); None when the link is unknown."""
-    return await session.scalar(
-        select(erasure_requests.c.language).where(erasure_requests.c.token_hash == service.hash_token(token))
-    )
+    return await repo.request_language(conn, hash_token(token))
 
 
-async def confirm_erasure(
-    session: AsyncConnection, token: str, now: datetime | None = None
-) -> dict[str, Any]:
+async def confirm_erasure(conn: AsyncConnection, token: str, now: datetime | None = None) -> dict[str, Any]:
     """The link was followed and the button pressed: start the erasure. A second press answers with the
     current state."""
     now = now or datetime.now(UTC)
-    row = (
-        await session.execute(
-            select(erasure_requests)
-            .where(erasure_requests.c.token_hash == service.hash_token(token))
-            .with_for_update()
-        )
-    ).first()
+    row = await repo.request_by_token(conn, hash_token(token))
     if row is None:
-        raise _not_found()
-    if row.status != "pending_verification":
+        raise domain.NotFound(LINK_NOT_FOUND)
+    confirmable = domain.erasure_confirmable(row.status, row.expires_at, now)
+    if confirmable is None:
+        raise domain.NotFound(LINK_NOT_FOUND)
+    if not confirmable:
         return {"request_id": row.id, "status": row.status}
-    if row.expires_at is not None and row.expires_at <= now:
-        raise _not_found()
-    await _start(session, row.id, row.email, row.language, now)
+    await _start(conn, row.id, row.email, row.language, now)
     return {"request_id": row.id, "status": "erasing"}
 
 
 async def start_erasure_by_admin(
-    session: AsyncConnection, settings: RegistrationSettings, email: str, now: datetime | None = None
+    conn: AsyncConnection, settings: RegistrationSettings, email: str, now: datetime | None = None
 ) -> uuid.UUID:
     """A request that came by letter: the office has checked who asked, so no link is needed."""
     now = now or datetime.now(UTC)
     request_id = uuid.uuid4()
-    await session.execute(
-        erasure_requests.insert().values(
-            id=request_id,
-            email=email.strip(),
-            email_hash=email_hash(settings, email),
-            language="de",
-            origin="admin",
-            status="pending_verification",
-            created_at=now,
-        )
+    await repo.insert_request(
+        conn,
+        {
+            "id": request_id,
+            "email": email.strip(),
+            "email_hash": email_hash(settings, email),
+            "language": "de",
+            "origin": "admin",
+            "status": "pending_verification",
+            "created_at": now,
+        },
     )
-    await _start(session, request_id, email.strip(), "de", now)
+    await _start(conn, request_id, email.strip(), "de", now)
     return request_id
 
 
 async def _start(
-    session: AsyncConnection, request_id: uuid.UUID, email: str, language: str, now: datetime
+    conn: AsyncConnection, request_id: uuid.UUID, email: str, language: str, now: datetime
 ) -> None:
-    await session.execute(
-        update(erasure_requests)
-        .where(erasure_requests.c.id == request_id)
-        .values(status="erasing", verified_at=now, expires_at=None)
-    )
+    await repo.update_request(conn, request_id, {"status": "erasing", "verified_at": now, "expires_at": None})
     await add_event(
-        session,
+        conn,
         outbox,
         ev.PrivacyErasureRequested(request_id=request_id, email=email, language=language),  # type: ignore[arg-type]
     )
 
 
-async def erasure_state(session: AsyncConnection, request_id: uuid.UUID, token: str | None) -> dict[str, Any]:
+async def erasure_state(conn: AsyncConnection, request_id: uuid.UUID, token: str | None) -> dict[str, Any]:
     """The state of a request: with the mailed link's token (residents) or ``token=None`` (admins)."""
-    query = select(erasure_requests).where(erasure_requests.c.id == request_id)
-    if token is not None:
-        query = query.where(erasure_requests.c.token_hash == service.hash_token(token))
-    row = (await session.execute(query)).first()
+    token_hash = hash_token(token) if token is not None else None
+    row = await repo.request(conn, request_id, token_hash=token_hash)
     if row is None:
-        raise Problem(404, "Not found", "There is no such request, or the link does not belong to it.")
+        raise domain.NotFound(NO_SUCH_REQUEST)
     answers = row.answers or {}
     return {
         "request_id": row.id,
@@ -221,63 +178,33 @@ async def erasure_state(session: AsyncConnection, request_id: uuid.UUID, token: 
 # --- following the services' answers ------------------------------------------------------------------------
 
 
-async def record_answer(session: AsyncConnection, event: ev.IntegrationEvent, meta: EventMeta) -> None:
-    """``privacy.erasure_completed`` from one service. When all have answered: forget the address here
-    too and publish ``privacy.erasure_finished`` (the last mail)."""
-    assert isinstance(event, ev.PrivacyErasureCompleted)
-    row = (
-        await session.execute(
-            select(erasure_requests).where(erasure_requests.c.id == event.request_id).with_for_update()
-        )
-    ).first()
+async def record_answer(conn: AsyncConnection, answer: ev.PrivacyErasureCompleted) -> None:
+    """One service erased its part. When all have answered: forget the address here too and publish
+    ``privacy.erasure_finished`` (the last mail)."""
+    row = await repo.request(conn, answer.request_id, for_update=True)
     if row is None or row.status != "erasing":
         return  # unknown, or finished already: a late or repeated answer changes nothing
-    answers = {**(row.answers or {}), event.service: event.records_erased}
-    done = all(name in answers for name in ev.ERASURE_SERVICES)
+    answers = {**(row.answers or {}), answer.service: answer.records_erased}
+    done = domain.erasure_complete(answers, ev.ERASURE_SERVICES)
     values: dict[str, Any] = {"answers": answers}
     if done:
-        if await _unpublished_events_mention(session, row.email):
+        if await repo.unpublished_events_mention(conn, row.email):
             # An event carrying the address still waits for the relay: try again after the retry delay.
             raise RuntimeError("events mentioning the address are not yet published")
-        await _forget_published_events(session, row.email)
+        await repo.forget_published_events(conn, row.email)
         values.update(status="completed", email=None, completed_at=datetime.now(UTC))
-    await session.execute(update(erasure_requests).where(erasure_requests.c.id == row.id).values(**values))
+    await repo.update_request(conn, row.id, values)
     if done:
-        await add_event(session, outbox, ev.PrivacyErasureFinished(request_id=row.id))
+        await add_event(conn, outbox, ev.PrivacyErasureFinished(request_id=row.id))
 
 
 # --- this service's own part --------------------------------------------------------------------------------
 
 
-def _mentions(document: Any, email: str) -> Any:
-    """A JSON document (an event's payload, a remembered answer) holds the address as a value, exactly."""
-    return sql_json_holds_address(document, normalised(email))
-
-
-async def _unpublished_events_mention(session: AsyncConnection, email: str) -> bool:
-    return bool(
-        await session.scalar(
-            select(exists().where(outbox.c.published_at.is_(None)).where(_mentions(outbox.c.payload, email)))
-        )
-    )
-
-
-async def _forget_published_events(session: AsyncConnection, email: str) -> int:
-    """Published events keep their payload until housekeeping; those carrying the address go now. (An
-    unpublished one must still go out: it is dropped when the request completes.)"""
-    result = await session.execute(
-        delete(outbox)
-        .where(outbox.c.published_at.is_not(None))
-        .where(_mentions(outbox.c.payload, email))
-        .returning(outbox.c.id)
-    )
-    return len(result.all())
-
-
 async def erase_address(
-    session: AsyncConnection,
+    conn: AsyncConnection,
     settings: RegistrationSettings,
-    catalog: service.CatalogCache,
+    catalog: CatalogCache,
     email: str,
     now: datetime | None = None,
 ) -> int:
@@ -285,179 +212,71 @@ async def erase_address(
     are cancelled (seats freed, the waitlist promoted) and every registration loses its personal data;
     idempotency keys and published events carrying the address go. Returns the records erased."""
     now = now or datetime.now(UTC)
-    address = normalised(email)
-    # The address as given (``email_key`` is for finding a person's registration in a group, and may count
-    # more addresses as one).
-    matches = sql_equals_address(registrations.c.email, address)
-    found = (
-        await session.execute(
-            select(registrations.c.id, registrations.c.working_group_id, registrations.c.status).where(
-                matches
-            )
-        )
-    ).all()
-    # Active registrations, group by group under the group's lock (lock order: group, then registration).
-    for wg_id in sorted({r.working_group_id for r in found if r.status in ACTIVE}):
-        await _cancel_active(session, settings, catalog, wg_id, matches, now)
-    erased = await session.execute(
-        update(registrations)
-        .where(matches)
-        .values(**dict.fromkeys(PERSONAL_DATA_COLUMNS), updated_at=now)
-        .returning(registrations.c.id)
-    )
-    count = len(erased.all())
-    keys = await session.execute(
-        delete(idempotency_keys)
-        .where(
-            or_(
-                sql_equals_address(idempotency_keys.c.key, address),
-                _mentions(idempotency_keys.c.response, address),
-            )
-        )
-        .returning(idempotency_keys.c.key)
-    )
-    count += len(keys.all())
-    count += await _forget_published_events(session, address)
-    return count
+    # Group by group under the group's lock (lock order: group, then registration).
+    for wg_id in await repo.working_groups_with_active_registrations(conn, email):
+        await _cancel_active(conn, settings, catalog, wg_id, email, now)
+    erased = await repo.erase_registrations(conn, email, now)
+    erased += await repo.forget_idempotency_keys(conn, email)
+    # (An unpublished event must still go out: it is dropped when the request completes.)
+    erased += await repo.forget_published_events(conn, email)
+    return erased
 
 
 async def _cancel_active(
-    session: AsyncConnection,
+    conn: AsyncConnection,
     settings: RegistrationSettings,
-    catalog: service.CatalogCache,
+    catalog: CatalogCache,
     wg_id: str,
-    matches: Any,
+    email: str,
     now: datetime,
 ) -> None:
-    wg = await repo.lock_working_group(session, wg_id)
+    wg = await registrations.lock_working_group(conn, wg_id)
     if wg is None:
         return
-    group = repo.group_counters(wg)
-    rows = (
-        await session.execute(
-            select(registrations)
-            .where(matches)
-            .where(registrations.c.working_group_id == wg_id)
-            .where(registrations.c.status.in_(ACTIVE))
-            .with_for_update()
-        )
-    ).all()
+    group = registrations.group_counters(wg)
     freed = False
-    for row in rows:
+    for row in await repo.active_registrations_locked(conn, email, wg_id):
         group, seat_freed = domain.cancel(group, row.status, row.seat)
         freed = freed or seat_freed
         # No mail: the person asked to be forgotten, and gets one last mail when all is erased.
-        await session.execute(
-            update(registrations)
-            .where(registrations.c.id == row.id)
-            .values(
-                status="cancelled",
-                seat=None,
-                waitlist_seq=None,
-                cancelled_at=now,
-                expires_at=None,
-                updated_at=now,
-            )
-        )
-    await repo.store_seat_counters(session, group, now)
+        await registrations.mark_cancelled(conn, row.id, now)
+    await registrations.store_seat_counters(conn, group, now)
     if freed:
-        await service._promote_from_waitlist(session, settings, catalog, group, now)
-
-
-def erasure_handler(settings: RegistrationSettings, catalog: service.CatalogCache) -> Any:
-    async def on_erasure_requested(
-        session: AsyncConnection, event: ev.IntegrationEvent, meta: EventMeta
-    ) -> None:
-        assert isinstance(event, ev.PrivacyErasureRequested)
-        erased = await erase_address(session, settings, catalog, event.email)
-        await add_event(
-            session,
-            outbox,
-            ev.PrivacyErasureCompleted(
-                request_id=event.request_id, service="registration", records_erased=erased
-            ),
-        )
-
-    return on_erasure_requested
+        await service.promote_from_waitlist(conn, settings, catalog, group, now)
 
 
 # --- retention ------------------------------------------------------------------------------------------------
 
 
-def _holds_personal_data() -> Any:
-    return or_(*(registrations.c[name].is_not(None) for name in PERSONAL_DATA_COLUMNS))
-
-
 async def anonymise_after_last_meeting(
-    session: AsyncConnection, settings: RegistrationSettings, now: datetime | None = None
+    conn: AsyncConnection, settings: RegistrationSettings, now: datetime | None = None
 ) -> int:
     """Registrations lose their personal data ``retention_after_last_meeting_days`` after their working
-    group's last meeting (a group with a meeting still undated has no last meeting yet). One conditional
-    UPDATE: a second replica running at the same time finds nothing left to do."""
+    group's last meeting."""
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(days=settings.retention_after_last_meeting_days)
-    undated = (
-        select(meetings.c.working_group_id)
-        .where(meetings.c.working_group_id == registrations.c.working_group_id)
-        .where(meetings.c.starts_at.is_(None))
-    )
-    last = (
-        select(func.max(func.coalesce(meetings.c.ends_at, meetings.c.starts_at)))
-        .where(meetings.c.working_group_id == registrations.c.working_group_id)
-        .scalar_subquery()
-    )
-    result = await session.execute(
-        update(registrations)
-        .where(_holds_personal_data())
-        .where(~exists(undated))
-        .where(last < cutoff)
-        .values(**dict.fromkeys(PERSONAL_DATA_COLUMNS), updated_at=now)
-        .returning(registrations.c.id)
-    )
-    return len(result.all())
+    return await repo.anonymise_ended_before(conn, cutoff, now)
 
 
 async def forget_cancelled(
-    session: AsyncConnection, settings: RegistrationSettings, now: datetime | None = None
+    conn: AsyncConnection, settings: RegistrationSettings, now: datetime | None = None
 ) -> int:
     """Cancelled registrations lose their personal data ``cancelled_retention_days`` after cancelling."""
     now = now or datetime.now(UTC)
-    cutoff = now - timedelta(days=settings.cancelled_retention_days)
-    result = await session.execute(
-        update(registrations)
-        .where(registrations.c.status == "cancelled")
-        .where(registrations.c.cancelled_at < cutoff)
-        .where(_holds_personal_data())
-        .values(**dict.fromkeys(PERSONAL_DATA_COLUMNS), updated_at=now)
-        .returning(registrations.c.id)
+    return await repo.anonymise_cancelled_before(
+        conn, now - timedelta(days=settings.cancelled_retention_days), now
     )
-    return len(result.all())
 
 
-async def forget_unconfirmed_erasure_requests(session: AsyncConnection, now: datetime | None = None) -> int:
+async def forget_unconfirmed_erasure_requests(conn: AsyncConnection, now: datetime | None = None) -> int:
     """Erasure requests whose link expired unused are deleted, address and all."""
-    now = now or datetime.now(UTC)
-    result = await session.execute(
-        delete(erasure_requests)
-        .where(
-            and_(
-                erasure_requests.c.status == "pending_verification",
-                erasure_requests.c.expires_at < now,
-            )
-        )
-        .returning(erasure_requests.c.id)
-    )
-    return len(result.all())
+    return await repo.forget_unconfirmed_requests(conn, now or datetime.now(UTC))
 
 
-async def measure_unfinished_erasures(session: AsyncConnection, now: datetime | None = None) -> float:
-    """Seconds since the oldest erasure under way was started (verified, not yet answered by every
-    service); 0 when none is. Exported as a gauge: an erasure must be done within a day (the alert)."""
-    started = await session.scalar(
-        select(func.min(func.coalesce(erasure_requests.c.verified_at, erasure_requests.c.created_at))).where(
-            erasure_requests.c.status == "erasing"
-        )
-    )
+async def measure_unfinished_erasures(conn: AsyncConnection, now: datetime | None = None) -> float:
+    """Seconds since the oldest erasure under way was started; 0 when none is. Exported as a gauge: an
+    erasure must be done within a day (the alert)."""
+    started = await repo.oldest_unfinished_start(conn)
     age = max(0.0, ((now or datetime.now(UTC)) - started).total_seconds()) if started else 0.0
     ERASURE_OLDEST_UNFINISHED_AGE.set(age)
     return age

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel
 
-from services.registration import pages, privacy
+from services.registration import domain, pages, privacy, service
 from services.registration.api import (
     TokenQuery,
     _form_frame,
@@ -19,7 +19,7 @@ from services.registration.api import (
 )
 from services.registration.schemas import TokenRequest
 from shared.auth import require_role
-from shared.http import Problem, private
+from shared.http import private
 from shared.languages import Language
 from shared.pages import not_found_page, page_response, wants_html
 from shared.ratelimit import rate_limited
@@ -121,11 +121,11 @@ async def confirm(request: Request) -> Response:
         language = await privacy.pending_request_language(session, token)
         try:
             state = await privacy.confirm_erasure(session, token)
-        except Problem as problem:
-            if from_form and problem.status == 404:
-                frame = _form_frame(request, form_language, language or "de", token)
-                return page_response(not_found_page(frame), 404)
-            raise
+        except domain.NotFound:
+            if not from_form:
+                raise
+            frame = _form_frame(request, form_language, language or "de", token)
+            return page_response(not_found_page(frame), 404)
     body = ErasureStarted(**state).model_dump(mode="json")
     if from_form:
         frame = _form_frame(request, form_language, language or "de", token)
@@ -149,11 +149,11 @@ async def erasure_state(request_id: uuid.UUID, request: Request, token: TokenQue
     async with _runtime(request).transaction() as session:
         try:
             state = await privacy.erasure_state(session, request_id, token)
-        except Problem as problem:
-            if html and problem.status == 404:
-                frame = _frame(request, None, f"/v1/privacy/erasure-requests/{request_id}", token)
-                return page_response(not_found_page(frame), 404)
-            raise
+        except domain.NotFound:
+            if not html:
+                raise
+            frame = _frame(request, None, f"/v1/privacy/erasure-requests/{request_id}", token)
+            return page_response(not_found_page(frame), 404)
         language = await privacy.pending_request_language(session, token)
     if not html:
         return JSONResponse(ErasureState(**state).model_dump(mode="json"))
@@ -167,7 +167,7 @@ async def start_erasure(body: ErasureByLetter, request: Request, user: Admin) ->
     runtime = _runtime(request)
     async with runtime.transaction() as session:
         request_id = await privacy.start_erasure_by_admin(session, runtime.settings, str(body.email))
-        await privacy.service.audit(
+        await service.audit(
             session, user.subject, "privacy.erasure_started", str(request_id), {"reference": body.reference}
         )
     return JSONResponse({"request_id": str(request_id)}, status_code=202)

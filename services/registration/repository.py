@@ -386,9 +386,19 @@ async def submit_registration(
 
 
 async def mark_cancelled(
-    conn: AsyncConnection, registration_id: uuid.UUID, now: Any, new_token_hash: str, revoked_token_hash: str
+    conn: AsyncConnection,
+    registration_id: uuid.UUID,
+    now: Any,
+    new_token_hash: str | None = None,
+    revoked_token_hash: str | None = None,
 ) -> None:
-    """Cancelled; the token is rotated, so the mailed link now only says "cancelled"."""
+    """Cancelled. With the token hashes, the token is rotated, so the mailed link now only says
+    "cancelled"."""
+    tokens = (
+        {}
+        if new_token_hash is None
+        else {"token_hash": new_token_hash, "revoked_token_hash": revoked_token_hash}
+    )
     await conn.execute(
         registrations.update()
         .where(registrations.c.id == registration_id)
@@ -399,8 +409,7 @@ async def mark_cancelled(
             cancelled_at=now,
             expires_at=None,
             updated_at=now,
-            token_hash=new_token_hash,
-            revoked_token_hash=revoked_token_hash,
+            **tokens,
         )
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.registration.service import CatalogCache
+from services.registration.catalog import CatalogCache
 from shared.runtime import ServiceRuntime
 
 

@@ -5,10 +5,8 @@ refusals are ``domain`` errors (``api.py`` maps them to problem+json)."""
 from __future__ import annotations
 
 import secrets
-import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.registration import domain
 from services.registration import repository as repo
-from services.registration.catalog_seed import WORKING_GROUPS
+from services.registration.catalog import CatalogCache, CatalogEntry, working_group_view
 from services.registration.config import RegistrationSettings
 from services.registration.models import audit_log, idempotency_keys, outbox
 from services.registration.schemas import RegistrationRequest
@@ -25,16 +23,13 @@ from shared import events as ev
 from shared.addresses import mailbox
 from shared.audit import record as audit_log_record
 from shared.calendar import build_calendar
-from shared.i18n import BERLIN
 from shared.idempotency import forget_keys
-from shared.inbox import EventMeta
 from shared.outbox import add_event, staged_row
 from shared.tokens import hash_token, token_for
 
 # What a link revoked by cancelling answers: that it was cancelled, nothing more.
 CANCELLED_ONLY: dict[str, Any] = {"status": "cancelled"}
 LINK_NOT_FOUND = "This link is unknown or has expired."
-NO_WORKING_GROUP = "There is no working group with this id."
 
 
 @dataclass(frozen=True)
@@ -51,156 +46,6 @@ class Links:
             status_url=f"{self.base}/v1/registrations/me?token={token}",
             cancel_url=f"{self.base}/v1/registrations/cancel?token={token}",
         )
-
-
-# --- the catalog -------------------------------------------------------------------------------------------
-
-
-def meeting_info(row: Row[Any]) -> ev.MeetingInfo:
-    return ev.MeetingInfo(
-        number=row.number,
-        starts_at=row.starts_at,
-        ends_at=row.ends_at,
-        venue=row.venue,
-        address=row.address,
-        sequence=row.sequence,
-        cancelled=row.cancelled,
-    )
-
-
-CatalogEntry = tuple[ev.WorkingGroupInfo, list[ev.MeetingInfo]]
-
-
-class CatalogCache:
-    """Working group titles and meetings for events, one per runtime (``RegistrationRuntime.catalog``).
-
-    Every registration and confirmation puts them into its event; reading them each time cost two queries
-    per request. Where the working group's row is read under its lock (confirming, cancelling, promoting)
-    the caller passes its ``catalog_version``, raised by every meeting change, and a stale entry is read
-    again: those mails always carry the current meetings. Elsewhere (the confirm-your-registration mail)
-    an entry is trusted for ``ttl`` seconds.
-    """
-
-    def __init__(self, ttl: float = 2.0) -> None:
-        self.ttl = ttl
-        self._entries: dict[str, tuple[float, int, CatalogEntry]] = {}
-
-    async def get(self, conn: AsyncConnection, wg_id: str, version: int | None = None) -> CatalogEntry | None:
-        hit = self._entries.get(wg_id)
-        if hit is not None:
-            loaded_at, loaded_version, entry = hit
-            if version is None and time.monotonic() - loaded_at < self.ttl:
-                return entry
-            if version is not None and loaded_version == version:
-                return entry
-        wg = await repo.get_working_group(conn, wg_id)
-        if wg is None:
-            return None
-        rows = (await repo.meetings_of(conn, [wg_id]))[wg_id]
-        entry = (ev.WorkingGroupInfo(id=wg.id, title=wg.title), [meeting_info(m) for m in rows])
-        self._entries[wg_id] = (time.monotonic(), wg.catalog_version, entry)
-        return entry
-
-    async def entry(self, conn: AsyncConnection, wg_id: str, version: int | None = None) -> CatalogEntry:
-        found = await self.get(conn, wg_id, version)
-        assert found is not None, f"working group {wg_id} vanished"
-        return found
-
-    def invalidate(self, wg_id: str) -> None:
-        self._entries.pop(wg_id, None)
-
-
-async def seed_catalog(conn: AsyncConnection, settings: RegistrationSettings) -> bool:
-    """On first start, create the working groups of the announcement and publish them. Idempotent."""
-    await repo.lock_catalog_seed(conn)
-    if await repo.count_working_groups(conn) > 0:
-        return False
-    for position, wg in enumerate(WORKING_GROUPS, start=1):
-        await repo.insert_working_group(
-            conn,
-            {
-                "id": wg.id,
-                "title": wg.title,
-                "position": position,
-                "capacity": settings.default_capacity,
-                "expert_reserved": settings.default_expert_reserved,
-            },
-            [
-                {
-                    "working_group_id": wg.id,
-                    "number": 1,
-                    "starts_at": wg.first.starts_at,
-                    "venue": wg.first.venue,
-                    "address": wg.first.address,
-                },
-                {"working_group_id": wg.id, "number": 2, "starts_at": None, "venue": "", "address": ""},
-            ],
-        )
-    for wg_row in await repo.list_working_groups(conn):
-        await publish_working_group(conn, wg_row.id, changed=False)
-    return True
-
-
-async def publish_working_group(conn: AsyncConnection, working_group_id: str, *, changed: bool) -> None:
-    wg = await repo.get_working_group(conn, working_group_id)
-    assert wg is not None
-    rows = (await repo.meetings_of(conn, [wg.id]))[wg.id]
-    cls = ev.WorkingGroupChanged if changed else ev.WorkingGroupPublished
-    await add_event(
-        conn,
-        outbox,
-        cls(
-            id=wg.id,
-            title=wg.title,
-            meetings=[meeting_info(m) for m in rows],
-            catalog_version=wg.catalog_version,
-        ),
-    )
-
-
-def _berlin(value: datetime | None) -> datetime | None:
-    return value.astimezone(BERLIN) if value is not None else None
-
-
-async def working_group_views(conn: AsyncConnection, ids: list[str] | None = None) -> list[dict[str, Any]]:
-    groups = await repo.list_working_groups(conn)
-    if ids is not None:
-        groups = [g for g in groups if g.id in ids]
-    all_meetings = await repo.meetings_of(conn, [g.id for g in groups])
-    views = []
-    for g in groups:
-        confirmed = g.confirmed_general + g.confirmed_reserved
-        views.append(
-            {
-                "id": g.id,
-                "title": g.title,
-                "capacity": g.capacity,
-                "expert_reserved": g.expert_reserved,
-                "confirmed": confirmed,
-                "seats_left": max(g.capacity - confirmed, 0),
-                "waitlisted": g.waitlisted,
-                "meetings": [
-                    {
-                        "number": m.number,
-                        # API.md: meetings are in Europe/Berlin; the offset says so (+01:00 / +02:00).
-                        "starts_at": _berlin(m.starts_at),
-                        "ends_at": _berlin(m.ends_at),
-                        "venue": m.venue,
-                        "address": m.address,
-                        "cancelled": m.cancelled,
-                    }
-                    for m in all_meetings[g.id]
-                ],
-            }
-        )
-    return views
-
-
-async def working_group_view(conn: AsyncConnection, wg_id: str) -> dict[str, Any]:
-    views = await working_group_views(conn, [wg_id])
-    if not views:
-        raise domain.NotFound(NO_WORKING_GROUP)
-    return views[0]
 
 
 # --- registering ------------------------------------------------------------------------------------------
@@ -305,19 +150,11 @@ async def submit_registration(
         # store and send nothing.
         return uuid.uuid4()
     if not budget_open:
-        raise _opt_in_paused()
+        raise domain.mails_paused("Registrations")
     if not inserted:
         await _tell_existing_status(conn, settings, catalog, request.working_group_id, email_key, now)
         return uuid.uuid4()
     return registration_id
-
-
-def _opt_in_paused() -> domain.OptInMailsPaused:
-    """All opt-in mails together stay under ``opt_in_mails_per_hour`` (approximately: concurrent requests
-    may each see the last free place)."""
-    return domain.OptInMailsPaused(
-        "Registrations are paused for a short while. Please try again later.", retry_after=600
-    )
 
 
 async def _tell_existing_status(
@@ -464,11 +301,11 @@ async def cancel_registration(
     about = _about(registration.id, recipient, entry, registration.participant_type, links)
     await add_event(conn, outbox, ev.RegistrationCancelled(**about, previous_status=registration.status))
     if seat_freed:
-        await _promote_from_waitlist(conn, settings, catalog, group, now)
+        await promote_from_waitlist(conn, settings, catalog, group, now)
     return {"id": registration.id, "status": "cancelled"}
 
 
-async def _promote_from_waitlist(
+async def promote_from_waitlist(
     conn: AsyncConnection,
     settings: RegistrationSettings,
     catalog: CatalogCache,
@@ -593,174 +430,10 @@ async def stop_reminders(conn: AsyncConnection, token: str, now: datetime | None
 # --- mail that never arrived -------------------------------------------------------------------------------
 
 
-async def record_mail_bounced(conn: AsyncConnection, event: ev.IntegrationEvent, meta: EventMeta) -> None:
-    """``mail.bounced``: the registration's address no longer takes mail (the notification service suppressed
-    it); staff see "bounced" on the participant list. A mail about no registration changes nothing here."""
-    assert isinstance(event, ev.MailBounced)
-    if event.registration_id is not None:
-        await repo.mark_mail_bounced(conn, event.registration_id, meta.occurred_at or datetime.now(UTC))
-
-
-# --- staff: participants and planning ----------------------------------------------------------------------
-
-
-async def participant_list(
-    conn: AsyncConnection, wg_id: str, reader: str, fields: Sequence[str], format: str
-) -> list[dict[str, Any]]:
-    """Confirmed participants, then the waitlist in order (numbered); the read is audited."""
-    if await repo.get_working_group(conn, wg_id) is None:
-        raise domain.NotFound(NO_WORKING_GROUP)
-    rows = await repo.participants(conn, wg_id)
-    # Reading personal data is a staff action too: it goes into the audit log.
-    await audit(conn, reader, "participants.read", wg_id, {"format": format})
-    people = []
-    position = 0
-    for row in rows:
-        person = {field: getattr(row, field, None) for field in fields if field != "waitlist_position"}
-        if row.status == "waitlisted":
-            position += 1
-            person["waitlist_position"] = position
-        people.append(person)
-    return people
-
-
-def _tally(values: Any) -> dict[str, int]:
-    result: dict[str, int] = {}
-    for value in values:
-        result[value] = result.get(value, 0) + 1
-    return dict(sorted(result.items()))
-
-
-async def planning_figures(conn: AsyncConnection, wg_id: str, reader: str) -> dict[str, Any]:
-    """Planning figures per meeting: confirmed and waitlisted counts by type, district, language,
-    interpretation language and accessibility needs (a registration covers both meetings)."""
-    view = await working_group_view(conn, wg_id)
-    rows = await repo.participants(conn, wg_id)
-    # The figures include accessibility needs (health data, Art. 9 GDPR): the read is audited.
-    await audit(conn, reader, "planning.read", wg_id, {})
-    figures: dict[str, dict[str, dict[str, int]]] = {}
-    for status in ("confirmed", "waitlisted"):
-        group = [r for r in rows if r.status == status]
-        figures[status] = {
-            "total": {"all": len(group)},
-            "participant_type": _tally(r.participant_type for r in group),
-            "district": _tally(r.district or "unknown" for r in group),
-            "language": _tally(r.language for r in group),
-            "interpretation_language": _tally(
-                r.interpretation_language for r in group if r.interpretation_language
-            ),
-            "accessibility_needs": {"with_needs": sum(1 for r in group if r.accessibility_needs)},
-        }
-    return {
-        "working_group": {"id": view["id"], "title": view["title"], "capacity": view["capacity"]},
-        "meetings": [
-            {**meeting, "figures": figures if not meeting["cancelled"] else None}
-            for meeting in view["meetings"]
-        ],
-        "accessibility_needs": [
-            r.accessibility_needs for r in rows if r.status == "confirmed" and r.accessibility_needs
-        ],
-    }
-
-
-# --- staff: capacity and meetings --------------------------------------------------------------------------
-
-
-async def change_working_group(
-    conn: AsyncConnection,
-    settings: RegistrationSettings,
-    catalog: CatalogCache,
-    wg_id: str,
-    *,
-    capacity: int | None,
-    expert_reserved: int | None,
-    now: datetime | None = None,
-) -> int:
-    """Change capacity or the expert reservation; more room promotes from the waitlist. Returns promotions."""
-    now = now or datetime.now(UTC)
-    wg = await repo.lock_working_group(conn, wg_id)
-    if wg is None:
-        raise domain.NotFound(NO_WORKING_GROUP)
-    new_capacity = wg.capacity if capacity is None else capacity
-    new_reserved = wg.expert_reserved if expert_reserved is None else expert_reserved
-    domain.check_capacity(new_capacity, new_reserved)
-    await repo.update_capacity(conn, wg_id, new_capacity, new_reserved, now)
-    group = replace(repo.group_counters(wg), capacity=new_capacity, expert_reserved=new_reserved)
-    promoted = await _promote_from_waitlist(conn, settings, catalog, group, now)
-    await publish_working_group(conn, wg_id, changed=True)
-    catalog.invalidate(wg_id)
-    return promoted
-
-
-async def change_meeting(
-    conn: AsyncConnection,
-    settings: RegistrationSettings,
-    catalog: CatalogCache,
-    wg_id: str,
-    number: int,
-    changes: dict[str, Any],
-    now: datetime | None = None,
-) -> dict[str, Any]:
-    """Change a meeting's date, venue or address, or cancel it; every confirmed participant is told."""
-    now = now or datetime.now(UTC)
-    wg = await repo.lock_working_group(conn, wg_id)
-    if wg is None:
-        raise domain.NotFound(NO_WORKING_GROUP)
-    before = await repo.meeting(conn, wg_id, number, for_update=True)
-    if before is None:
-        raise domain.NotFound("There is no meeting with this number.")
-    values = {k: v for k, v in changes.items() if v is not None or k in ("starts_at", "ends_at")}
-    domain.check_meeting_times(
-        values.get("starts_at", before.starts_at), values.get("ends_at", before.ends_at)
-    )
-    if not values:
-        return {"number": before.number}
-    await repo.update_meeting(conn, wg_id, number, values, before.sequence + 1, now)
-    after = await repo.meeting(conn, wg_id, number)
-    assert after is not None
-    participants = await _confirmed_participants(conn, settings, wg_id)
-    info = ev.WorkingGroupInfo(id=wg.id, title=wg.title)
-    if after.cancelled and not before.cancelled:
-        await add_event(
-            conn,
-            outbox,
-            ev.MeetingCancelled(working_group=info, meeting=meeting_info(after), participants=participants),
-        )
-    elif not after.cancelled:
-        await add_event(
-            conn,
-            outbox,
-            ev.MeetingRescheduled(
-                working_group=info,
-                meeting=meeting_info(after),
-                previous=meeting_info(before),
-                participants=participants,
-            ),
-        )
-    await publish_working_group(conn, wg_id, changed=True)
-    catalog.invalidate(wg_id)
-    return {"number": after.number}
-
-
-async def _confirmed_participants(
-    conn: AsyncConnection, settings: RegistrationSettings, wg_id: str, *, reminder: bool = False
-) -> list[ev.Participant]:
-    """Confirmed participants, each with their self-service links. For a reminder: only those who did not
-    stop reminders, each with the one-click unsubscribe link (RFC 8058) that stops them."""
-    participants = []
-    for row in await repo.confirmed_registrations(conn, wg_id):
-        links = Links.of(settings, row.id)
-        if reminder:
-            if row.reminders_stopped_at is not None:
-                continue
-            token = token_for(settings.token_secret, row.id)
-            links = links.model_copy(
-                update={
-                    "unsubscribe_url": f"{settings.public_url}/v1/registrations/unsubscribe?token={token}"
-                }
-            )
-        participants.append(ev.Participant(registration_id=row.id, recipient=recipient_of(row), links=links))
-    return participants
+async def record_mail_bounced(conn: AsyncConnection, registration_id: uuid.UUID, at: datetime) -> None:
+    """The registration's address no longer takes mail (the notification service suppressed it); staff see
+    "bounced" on the participant list."""
+    await repo.mark_mail_bounced(conn, registration_id, at)
 
 
 # --- periodic jobs ----------------------------------------------------------------------------------------------
@@ -786,40 +459,6 @@ async def expire_unconfirmed(
         )
         await repo.mark_expired(conn, row.id, now)
     return len(rows)
-
-
-async def send_due_reminders(
-    conn: AsyncConnection, settings: RegistrationSettings, now: datetime | None = None
-) -> int:
-    """Emit ``meeting.reminder_due`` once per meeting date, however many replicas run this job.
-
-    Per due meeting: lock the working group (the lock order of every other change: group first), then
-    claim the meeting with one conditional UPDATE that sets ``reminder_sent_for`` to its date; a replica
-    that comes second re-checks the condition and matches nothing. Participants are read under the group
-    lock, so someone cancelling right now is either reminded before or not at all. A rescheduled meeting
-    has a new date, so its participants are reminded of the new one.
-    """
-    now = now or datetime.now(UTC)
-    lead = timedelta(hours=settings.reminder_lead_hours)
-    sent = 0
-    for candidate in await repo.meetings_due_for_reminder(conn, now, lead):
-        wg = await repo.lock_working_group(conn, candidate.working_group_id)
-        meeting_row = await repo.claim_reminder(conn, candidate.working_group_id, candidate.number, now, lead)
-        if wg is None or meeting_row is None:
-            continue
-        sent += 1
-        participants = await _confirmed_participants(conn, settings, wg.id, reminder=True)
-        if participants:
-            await add_event(
-                conn,
-                outbox,
-                ev.MeetingReminderDue(
-                    working_group=ev.WorkingGroupInfo(id=wg.id, title=wg.title),
-                    meeting=meeting_info(meeting_row),
-                    participants=participants,
-                ),
-            )
-    return sent
 
 
 async def audit(

@@ -14,7 +14,7 @@ from services.notification.app import create_app as notification_app
 from services.notification.domain import unsubscribe_url_of
 from services.notification.mail import build_message
 from services.notification.rendering import RenderedMail
-from services.registration import service
+from services.registration import staff
 from services.registration.app import create_app as registration_app
 from tests.conftest import registration_body, running
 from tests.e2e.test_journey import token_from
@@ -72,7 +72,7 @@ async def test_the_one_click_unsubscribe_stops_reminders_for_that_registration_o
             assert "List-Unsubscribe" not in confirmed and "List-Unsubscribe-Post" not in confirmed
 
         async with runtime.transaction() as conn:
-            await service.send_due_reminders(conn, settings)
+            await staff.send_due_reminders(conn, settings)
         reminder = (await smtp.wait_for(quits["email"], count=3))[2].message
         await smtp.wait_for(stays["email"], count=3)
         assert reminder["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -106,7 +106,7 @@ async def test_the_one_click_unsubscribe_stops_reminders_for_that_registration_o
         assert "List-Unsubscribe" not in rescheduled
         await smtp.wait_for(stays["email"], count=4)
         async with runtime.transaction() as conn:
-            await service.send_due_reminders(conn, settings)
+            await staff.send_due_reminders(conn, settings)
         second = (await smtp.wait_for(stays["email"], count=5))[4].message
         assert "List-Unsubscribe" in second
     assert len(smtp.handler.to(quits["email"])) == 4

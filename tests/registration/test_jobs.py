@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from services.registration import service
+from services.registration import service, staff
 from services.registration.app import create_app
 from services.registration.models import registrations
 from services.registration.schemas import RegistrationRequest
@@ -52,7 +52,7 @@ async def test_reminders_go_out_exactly_once_with_two_replicas(
 
     async def run_job(runtime) -> None:
         async with runtime.transaction() as session:
-            await service.send_due_reminders(session, registration_settings)
+            await staff.send_due_reminders(session, registration_settings)
 
     for _ in range(3):
         await asyncio.gather(run_job(api.runtime), run_job(other.state.runtime))
@@ -82,7 +82,7 @@ async def test_a_replica_that_saw_the_same_due_meeting_does_not_remind_again(
         ]
     assert len(seen_by_both) == 1
     async with api.runtime.transaction() as session:
-        await service.send_due_reminders(session, registration_settings)
+        await staff.send_due_reminders(session, registration_settings)
 
     # The slower replica works from the list it read before the first one committed.
     async def stale_candidates(*_args):
@@ -90,7 +90,7 @@ async def test_a_replica_that_saw_the_same_due_meeting_does_not_remind_again(
 
     monkeypatch.setattr(repository, "meetings_due_for_reminder", stale_candidates)
     async with api.runtime.transaction() as session:
-        assert await service.send_due_reminders(session, registration_settings) == 0
+        assert await staff.send_due_reminders(session, registration_settings) == 0
     reminders = [
         e for e in await events_of(api.runtime, "meeting.reminder_due") if e["working_group"]["id"] == wg
     ]
