@@ -16,7 +16,7 @@ no SQLAlchemy, no idempotency, rate limit, token or catalog.
 
 ``POST /v1/registrations/confirm`` is the yardstick for a confirmation: in one transaction, the
 registration found by its token's hash with its working group's row locked, the seat decided by the
-service's own rule (``domain.confirm``), the registration, the counters and the event written, the answer
+service's own rule (``domain.confirm``), the registration, the counters and the event written in one statement, the answer
 in JSON (the event built with orjson, title and meetings cached per ``catalog_version``). Its events go
 to ``registration.outbox``, so run it with ``BENCH_OUTBOX=registration.outbox`` (the relay then publishes
 from that table, and only when woken by its own commits, so that it never takes another process's rows).
@@ -102,18 +102,21 @@ WORKING_GROUP = (
     " FROM registration.working_groups w LEFT JOIN registration.meetings m ON m.working_group_id = w.id"
     " WHERE w.id = $1 GROUP BY w.title"
 )
-MARK_DECIDED = (
-    "UPDATE registration.registrations SET status = $2, seat = $3, waitlist_seq = $4,"
-    " confirmed_at = clock_timestamp(), expires_at = NULL, updated_at = now()"
-    " WHERE id = $1 AND status = 'pending_confirmation'"
+STORE_CONFIRMATION = """
+WITH decided AS (
+    UPDATE registration.registrations SET status = $2, seat = $3, waitlist_seq = $4,
+        confirmed_at = clock_timestamp(), expires_at = NULL, updated_at = now()
+    WHERE id = $1 AND status = 'pending_confirmation' RETURNING id
+), counters AS (
+    UPDATE registration.working_groups SET confirmed_general = $6, confirmed_reserved = $7,
+        waitlist_seq = $8, waitlisted = $9, updated_at = now()
+    WHERE id = $5 AND EXISTS (SELECT 1 FROM decided) RETURNING id
+), event AS (
+    INSERT INTO registration.outbox (id, event_type, event_version, payload)
+    SELECT $10, $11, 1, $12::jsonb FROM decided RETURNING id
 )
-STORE_COUNTERS = (
-    "UPDATE registration.working_groups SET confirmed_general = $2, confirmed_reserved = $3,"
-    " waitlist_seq = $4, waitlisted = $5, updated_at = now() WHERE id = $1"
-)
-INSERT_SERVICE_EVENT = (
-    "INSERT INTO registration.outbox (id, event_type, event_version, payload) VALUES ($1, $2, 1, $3::jsonb)"
-)
+SELECT EXISTS (SELECT 1 FROM decided) AS decided
+"""
 working_groups: dict[tuple[str, int], dict] = {}
 GROUP_FIELDS = [f.name for f in dataclasses.fields(domain.GroupCounters)][1:]  # after the id
 
@@ -248,23 +251,26 @@ async def confirm(request: Request) -> ORJSONResponse:
             domain.GroupCounters(row["working_group_id"], *(row[f] for f in GROUP_FIELDS)),
             row["participant_type"],
         )
-        marked = await conn.execute(
-            MARK_DECIDED, row["id"], decided.status, decided.seat, decided.waitlist_seq
-        )
-        if marked == "UPDATE 0":
-            return ORJSONResponse({"id": str(row["id"]), "status": "decided meanwhile"})
         after = decided.group
-        await conn.execute(
-            STORE_COUNTERS,
+        if decided.waitlist_position is not None:
+            payload = payload[:-1] + f',"waitlist_position":{decided.waitlist_position}}}'
+        stored = await conn.fetchval(
+            STORE_CONFIRMATION,
+            row["id"],
+            decided.status,
+            decided.seat,
+            decided.waitlist_seq,
             after.id,
             after.confirmed_general,
             after.confirmed_reserved,
             after.waitlist_seq,
             after.waitlisted,
+            uuid.uuid4(),
+            decided.event_type,
+            payload,
         )
-        if decided.waitlist_position is not None:
-            payload = payload[:-1] + f',"waitlist_position":{decided.waitlist_position}}}'
-        await conn.execute(INSERT_SERVICE_EVENT, uuid.uuid4(), decided.event_type, payload)
+        if not stored:
+            return ORJSONResponse({"id": str(row["id"]), "status": "decided meanwhile"})
     if AMQP_URL:
         wake.set()
     body = {"id": str(row["id"]), "status": decided.status}

@@ -44,11 +44,13 @@ from shared.observability import (
     get_logger,
     reraise_if_cancelled,
 )
+from shared.retry import exponential_delay
 from shared.topology import RETRY_EXCHANGE, ConsumerQueue
 
 log = get_logger(__name__)
 
 ATTEMPT_HEADER = "x-attempt"
+DATABASE_PROBE_FIRST_DELAY = 0.25
 DATABASE_PROBE_MAX_DELAY = 10.0
 
 
@@ -343,9 +345,12 @@ class EventConsumer:
         self._probe = asyncio.create_task(self._wait_for_database(), name=f"db-probe-{self.queue.name}")
 
     async def _wait_for_database(self) -> None:
-        delay = 0.25
+        attempt = 0
         while True:
-            await asyncio.sleep(delay)
+            attempt += 1
+            await asyncio.sleep(
+                exponential_delay(attempt, DATABASE_PROBE_FIRST_DELAY, DATABASE_PROBE_MAX_DELAY)
+            )
             try:
                 async with self.session_factory() as session:
                     await session.execute(text("SELECT 1"))
@@ -353,7 +358,6 @@ class EventConsumer:
                 reraise_if_cancelled(exc)
                 if not is_infrastructure_error(exc):
                     log.warning("database probe failed", queue=self.queue.name, error=repr(exc))
-                delay = min(delay * 2, DATABASE_PROBE_MAX_DELAY)
                 continue
             log.info("database answers again; consumer resumes", queue=self.queue.name)
             if self.health is not None:

@@ -1,6 +1,6 @@
 """The transactional outbox and its relay.
 
-A use case adds its events with :func:`add_event` in the same transaction as its domain change, so both
+A use case adds its events with :func:`add_event` (every row made by :func:`stage_event`) in the same transaction as its domain change, so both
 commit or neither does. The relay publishes unpublished rows to RabbitMQ with publisher confirms and
 ``mandatory`` (an unroutable publish raises instead of vanishing), then marks them published. Rows are
 claimed with ``FOR UPDATE SKIP LOCKED``, so several replicas can relay side by side without publishing a
@@ -30,6 +30,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -102,43 +103,59 @@ def notify_channel(schema: str) -> str:
     return f"{schema}_outbox"
 
 
-async def add_event(
-    session: AsyncConnection, outbox: Table, event: IntegrationEvent, *, correlation_id: str | None = None
-) -> uuid.UUID:
-    """Stage ``event`` for publishing in the caller's transaction. Returns the event id."""
-    event_id = uuid.uuid4()
-    session.info[OUTBOX_PENDING] = True
-    await session.execute(
-        _insert_statement(outbox),
-        {
-            "id": event_id,
-            "event_type": event.event_type,
-            "event_version": event.version,
-            "payload": event.model_dump(mode="json"),
-            "correlation_id": correlation_id or current_correlation_id(),
-        },
-    )
-    return event_id
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """An event's outbox row: what :func:`add_event` inserts, or a statement of its own inserts (see
+    :func:`stage_from`)."""
+
+    id: uuid.UUID
+    event_type: str
+    event_version: int
+    payload: dict[str, Any]
+    correlation_id: str | None
+
+    def values(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+
+    def parameters(self) -> tuple[Any, ...]:
+        """The five values for :func:`stage_from`'s parameters, the payload as JSON text."""
+        return (
+            self.id,
+            self.event_type,
+            self.event_version,
+            orjson.dumps(self.payload).decode(),
+            self.correlation_id,
+        )
 
 
-def staged_row(
+def stage_event(
     session: AsyncConnection, event: IntegrationEvent, *, correlation_id: str | None = None
-) -> tuple[uuid.UUID, str, int, str, str | None]:
-    """The values of ``event``'s outbox row for a hand-written statement that inserts it together with the
-    domain change (see :data:`STAGE_FROM`); the session's commit wakes the relay as with :func:`add_event`."""
+) -> OutboxRow:
+    """The one way an event becomes an outbox row: its id, type, version, payload and correlation id. The
+    session is marked, so its commit wakes the relay."""
     session.info[OUTBOX_PENDING] = True
-    return (
+    return OutboxRow(
         uuid.uuid4(),
         event.event_type,
         event.version,
-        orjson.dumps(event.model_dump(mode="json")).decode(),
+        event.model_dump(mode="json"),
         correlation_id or current_correlation_id(),
     )
 
 
+async def add_event(
+    session: AsyncConnection, outbox: Table, event: IntegrationEvent, *, correlation_id: str | None = None
+) -> uuid.UUID:
+    """Stage ``event`` for publishing in the caller's transaction. Returns the event id."""
+    row = stage_event(session, event, correlation_id=correlation_id)
+    await session.execute(_insert_statement(outbox), row.values())
+    return row.id
+
+
 def stage_from(outbox: Table, source: str, first: int) -> str:
-    """``INSERT INTO <outbox> … SELECT <the five values of staged_row as $first…> FROM <source>``: the event
-    row is written only when ``source`` (a CTE of the same statement) yields a row."""
+    """``INSERT INTO <outbox> … SELECT <OutboxRow.parameters() as $first…> FROM <source>``: for a statement
+    written by hand that inserts the event row together with the domain change, only when ``source`` (a
+    CTE of the same statement) yields a row."""
     p = [f"${first + i}" for i in range(5)]
     return (
         f"INSERT INTO {outbox.fullname} (id, event_type, event_version, payload, correlation_id) "

@@ -239,6 +239,19 @@ def budget_open(sent: int, per_period: int) -> bool:
     return per_period <= 0 or sent < per_period
 
 
+def opt_in_mail(
+    sent_to_mailbox: int, sent_in_the_hour: int, per_mailbox_per_day: int, per_hour: int
+) -> Literal["send", "silent", "paused"]:
+    """Whether a public POST may send an opt-in mail. The mailbox's daily budget comes first (victim+1@,
+    victim+2@ … are one inbox): beyond it the answer looks alike and nothing is stored or sent ("silent").
+    The global hourly budget is the last guard: beyond it the request is refused ("paused")."""
+    if not budget_open(sent_to_mailbox, per_mailbox_per_day):
+        return "silent"
+    if not budget_open(sent_in_the_hour, per_hour):
+        return "paused"
+    return "send"
+
+
 def mails_paused(what: str = "Requests") -> OptInMailsPaused:
     """A global budget of mails to typed addresses is used up (approximately: concurrent requests may each
     see the last free place): the request is refused with a hint when to try again."""

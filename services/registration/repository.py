@@ -21,7 +21,7 @@ from services.registration.models import (
     working_groups,
 )
 from shared.db import driver_connection
-from shared.outbox import stage_from
+from shared.outbox import OutboxRow, stage_from
 
 
 def group_counters(row: Any, prefix: str = "") -> GroupCounters:
@@ -306,10 +306,16 @@ async def claim_public_mail(
 
 # --- a registration's states ----------------------------------------------------------------------------
 
-# The intake's one statement, written for asyncpg: the hourly opt-in budget, the registration and its
-# event, in one round trip and without BEGIN/COMMIT (a single statement is atomic). The intake is the hot
-# path of a public form, so it skips SQLAlchemy's statement building and the transaction's extra round
-# trips; the README's performance section has the figures.
+# The intake (a public form's POST) is the measured hot path: its two statements are written for asyncpg and
+# run on the driver connection, without BEGIN/COMMIT. The insert of the registration and its event is one
+# statement, so it is atomic on its own; SQLAlchemy would add statement building and two round trips of a
+# transaction to every registration (docs/performance.md has the figures).
+_OPT_IN_MAILS_SENT = f"""
+SELECT CASE WHEN $2::int > 0 THEN (SELECT count(*) FROM {registrations.fullname}
+                                   WHERE mailbox_key = $1 AND public_mail_at > $3) ELSE 0 END AS to_mailbox,
+       CASE WHEN $4::int > 0 THEN (SELECT count(*) FROM {registrations.fullname}
+                                   WHERE public_mail_at > $5) ELSE 0 END AS to_all
+"""
 _NEW_COLUMNS = (
     ("id", "uuid"),
     ("working_group_id", "text"),
@@ -330,59 +336,43 @@ _NEW_COLUMNS = (
     ("expires_at", "timestamptz"),
     ("public_mail_at", "timestamptz"),
 )
-_BUDGET = len(_NEW_COLUMNS) + 1
-_MAILBOX_KEY = 1 + [name for name, _ in _NEW_COLUMNS].index("mailbox_key")
-# The mailbox's budget (registrations of this mailbox mailed from a public POST within the day) comes
-# first; the global hourly cap is the last guard.
-_SUBMIT = f"""
-WITH mailbox AS (
-    SELECT CASE WHEN ${_BUDGET + 2}::int <= 0 THEN true
-                ELSE (SELECT count(*) FROM {registrations.fullname}
-                      WHERE mailbox_key = ${_MAILBOX_KEY}::text
-                        AND public_mail_at > ${_BUDGET + 3}::timestamptz) < ${_BUDGET + 2}::int
-           END AS open
-), budget AS (
-    SELECT CASE WHEN ${_BUDGET}::int <= 0 THEN true
-                ELSE (SELECT count(*) FROM {registrations.fullname}
-                      WHERE public_mail_at > ${_BUDGET + 1}::timestamptz) < ${_BUDGET}::int
-           END AS open
-), inserted AS (
+_INSERT_NEW = f"""
+WITH inserted AS (
     INSERT INTO {registrations.fullname} ({", ".join(name for name, _ in _NEW_COLUMNS)})
-    SELECT {", ".join(f"${i}::{kind}" for i, (_, kind) in enumerate(_NEW_COLUMNS, start=1))}
-    FROM budget, mailbox WHERE budget.open AND mailbox.open
+    VALUES ({", ".join(f"${i}::{kind}" for i, (_, kind) in enumerate(_NEW_COLUMNS, start=1))})
     ON CONFLICT (working_group_id, email_key)
         WHERE status IN ('pending_confirmation', 'confirmed', 'waitlisted') DO NOTHING
     RETURNING id
-), staged AS ({stage_from(outbox, "inserted", _BUDGET + 4)})
-SELECT (SELECT open FROM budget) AS open, (SELECT open FROM mailbox) AS mailbox_open,
-       EXISTS (SELECT 1 FROM staged) AS inserted
+), staged AS ({stage_from(outbox, "inserted", len(_NEW_COLUMNS) + 1)})
+SELECT EXISTS (SELECT 1 FROM staged) AS inserted
 """
 
 
-async def submit_registration(
+async def opt_in_mails_sent(
     conn: AsyncConnection,
-    values: dict[str, Any],
-    event_row: tuple[Any, ...],
+    mailbox_key: str,
+    mailbox_budget: int,
+    mailbox_since: datetime,
     budget: int,
-    budget_since: Any,
-    mailbox_budget: int = 0,
-    mailbox_since: Any = None,
-) -> tuple[bool, bool, bool]:
-    """Insert a new registration with its outbox row unless the address is already active in the working
-    group, ``mailbox_budget`` (> 0) opt-in mails went to its mailbox since ``mailbox_since``, or ``budget``
-    (> 0) opt-in mails went out since ``budget_since``. Returns (budget open, mailbox open, inserted)."""
-    driver = await driver_connection(conn)
-    row = await driver.fetchrow(
-        _SUBMIT,
-        *(values[name] for name, _ in _NEW_COLUMNS),
-        budget,
-        budget_since,
-        mailbox_budget,
-        mailbox_since if mailbox_since is not None else budget_since,
-        *event_row,
+    budget_since: datetime,
+) -> tuple[int, int]:
+    """Opt-in mails public POSTs sent to the mailbox since ``mailbox_since`` and to anyone since
+    ``budget_since``; a count whose budget is 0 (none) is not taken."""
+    row = await (await driver_connection(conn)).fetchrow(
+        _OPT_IN_MAILS_SENT, mailbox_key, mailbox_budget, mailbox_since, budget, budget_since
     )
     assert row is not None
-    return bool(row["open"]), bool(row["mailbox_open"]), bool(row["inserted"])
+    return int(row["to_mailbox"]), int(row["to_all"])
+
+
+async def insert_registration(conn: AsyncConnection, values: dict[str, Any], event: OutboxRow) -> bool:
+    """Insert a new registration with its outbox row, unless the address is already active in the working
+    group (then nothing is inserted: False)."""
+    row = await (await driver_connection(conn)).fetchrow(
+        _INSERT_NEW, *(values[name] for name, _ in _NEW_COLUMNS), *event.parameters()
+    )
+    assert row is not None
+    return bool(row["inserted"])
 
 
 async def mark_cancelled(
@@ -414,26 +404,50 @@ async def mark_cancelled(
     )
 
 
-async def mark_decided(
-    conn: AsyncConnection, registration_id: uuid.UUID, decided: Confirmation, now: Any
+# A confirmation's writes, one statement written for asyncpg: the registration (if still pending), the
+# group's counters and the event. Every confirmation of a working group queues behind the group's row
+# lock, held from the read that took it to the commit; each round trip in between is waited for by all
+# the queue, so the writes go in one (the confirmation benchmark's figure depends on it).
+_STORE_CONFIRMATION = f"""
+WITH decided AS (
+    UPDATE {registrations.fullname}
+    SET status = $2, seat = $3, waitlist_seq = $4, confirmed_at = clock_timestamp(), expires_at = NULL,
+        updated_at = $5
+    WHERE id = $1 AND status = 'pending_confirmation'
+    RETURNING id
+), counters AS (
+    UPDATE {working_groups.fullname}
+    SET confirmed_general = $7, confirmed_reserved = $8, waitlist_seq = $9, waitlisted = $10, updated_at = $5
+    WHERE id = $6 AND EXISTS (SELECT 1 FROM decided)
+    RETURNING id
+), staged AS ({stage_from(outbox, "decided", 11)})
+SELECT EXISTS (SELECT 1 FROM decided) AS decided
+"""
+
+
+async def store_confirmation(
+    conn: AsyncConnection, registration_id: uuid.UUID, decided: Confirmation, now: datetime, event: OutboxRow
 ) -> bool:
-    """Confirmed with a seat or waitlisted, if still pending; False when something else decided first."""
-    result = await conn.execute(
-        registrations.update()
-        .where(registrations.c.id == registration_id)
-        .where(registrations.c.status == "pending_confirmation")
-        .values(
-            status=decided.status,
-            seat=decided.seat,
-            waitlist_seq=decided.waitlist_seq,
-            # The order of confirming, also within one transaction (the participant list's order).
-            confirmed_at=func.clock_timestamp(),
-            expires_at=None,
-            updated_at=now,
-        )
-        .returning(registrations.c.id)
+    """Confirmed with a seat or waitlisted, with the group's counters after and the event, if the
+    registration is still pending (the caller holds the group's lock); False when something else (a second
+    click, the expiry job) decided first: then nothing is written."""
+    group = decided.group
+    row = await (await driver_connection(conn)).fetchrow(
+        _STORE_CONFIRMATION,
+        registration_id,
+        decided.status,
+        decided.seat,
+        decided.waitlist_seq,
+        now,
+        group.id,
+        group.confirmed_general,
+        group.confirmed_reserved,
+        group.waitlist_seq,
+        group.waitlisted,
+        *event.parameters(),
     )
-    return result.first() is not None
+    assert row is not None
+    return bool(row["decided"])
 
 
 async def mark_promoted(conn: AsyncConnection, registration_id: uuid.UUID, seat: str, now: Any) -> None:

@@ -24,7 +24,7 @@ from shared.addresses import mailbox
 from shared.audit import record as audit_log_record
 from shared.calendar import build_calendar
 from shared.idempotency import forget_keys
-from shared.outbox import add_event, staged_row
+from shared.outbox import add_event, stage_event
 from shared.tokens import hash_token, token_for
 
 # What a link revoked by cancelling answers: that it was cancelled, nothing more.
@@ -117,7 +117,23 @@ async def submit_registration(
     event = ev.RegistrationSubmitted(
         **_about(registration_id, recipient, entry, request.participant_type, links)
     )
-    budget_open, mailbox_open, inserted = await repo.submit_registration(
+    mailbox_key = mailbox(str(request.email))
+    sent = await repo.opt_in_mails_sent(
+        conn,
+        mailbox_key,
+        settings.opt_in_mails_per_mailbox_per_day,
+        now - timedelta(days=1),
+        settings.opt_in_mails_per_hour,
+        now - timedelta(hours=1),
+    )
+    decision = domain.opt_in_mail(
+        *sent, settings.opt_in_mails_per_mailbox_per_day, settings.opt_in_mails_per_hour
+    )
+    if decision == "silent":
+        return uuid.uuid4()
+    if decision == "paused":
+        raise domain.mails_paused("Registrations")
+    inserted = await repo.insert_registration(
         conn,
         {
             "id": registration_id,
@@ -126,7 +142,7 @@ async def submit_registration(
             "name": request.name,
             "email": str(request.email),
             "email_key": email_key,
-            "mailbox_key": mailbox(str(request.email)),
+            "mailbox_key": mailbox_key,
             "language": request.language,
             "participant_type": request.participant_type,
             "organization": request.organization,
@@ -139,18 +155,8 @@ async def submit_registration(
             "expires_at": now + timedelta(hours=settings.confirmation_window_hours),
             "public_mail_at": now,
         },
-        staged_row(conn, event),
-        settings.opt_in_mails_per_hour,
-        now - timedelta(hours=1),
-        settings.opt_in_mails_per_mailbox_per_day,
-        now - timedelta(days=1),
+        stage_event(conn, event),
     )
-    if not mailbox_open:
-        # This inbox had its opt-in mails for the day (victim+1@, victim+2@ … count as one): answer alike,
-        # store and send nothing.
-        return uuid.uuid4()
-    if not budget_open:
-        raise domain.mails_paused("Registrations")
     if not inserted:
         await _tell_existing_status(conn, settings, catalog, request.working_group_id, email_key, now)
         return uuid.uuid4()
@@ -232,8 +238,8 @@ async def confirm_registration(
 
     The working group's row is locked first (the lock order everywhere: group, then registration), the
     seat is decided by ``domain.confirm`` on the counters read under that lock, and the registration, the
-    counters and the event are written in the caller's unit of work. The registration's state change is
-    conditional on it still being pending: a second click (or the expiry job) that came first wins.
+    counters and the event are written together in the caller's unit of work, only if the registration is
+    still pending: a second click (or the expiry job) that came first wins.
     """
     now = now or datetime.now(UTC)
     token_hash = hash_token(token)
@@ -253,18 +259,20 @@ async def confirm_registration(
     if not needed:
         return await _current_state(conn, token_hash)
     decided = domain.confirm(group, registration.participant_type)
-    if not await repo.mark_decided(conn, registration.id, decided, now):
-        return await _current_state(conn, token_hash)  # a second click (or the expiry job) was first
-    await repo.store_seat_counters(conn, decided.group, now)
     # Confirming with the mailed link proves the address.
     recipient = recipient_of(registration).model_copy(update={"address_proven": True})
     links = Links(settings.public_url).for_token(token)
     about = _about(registration.id, recipient, entry, registration.participant_type, links)
-    if decided.status == "confirmed":
-        await add_event(conn, outbox, ev.RegistrationConfirmed(**about))
-        return {"id": registration.id, "status": "confirmed"}
     position = decided.waitlist_position
-    await add_event(conn, outbox, ev.RegistrationWaitlisted(**about, waitlist_position=position))
+    event: ev.IntegrationEvent = (
+        ev.RegistrationConfirmed(**about)
+        if decided.status == "confirmed"
+        else ev.RegistrationWaitlisted(**about, waitlist_position=position)
+    )
+    if not await repo.store_confirmation(conn, registration.id, decided, now, stage_event(conn, event)):
+        return await _current_state(conn, token_hash)  # a second click (or the expiry job) was first
+    if decided.status == "confirmed":
+        return {"id": registration.id, "status": "confirmed"}
     return {"id": registration.id, "status": "waitlisted", "waitlist_position": position}
 
 

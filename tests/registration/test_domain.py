@@ -180,3 +180,20 @@ def test_refusals_carry_what_the_api_shows():
         domain.check_meeting_times(datetime(2019, 3, 6, 18, tzinfo=UTC), datetime(2019, 3, 6, 17, tzinfo=UTC))
     assert refused.value.field == "ends_at"
     domain.check_meeting_times(None, datetime(2019, 3, 6, 17, tzinfo=UTC))
+
+
+def test_opt_in_mail_counts_the_mailbox_first_then_the_hour() -> None:
+    assert domain.opt_in_mail(0, 0, 3, 100) == "send"
+    assert domain.opt_in_mail(3, 0, 3, 100) == "silent"
+    assert domain.opt_in_mail(3, 100, 3, 100) == "silent"  # the mailbox's budget comes first
+    assert domain.opt_in_mail(2, 100, 3, 100) == "paused"
+    assert domain.opt_in_mail(50, 5000, 0, 0) == "send"  # 0: no budget
+
+
+def test_an_erasure_link_starts_once_and_only_in_time() -> None:
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    assert domain.erasure_confirmable("pending_verification", now + timedelta(hours=1), now) is True
+    assert domain.erasure_confirmable("pending_verification", now, now) is None
+    assert domain.erasure_confirmable("erasing", now - timedelta(days=1), now) is False
+    assert domain.erasure_complete({"registration": 1, "notification": 0}, ("registration", "notification"))
+    assert not domain.erasure_complete({"registration": 1}, ("registration", "notification"))
