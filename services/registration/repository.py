@@ -407,7 +407,7 @@ async def mark_cancelled(
 # A confirmation's writes, one statement written for asyncpg: the registration (if still pending), the
 # group's counters and the event. Every confirmation of a working group queues behind the group's row
 # lock, held from the read that took it to the commit; each round trip in between is waited for by all
-# the queue, so the writes go in one (the confirmation benchmark's figure depends on it).
+# the queue, so the writes go in one.
 _STORE_CONFIRMATION = f"""
 WITH decided AS (
     UPDATE {registrations.fullname}
