@@ -70,7 +70,7 @@ async def check_in(
     if registration is None:
         raise domain.InvalidRequest("no registration of this working group has it", field=field)
     domain.check_in_allowed(registration.status, registration.working_group_id, wg_id, field)
-    new = await repo.add_attendance(
+    entry = await repo.add_attendance(
         conn,
         {
             "registration_id": registration.id,
@@ -80,8 +80,10 @@ async def check_in(
             "checked_in_by": staff,
         },
     )
-    entry = await repo.attendance_entry(conn, registration.id, number)
-    assert entry is not None
+    new = entry is not None
+    if entry is None:
+        entry = await repo.attendance_entry(conn, registration.id, number)
+        assert entry is not None
     if new:
         counted = await repo.count_attendance(conn, wg_id, number, registration.language)
         await _publish_counts(conn, working_group, meeting, counted)

@@ -532,15 +532,12 @@ async def registration_for_check_in(
     return (await session.execute(query)).first()
 
 
-async def add_attendance(session: AsyncConnection, values: dict[str, Any]) -> bool:
-    """The entry, unless the registration was checked in at that meeting already. True when it is new."""
+async def add_attendance(session: AsyncConnection, values: dict[str, Any]) -> Row[Any] | None:
+    """The new entry, or None when the registration was checked in at that meeting already."""
     result = await session.execute(
-        pg_insert(attendance)
-        .values(**values)
-        .on_conflict_do_nothing()
-        .returning(attendance.c.registration_id)
+        pg_insert(attendance).values(**values).on_conflict_do_nothing().returning(*attendance.c)
     )
-    return result.first() is not None
+    return result.first()
 
 
 async def attendance_entry(session: AsyncConnection, registration_id: Any, number: int) -> Row[Any] | None:
@@ -614,15 +611,9 @@ async def attendance_counts_of(
 
 
 async def confirmed_count(session: AsyncConnection, working_group_id: str) -> int:
-    return int(
-        await session.scalar(
-            select(func.count())
-            .select_from(registrations)
-            .where(registrations.c.working_group_id == working_group_id)
-            .where(registrations.c.status == "confirmed")
-        )
-        or 0
-    )
+    """Confirmed registrations of the working group: its seat counters (kept under its lock)."""
+    taken = working_groups.c.confirmed_general + working_groups.c.confirmed_reserved
+    return int(await session.scalar(select(taken).where(working_groups.c.id == working_group_id)) or 0)
 
 
 def _like_pattern(typed: str) -> str:
