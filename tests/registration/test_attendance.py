@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from services.registration import domain, privacy
-from services.registration.models import attendance, registrations
+from services.registration.models import attendance, meetings, registrations
 from tests.registration.support import events_of, latest_token, register
 from tests.support.staff import auth
 
@@ -181,3 +183,31 @@ async def test_erasure_removes_attendance_but_keeps_the_counts(
     counts = (await api.get(_url(wg), headers=staff)).json()["counts"]
     assert counts["present"] == 2 and counts["walk_ins"] == 1 and counts["by_language"] == {"de": 2}
     assert (await api.get(_url(wg), headers=staff)).json()["entries"] == []
+
+
+async def test_attendance_goes_with_the_registration_after_the_last_meeting(
+    api, make_working_group, registration_settings
+):
+    """The retention job (180 days after the last meeting) takes the entries with the personal data; the
+    meeting's counts stay."""
+    wg = await make_working_group(api.runtime)
+    staff = auth(registration_settings, "staff")
+    reg_id, _ = await _confirmed(api, wg, language="uk")
+    assert (await api.post(_url(wg), json={"registration_id": reg_id}, headers=staff)).status_code == 200
+    long_ago = datetime.now(UTC) - timedelta(days=400)
+    async with api.runtime.transaction() as session:
+        await session.execute(
+            update(meetings).where(meetings.c.working_group_id == wg).values(starts_at=long_ago)
+        )
+    async with api.runtime.transaction() as session:
+        assert await privacy.anonymise_after_last_meeting(session, registration_settings) >= 1
+    async with api.runtime.transaction() as session:
+        left = await session.scalar(
+            select(func.count())
+            .select_from(attendance)
+            .where(attendance.c.registration_id == uuid.UUID(reg_id))
+        )
+    assert left == 0
+    api.runtime.catalog.invalidate(wg)
+    counts = (await api.get(_url(wg), headers=staff)).json()["counts"]
+    assert counts["present"] == 1 and counts["by_language"] == {"uk": 1}
