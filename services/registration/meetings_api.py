@@ -11,11 +11,14 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
 from pydantic import AnyUrl, Field
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.registration import domain, meetings, meetings_pages
 from services.registration.api import Staff, _catalog, _frame, _runtime
+from services.registration.models import idempotency_keys
 from shared.csvsafe import csv_cell, spreadsheet_csv
 from shared.events import ParticipantType
+from shared.idempotency import IDEMPOTENCY_KEY_PARAMETER, checked_key, idempotent
 from shared.languages import Language
 from shared.pages import PAGE_HEADERS, Frame, Identity, not_found_page, page_response, wants_html
 from shared.validation import StrictModel, multi_line, single_line
@@ -61,33 +64,39 @@ def _exactly_one(body: CheckIn) -> None:
         )
 
 
-@router.post("/{working_group_id}/meetings/{number}/attendance")
+@router.post(
+    "/{working_group_id}/meetings/{number}/attendance",
+    openapi_extra={"parameters": [IDEMPOTENCY_KEY_PARAMETER]},
+)
 async def check_in(
     working_group_id: WorkingGroupId, number: MeetingNumber, body: CheckIn, request: Request, user: Staff
 ) -> JSONResponse:
     """Check a registration in (by id or by its code), or count a walk-in. Checking in twice answers the
     first entry (``repeated: true``)."""
     _exactly_one(body)
-    async with _runtime(request).transaction() as conn:
-        if body.walk_in is not None:
+    runtime = _runtime(request)
+    walk_in = body.walk_in
+    if walk_in is not None:
+        # A walk-in is a new person each time: a device that sends again after a lost answer uses the same
+        # Idempotency-Key and is answered as the first time, counted once.
+        async def count(conn: AsyncConnection) -> dict[str, Any]:
             entry = await meetings.count_walk_in(
-                conn,
-                _catalog(request),
-                working_group_id,
-                number,
-                body.walk_in.participant_type,
-                body.walk_in.language,
+                conn, _catalog(request), working_group_id, number, walk_in.participant_type, walk_in.language
             )
-        else:
-            entry = await meetings.check_in(
-                conn,
-                _catalog(request),
-                working_group_id,
-                number,
-                user.subject,
-                registration_id=body.registration_id,
-                check_in_code=body.check_in_code,
-            )
+            return dict(jsonable_encoder(entry))
+
+        key = checked_key(request.headers.get("idempotency-key"))
+        return await idempotent(runtime.transaction, idempotency_keys, key, body, count, status_code=200)
+    async with runtime.transaction() as conn:
+        entry = await meetings.check_in(
+            conn,
+            _catalog(request),
+            working_group_id,
+            number,
+            user.subject,
+            registration_id=body.registration_id,
+            check_in_code=body.check_in_code,
+        )
     return JSONResponse(jsonable_encoder(entry))
 
 

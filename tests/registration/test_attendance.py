@@ -56,14 +56,19 @@ async def test_check_in_by_id_by_code_walk_in_and_twice(api, make_working_group,
         _url(wg), json={"walk_in": {"participant_type": "resident", "language": "ar"}}, headers=staff
     )
     assert walk_in.status_code == 200 and walk_in.json()["walk_ins"] == 1
+    # The same walk-in sent again after a lost answer (the same Idempotency-Key) is counted once.
+    key = {**staff, "Idempotency-Key": "door-device-1-walk-in-0001"}
+    walk_in_body = {"walk_in": {"participant_type": "resident", "language": "ar"}}
+    first_walk_in = await api.post(_url(wg), json=walk_in_body, headers=key)
+    assert (await api.post(_url(wg), json=walk_in_body, headers=key)).json() == first_walk_in.json()
 
     listing = (await api.get(_url(wg), headers=staff)).json()
     assert listing["counts"] == {
         "registered": 3,
-        "present": 3,
+        "present": 4,
         "no_show": 1,
-        "walk_ins": 1,
-        "by_language": {"ar": 1, "de": 1, "uk": 1},
+        "walk_ins": 2,
+        "by_language": {"ar": 2, "de": 1, "uk": 1},
     }
     assert [e["name"] for e in listing["entries"]] == ["Anna Berg", "Oleh Koval", "Zeynep Ak"]
     assert [e["present"] for e in listing["entries"]] == [True, True, False]
@@ -78,8 +83,8 @@ async def test_check_in_by_id_by_code_walk_in_and_twice(api, make_working_group,
     # One event per counted person (not for the repeated check-in), the newest with the highest revision.
     counted = await events_of(api.runtime, "meeting.attendance_counted")
     mine = [e for e in counted if e["working_group"]["id"] == wg]
-    assert [e["revision"] for e in mine] == [1, 2, 3]
-    assert mine[-1]["present"] == 3 and mine[-1]["walk_ins"] == 1 and mine[-1]["registered"] == 3
+    assert [e["revision"] for e in mine] == [1, 2, 3, 4]
+    assert mine[-1]["present"] == 4 and mine[-1]["walk_ins"] == 2 and mine[-1]["registered"] == 3
     assert "name" not in str(mine[-1]).lower().replace("working_group", "")
 
 
