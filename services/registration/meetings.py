@@ -19,6 +19,7 @@ from services.registration.models import outbox
 from shared import events as ev
 from shared.outbox import add_event
 
+NO_WORKING_GROUP = "There is no working group with this id."
 NO_MEETING = "There is no such meeting."
 NO_MINUTES = "There are no published minutes for this meeting."
 
@@ -28,7 +29,7 @@ async def _meeting(
 ) -> tuple[ev.WorkingGroupInfo, ev.MeetingInfo]:
     entry = await catalog.get(conn, wg_id)
     if entry is None:
-        raise domain.NotFound(service.NO_WORKING_GROUP)
+        raise domain.NotFound(NO_WORKING_GROUP)
     working_group, meetings = entry
     for meeting in meetings:
         if meeting.number == number:
