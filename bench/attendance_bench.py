@@ -21,7 +21,6 @@ import sys
 import time
 from contextlib import ExitStack
 
-import aio_pika
 import asyncpg
 import httpx
 
@@ -29,7 +28,6 @@ from bench.registration_throughput import _provisioned, _stop, start, wait_until
 from shared.auth import mint_token
 from shared.db import asyncpg_dsn
 from shared.settings import ServiceSettings
-from shared.topology import EVENTS_EXCHANGE
 from tests.support.infra import service_environment
 from tests.support.smtp import free_port
 
@@ -102,17 +100,6 @@ async def device(
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
 
-async def consumer_of_counts(amqp_url: str) -> aio_pika.abc.AbstractConnection:
-    """A queue bound to ``meeting.attendance_counted``, standing in for the proposals service's (open data):
-    without one the events are unroutable and stay in the outbox."""
-    connection = await aio_pika.connect(amqp_url)
-    channel = await connection.channel()
-    exchange = await channel.get_exchange(EVENTS_EXCHANGE)
-    queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
-    await queue.bind(exchange, routing_key="meeting.attendance_counted")
-    return connection
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--people", type=int, default=200)
@@ -149,13 +136,9 @@ def main() -> None:
 
         async def run() -> None:
             base = f"http://127.0.0.1:{port}"
-            connection = await consumer_of_counts(infra.amqp_url)
-            try:
-                await asyncio.gather(
-                    *(device(base, headers, p, interval, timings, codes, baseline) for p in per_device)
-                )
-            finally:
-                await connection.close()
+            await asyncio.gather(
+                *(device(base, headers, p, interval, timings, codes, baseline) for p in per_device)
+            )
 
         started = time.monotonic()
         asyncio.run(run())
