@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
 from markupsafe import Markup
 
 from shared import i18n
@@ -23,10 +24,18 @@ _MINUTES = _env.get_template("minutes.html.j2")
 _ATTENDANCE = _env.get_template("attendance.html.j2")
 
 
+def _headings_below_the_title(state: StateCore) -> None:
+    """The page's title is its one ``h1``: the minutes' headings start at ``h2``."""
+    for token in state.tokens:
+        if token.type in ("heading_open", "heading_close"):
+            token.tag = f"h{min(int(token.tag[1]) + 1, 6)}"
+
+
 def _markdown() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
     md.disable("image")
     md.validateLink = lambda url: url.strip().lower().startswith(("https://", "http://"))  # type: ignore[method-assign]
+    md.core.ruler.push("headings_below_the_title", _headings_below_the_title)
     return md
 
 
