@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.registration import domain, service
+from services.registration import meetings as after_meetings
 from services.registration import privacy_repository as repo
 from services.registration import repository as registrations
 from services.registration.catalog import CatalogCache
@@ -215,7 +216,10 @@ async def erase_address(
     # Group by group under the group's lock (lock order: group, then registration).
     for wg_id in await repo.working_groups_with_active_registrations(conn, email):
         await _cancel_active(conn, settings, catalog, wg_id, email, now)
-    erased = await repo.erase_registrations(conn, email, now)
+    erased_ids = await repo.erase_registrations(conn, email, now)
+    erased = len(erased_ids)
+    # Attendance is personal data too: it goes with the registration (the meeting's counts stay).
+    erased += await after_meetings.forget_attendance(conn, erased_ids)
     erased += await repo.forget_idempotency_keys(conn, email)
     # (An unpublished event must still go out: it is dropped when the request completes.)
     erased += await repo.forget_published_events(conn, email)
@@ -255,7 +259,9 @@ async def anonymise_after_last_meeting(
     group's last meeting."""
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(days=settings.retention_after_last_meeting_days)
-    return await repo.anonymise_ended_before(conn, cutoff, now)
+    ids = await repo.anonymise_ended_before(conn, cutoff, now)
+    await after_meetings.forget_attendance(conn, ids)  # the entries go with it; the counts stay
+    return len(ids)
 
 
 async def forget_cancelled(
@@ -263,9 +269,10 @@ async def forget_cancelled(
 ) -> int:
     """Cancelled registrations lose their personal data ``cancelled_retention_days`` after cancelling."""
     now = now or datetime.now(UTC)
-    return await repo.anonymise_cancelled_before(
-        conn, now - timedelta(days=settings.cancelled_retention_days), now
-    )
+    cutoff = now - timedelta(days=settings.cancelled_retention_days)
+    ids = await repo.anonymise_cancelled_before(conn, cutoff, now)
+    await after_meetings.forget_attendance(conn, ids)  # the entries go with it; the counts stay
+    return len(ids)
 
 
 async def forget_unconfirmed_erasure_requests(conn: AsyncConnection, now: datetime | None = None) -> int:

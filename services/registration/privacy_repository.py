@@ -156,15 +156,15 @@ async def active_registrations_locked(
     ).all()
 
 
-async def erase_registrations(conn: AsyncConnection, email: str, now: datetime) -> int:
-    """Every registration of the address loses its personal data; returns how many."""
+async def erase_registrations(conn: AsyncConnection, email: str, now: datetime) -> list[uuid.UUID]:
+    """Every registration of the address loses its personal data; returns their ids."""
     result = await conn.execute(
         update(registrations)
         .where(sql_equals_address(registrations.c.email, normalised(email)))
         .values(**dict.fromkeys(PERSONAL_DATA_COLUMNS), updated_at=now)
         .returning(registrations.c.id)
     )
-    return len(result.all())
+    return [row.id for row in result.all()]
 
 
 async def forget_idempotency_keys(conn: AsyncConnection, email: str) -> int:
@@ -190,7 +190,7 @@ def _holds_personal_data() -> Any:
     return or_(*(registrations.c[name].is_not(None) for name in PERSONAL_DATA_COLUMNS))
 
 
-async def anonymise_ended_before(conn: AsyncConnection, cutoff: datetime, now: datetime) -> int:
+async def anonymise_ended_before(conn: AsyncConnection, cutoff: datetime, now: datetime) -> list[uuid.UUID]:
     """Registrations of working groups whose last meeting ended before ``cutoff`` lose their personal data
     (a group with a meeting still undated has no last meeting yet). One conditional UPDATE: a second
     replica running at the same time finds nothing left to do."""
@@ -212,10 +212,12 @@ async def anonymise_ended_before(conn: AsyncConnection, cutoff: datetime, now: d
         .values(**dict.fromkeys(PERSONAL_DATA_COLUMNS), updated_at=now)
         .returning(registrations.c.id)
     )
-    return len(result.all())
+    return [row.id for row in result.all()]
 
 
-async def anonymise_cancelled_before(conn: AsyncConnection, cutoff: datetime, now: datetime) -> int:
+async def anonymise_cancelled_before(
+    conn: AsyncConnection, cutoff: datetime, now: datetime
+) -> list[uuid.UUID]:
     result = await conn.execute(
         update(registrations)
         .where(registrations.c.status == "cancelled")
@@ -224,4 +226,4 @@ async def anonymise_cancelled_before(conn: AsyncConnection, cutoff: datetime, no
         .values(**dict.fromkeys(PERSONAL_DATA_COLUMNS), updated_at=now)
         .returning(registrations.c.id)
     )
-    return len(result.all())
+    return [row.id for row in result.all()]

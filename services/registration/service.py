@@ -263,6 +263,7 @@ async def confirm_registration(
     recipient = recipient_of(registration).model_copy(update={"address_proven": True})
     links = Links(settings.public_url).for_token(token)
     about = _about(registration.id, recipient, entry, registration.participant_type, links)
+    about["check_in_code"] = domain.display_check_in_code(registration.check_in_code)
     position = decided.waitlist_position
     event: ev.IntegrationEvent = (
         ev.RegistrationConfirmed(**about)
@@ -332,6 +333,7 @@ async def promote_from_waitlist(
         row = by_id[waiting.registration_id]
         await repo.mark_promoted(conn, row.id, seat, now)
         about = _about(row.id, recipient_of(row), entry, row.participant_type, Links.of(settings, row.id))
+        about["check_in_code"] = domain.display_check_in_code(row.check_in_code)
         await add_event(conn, outbox, ev.RegistrationPromoted(**about))
     return len(promoted)
 
@@ -360,6 +362,12 @@ async def registration_status(
         "participant_type": registration.participant_type,
         "created_at": registration.created_at,
         "confirmed_at": registration.confirmed_at,
+        # Shown at the meeting's door (issue 24); only a confirmed registration is checked in.
+        "check_in_code": (
+            domain.display_check_in_code(registration.check_in_code)
+            if registration.status == "confirmed"
+            else None
+        ),
     }
 
 
@@ -378,6 +386,7 @@ class PageView:
     name: str = ""
     working_group_title: str = ""
     meetings: tuple[ev.MeetingInfo, ...] = ()
+    check_in_code: str = ""
 
 
 async def page_view(
@@ -407,6 +416,7 @@ async def page_view(
         found.name or "",
         wg.title,
         tuple(meetings),
+        domain.display_check_in_code(found.check_in_code),
     )
 
 
