@@ -10,7 +10,7 @@
 * ``minutes``: every version of a meeting's minutes (corrections are new versions; all are kept).
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 """
 
 from collections.abc import Sequence
@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 revision: str = "0015"
 # The lead chains this after 0014 (issue 23's migration) when both branches are merged.
-down_revision: str | None = "0013"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
