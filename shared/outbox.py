@@ -119,13 +119,8 @@ class OutboxRow:
 
     def parameters(self) -> tuple[Any, ...]:
         """The five values for :func:`stage_from`'s parameters, the payload as JSON text."""
-        return (
-            self.id,
-            self.event_type,
-            self.event_version,
-            orjson.dumps(self.payload).decode(),
-            self.correlation_id,
-        )
+        payload = orjson.dumps(self.payload).decode()
+        return (self.id, self.event_type, self.event_version, payload, self.correlation_id)
 
 
 def stage_event(
@@ -134,13 +129,9 @@ def stage_event(
     """The one way an event becomes an outbox row: its id, type, version, payload and correlation id. The
     session is marked, so its commit wakes the relay."""
     session.info[OUTBOX_PENDING] = True
-    return OutboxRow(
-        uuid.uuid4(),
-        event.event_type,
-        event.version,
-        event.model_dump(mode="json"),
-        correlation_id or current_correlation_id(),
-    )
+    payload = event.model_dump(mode="json")
+    correlation_id = correlation_id or current_correlation_id()
+    return OutboxRow(uuid.uuid4(), event.event_type, event.version, payload, correlation_id)
 
 
 async def add_event(
@@ -169,10 +160,9 @@ _INSERTS: dict[int, Any] = {}
 
 def _insert_statement(outbox: Table) -> Any:
     """One INSERT per outbox table, built once (building statements per call is costly on the hot path)."""
-    statement = _INSERTS.get(id(outbox))
-    if statement is None:
-        statement = _INSERTS[id(outbox)] = outbox.insert()
-    return statement
+    if id(outbox) not in _INSERTS:
+        _INSERTS[id(outbox)] = outbox.insert()
+    return _INSERTS[id(outbox)]
 
 
 # Set on a unit of work's connection when it staged events: its commit wakes the relay.

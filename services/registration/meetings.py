@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.registration import domain, service
-from services.registration import repository as repo
+from services.registration import meetings_repository as repo
+from services.registration import repository as registrations
 from services.registration.catalog import CatalogCache
 from services.registration.config import RegistrationSettings
 from services.registration.models import outbox
@@ -219,7 +220,7 @@ async def write_minutes(
     domain.check_document_url(document_url)
     working_group, meeting = await _meeting(conn, catalog, wg_id, number)
     # The meeting's row lock orders two versions written at once.
-    await repo.meeting(conn, wg_id, number, for_update=True)
+    await registrations.meeting(conn, wg_id, number, for_update=True)
     newest = await repo.newest_minutes_version(conn, wg_id, number)
     version = domain.next_minutes_version(newest)
     was_published = bool(await repo.published_minutes_versions(conn, wg_id, number))
