@@ -333,7 +333,7 @@ async def get_published(proposal_id: uuid.UUID, request: Request) -> Response:
     path = f"/v1/proposals/{proposal_id}"
     try:
         async with _runtime(request).transaction() as session:
-            view = await public_service.published_proposal(session, proposal_id)
+            view = await public_service.published_proposal(session, _runtime(request).settings, proposal_id)
     except domain.NotFound:
         if not html:
             raise

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.proposals import domain
+from services.proposals import domain, measures_service
 from services.proposals import repository as repo
 from services.proposals.config import ProposalsSettings
 from services.proposals.models import outbox
@@ -125,6 +125,7 @@ async def author_view(session: AsyncConnection, settings: ProposalsSettings, tok
         "can_withdraw": state.status in domain.WITHDRAWABLE,
         "public_url": _public_url(settings, row.id) if domain.is_public(row.status) else None,
         "submitted_at": row.submitted_at,
+        "measures": await measures_service.measures_of_proposal(session, settings, row.id),
     }
 
 

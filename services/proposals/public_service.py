@@ -8,8 +8,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.proposals import domain
+from services.proposals import domain, measures_service
 from services.proposals import repository as repo
+from services.proposals.config import ProposalsSettings
 from services.proposals.service import (
     public_view,
 )
@@ -37,8 +38,13 @@ async def published_page(
     return {"items": [public_view(r) for r in page], "next_cursor": next_cursor}
 
 
-async def published_proposal(session: AsyncConnection, proposal_id: uuid.UUID) -> dict[str, Any]:
+async def published_proposal(
+    session: AsyncConnection, settings: ProposalsSettings, proposal_id: uuid.UUID
+) -> dict[str, Any]:
     row = await repo.labelled_proposal(session, proposal_id)
     if row is None or not domain.is_public(row.status):
         raise domain.NotFound("there is no published proposal with this id")
-    return public_view(row)
+    return {
+        **public_view(row),
+        "measures": await measures_service.measures_of_proposal(session, settings, proposal_id),
+    }
