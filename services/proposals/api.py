@@ -449,7 +449,7 @@ async def council_report(
     request: Request,
     user: Moderator,
     format: Literal["json", "csv", "md"] = "json",
-    part: Literal["proposals", "counts"] = "proposals",
+    part: Literal["proposals", "counts", "measures"] = "proposals",
 ) -> Response:
     """Per working group and district: counts by status and outcome, then every published proposal with
     its outcome and public statements. CSV (``part=proposals`` or ``counts``) is safe for spreadsheets;
@@ -458,7 +458,11 @@ async def council_report(
         data = await service.council_report(session)
         await service.audit(session, user.subject, "report.council.read", "council", {"format": format})
     if format == "csv":
-        text = report.to_csv(data) if part == "proposals" else report.counts_to_csv(data)
+        text = {
+            "proposals": report.to_csv,
+            "counts": report.counts_to_csv,
+            "measures": report.measures_to_csv,
+        }[part](data)
         return PlainTextResponse(
             text,
             media_type="text/csv; charset=utf-8",

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.proposals import domain, report
+from services.proposals import domain, open_data, report
 from services.proposals import repository as repo
 from services.proposals.config import ProposalsSettings
 from services.proposals.districts import load_districts
@@ -128,6 +128,7 @@ async def council_report(session: AsyncConnection) -> dict[str, Any]:
         counts=await repo.report_counts(session),
         published=await repo.published_for_report(session),
         generated_at=await repo.database_now(session),
+        measures=await open_data.dataset(session, "measures"),
     )
 
 
