@@ -57,6 +57,7 @@ NOTIFICATION_MAIL = ConsumerQueue(
         "meeting.rescheduled",
         "meeting.cancelled",
         "meeting.reminder_due",
+        "meeting.minutes_published",
         "proposal.submitted",
         "proposal.published",
         "proposal.rejected",
