@@ -154,15 +154,25 @@ def key_facts(name: str, c: dict[str, Any], lang: str) -> tuple[list[str], list[
         ),
         "privacy_erasure_request_submitted": ([c.get("confirm_url", ""), str(c.get("valid_hours"))], []),
         "measure_council_decided": (
-            [c.get("measure_title", ""), c.get("reference", ""), c.get("public_statement", ""),
-             c.get("public_url", ""), links.get("unsubscribe_url", "")],
+            [
+                c.get("measure_title", ""),
+                c.get("reference", ""),
+                c.get("public_statement", ""),
+                c.get("public_url", ""),
+                links.get("unsubscribe_url", ""),
+            ],
             [],
-        ),  # fmt: skip
+        ),
         "measure_progressed": (
-            [c.get("measure_title", ""), c.get("on", ""), c.get("public_statement", ""),
-             c.get("public_url", ""), links.get("unsubscribe_url", "")],
+            [
+                c.get("measure_title", ""),
+                c.get("on", ""),
+                c.get("public_statement", ""),
+                c.get("public_url", ""),
+                links.get("unsubscribe_url", ""),
+            ],
             [],
-        ),  # fmt: skip
+        ),
         "measure_follow_requested": ([c.get("confirm_url", "")], []),
         # The last mail of an erasure: no link, no address, nothing about the person.
         "privacy_erasure_finished": ([], ["http://", "https://localhost", "@example.org"]),
