@@ -304,6 +304,61 @@ class ProposalOutcomeDecided(_ProposalEvent):
     public_statement: str
 
 
+# --- measures ----------------------------------------------------------------------------------------
+
+
+class MeasureRecipient(BaseModel):
+    """Someone owed a mail about a measure: an author of a linked proposal who left an address, or a
+    confirmed follower; each mail carries its own one-click unsubscribe link (RFC 8058)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    recipient: Recipient
+    links: SelfServiceLinks = SelfServiceLinks()
+
+
+class _MeasureEvent(IntegrationEvent):
+    measure_id: UUID
+    # Written by staff (not by a resident), so it may stand in any mail.
+    measure_title: str
+    working_group: WorkingGroupInfo
+    district: DistrictInfo | None = None
+    public_url: str
+    recipients: list[MeasureRecipient] = []
+
+
+@_register
+class MeasureCouncilDecided(_MeasureEvent):
+    """The council decided on a measure (once)."""
+
+    event_type: ClassVar[str] = "measure.council_decided"
+    decided_on: str
+    reference: str
+    decision: Literal["adopted", "amended", "rejected"]
+    public_statement: str
+
+
+@_register
+class MeasureProgressed(_MeasureEvent):
+    """A progress entry: planned, in progress, done or dropped."""
+
+    event_type: ClassVar[str] = "measure.progressed"
+    entry_id: int
+    status: Literal["planned", "in_progress", "done", "dropped"]
+    on: str
+    public_statement: str
+
+
+@_register
+class MeasureFollowRequested(IntegrationEvent):
+    """Someone asked to follow a measure: the double opt-in mail with the confirmation link. Sent on a
+    public POST to an address nobody has proven, so it names only the city's own measure."""
+
+    event_type: ClassVar[str] = "measure.follow_requested"
+    measure_id: UUID
+    recipient: Recipient
+    confirm_url: str
+
+
 # --- privacy ---------------------------------------------------------------------------------------
 
 

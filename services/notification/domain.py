@@ -127,16 +127,40 @@ def _intents(event: ev.IntegrationEvent) -> list[MailIntent]:
         if event.author is None or not event.author.email:
             return []
         return [MailIntent(template, event.author, {**payload, "recipient": payload["author"]})]
+    if isinstance(event, ev._MeasureEvent):
+        # Authors of linked proposals and confirmed followers, each with their own unsubscribe link.
+        base = {k: v for k, v in payload.items() if k != "recipients"}
+        return [
+            MailIntent(
+                template,
+                owed.recipient,
+                {
+                    **base,
+                    "recipient": owed.recipient.model_dump(mode="json"),
+                    "links": owed.links.model_dump(mode="json"),
+                },
+            )
+            for owed in event.recipients
+        ]
+    if isinstance(event, ev.MeasureFollowRequested):
+        return [MailIntent(template, event.recipient, payload)]
     return []
 
 
-# Mails a person may stop (a List-Unsubscribe header, RFC 8058): reminders only. Confirmations, calendar
-# updates and erasure mails are transactional and carry none.
-UNSUBSCRIBABLE_TEMPLATES = frozenset({template_name(ev.MeetingReminderDue.event_type)})
+# Mails a person may stop (a List-Unsubscribe header, RFC 8058): reminders and the follow-up mails about a
+# measure. Confirmations, calendar updates and erasure mails are transactional and carry none.
+UNSUBSCRIBABLE_TEMPLATES = frozenset(
+    {
+        template_name(ev.MeetingReminderDue.event_type),
+        template_name(ev.MeasureCouncilDecided.event_type),
+        template_name(ev.MeasureProgressed.event_type),
+    }
+)
 
 
 def unsubscribe_url_of(template: str, context: dict[str, Any]) -> str | None:
-    """The one-click unsubscribe link a mail carries in its header, or None (not a reminder, or no link)."""
+    """The one-click unsubscribe link a mail carries in its header, or None (a mail one cannot stop, or no
+    link)."""
     if template not in UNSUBSCRIBABLE_TEMPLATES:
         return None
     links = context.get("links")

@@ -53,6 +53,22 @@ _proposal = {
     "status_url": "http://localhost:8003/v1/proposals/mine?token=SAMPLE",
 }
 _statement = "Vielen Dank. Der Arbeitskreis greift den Vorschlag auf."
+_MEASURE = uuid.UUID("00000000-0000-4000-8000-000000000005")
+# A confirmed follower (no name is ever asked of them), with the link that stops the mails.
+_measure = {
+    "measure_id": _MEASURE,
+    "measure_title": "Sprachcafés in den Stadtteilen",
+    "working_group": _wg,
+    "public_url": f"http://localhost:8003/v1/measures/{_MEASURE}",
+    "recipients": [
+        ev.MeasureRecipient(
+            recipient=_recipient.model_copy(update={"name": ""}),
+            links=ev.SelfServiceLinks(
+                unsubscribe_url=f"http://localhost:8003/v1/measures/{_MEASURE}/unsubscribe?token=SAMPLE"
+            ),
+        )
+    ],
+}
 
 SAMPLE_EVENTS: list[ev.IntegrationEvent] = [
     ev.RegistrationSubmitted(**{**_reg, "recipient": _unproven}),
@@ -105,6 +121,25 @@ SAMPLE_EVENTS: list[ev.IntegrationEvent] = [
     ev.PrivacyErasureRequestSubmitted(
         recipient=_recipient.model_copy(update={"name": ""}),
         confirm_url="http://localhost:8001/v1/privacy/erasure-requests/confirm?token=SAMPLE",
+    ),
+    ev.MeasureCouncilDecided(
+        **_measure,
+        decided_on="2027-03-15",
+        reference="0123/2027",
+        decision="amended",
+        public_statement="Der Stadtrat beschließt das Sprachcafé mit zwei statt drei Standorten.",
+    ),
+    ev.MeasureProgressed(
+        **_measure,
+        entry_id=1,
+        status="in_progress",
+        on="2027-06-01",
+        public_statement="Der erste Standort im Stadtteiltreff ist eröffnet.",
+    ),
+    ev.MeasureFollowRequested(
+        measure_id=_MEASURE,
+        recipient=_recipient.model_copy(update={"name": "", "address_proven": False}),
+        confirm_url="http://localhost:8003/v1/measures/followers/confirm?token=SAMPLE",
     ),
 ]
 _REQUEST = uuid.UUID("00000000-0000-4000-8000-000000000004")

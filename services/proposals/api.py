@@ -13,7 +13,15 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.proposals import domain, pages, report, service
+from services.proposals import (
+    author_service,
+    domain,
+    moderation_service,
+    pages,
+    public_service,
+    report,
+    service,
+)
 from services.proposals.models import idempotency_keys
 from services.proposals.schemas import (
     AuthorEdit,
@@ -130,7 +138,7 @@ async def submit(
         if body.website:
             # Honeypot filled: a bot. Answer like a success, store and send nothing.
             return {"id": str(uuid.uuid4()), "status": "submitted"}
-        return await service.submit_proposal(session, runtime.settings, body)
+        return await author_service.submit_proposal(session, runtime.settings, body)
 
     return await idempotent(runtime.transaction, idempotency_keys, checked_key(idempotency_key), body, work)
 
@@ -147,7 +155,7 @@ async def list_published(
     """Published proposals, newest first; ``q`` searches title and text (German stemming for German)."""
     after = decode_timestamp_cursor(cursor)
     async with _runtime(request).transaction() as session:
-        return await service.published_page(
+        return await public_service.published_page(
             session,
             working_group_id=working_group_id,
             district_id=district_id,
@@ -180,7 +188,7 @@ async def author_view(request: Request, token: TokenQuery) -> Response:
     html = wants_html(request)
     try:
         async with runtime.transaction() as session:
-            view = await service.author_view(session, runtime.settings, token)
+            view = await author_service.author_view(session, runtime.settings, token)
     except domain.NotFound:
         if not html:
             raise
@@ -223,7 +231,7 @@ async def _author_form(
     async def current() -> dict | None:
         try:
             async with runtime.transaction() as session:
-                return await service.author_view(session, runtime.settings, token)
+                return await author_service.author_view(session, runtime.settings, token)
         except domain.NotFound:
             return None
 
@@ -291,7 +299,7 @@ async def author_edit(request: Request) -> Response:
     runtime = _runtime(request)
 
     async def edit(session: AsyncConnection, body: Any) -> dict:
-        return await service.author_edit(session, runtime.settings, body)
+        return await author_service.author_edit(session, runtime.settings, body)
 
     return await _author_action(request, AuthorEdit, edit)
 
@@ -308,7 +316,7 @@ async def author_withdraw(request: Request) -> Response:
     runtime = _runtime(request)
 
     async def withdraw(session: AsyncConnection, body: Any) -> dict:
-        return await service.author_withdraw(session, runtime.settings, body.token)
+        return await author_service.author_withdraw(session, runtime.settings, body.token)
 
     return await _author_action(request, TokenRequest, withdraw)
 
@@ -325,7 +333,7 @@ async def get_published(proposal_id: uuid.UUID, request: Request) -> Response:
     path = f"/v1/proposals/{proposal_id}"
     try:
         async with _runtime(request).transaction() as session:
-            view = await service.published_proposal(session, proposal_id)
+            view = await public_service.published_proposal(session, _runtime(request).settings, proposal_id)
     except domain.NotFound:
         if not html:
             raise
@@ -351,7 +359,7 @@ async def moderation_queue(
     """Oldest first: the proposal waiting longest comes first."""
     after = decode_timestamp_cursor(cursor)
     async with _runtime(request).transaction() as session:
-        return await service.moderation_queue(
+        return await moderation_service.moderation_queue(
             session,
             status=status,
             working_group_id=working_group_id,
@@ -365,7 +373,7 @@ async def moderation_queue(
 async def moderation_counts(request: Request, user: Moderator) -> dict:
     """Counts per status × working group × district, and how long the oldest submitted one waits."""
     async with _runtime(request).transaction() as session:
-        return await service.moderation_counts(session)
+        return await moderation_service.moderation_counts(session)
 
 
 @router.get("/moderation/proposals/{proposal_id}", response_model=ModerationView, tags=["moderation"])
@@ -374,7 +382,7 @@ async def moderation_view(
 ) -> dict:
     """The proposal with its version (also as ``ETag``, to send back in ``If-Match``) and full history."""
     async with _runtime(request).transaction() as session:
-        view = await service.moderation_view(session, proposal_id)
+        view = await moderation_service.moderation_view(session, proposal_id)
     response.headers["ETag"] = f'"{view["version"]}"'
     return view
 
@@ -404,7 +412,7 @@ async def decide(
     internal note never leaves the moderation."""
     runtime = _runtime(request)
     async with runtime.transaction() as session:
-        view = await service.decide(
+        view = await moderation_service.decide(
             session, runtime.settings, user.subject, proposal_id, _version(if_match), body
         )
     response.headers["ETag"] = f'"{view["version"]}"'
@@ -425,7 +433,7 @@ async def decide_outcome(
     """The working group's decision on a published proposal, once (If-Match optional here)."""
     runtime = _runtime(request)
     async with runtime.transaction() as session:
-        view = await service.decide_outcome(
+        view = await moderation_service.decide_outcome(
             session, runtime.settings, user.subject, proposal_id, _version(if_match), body
         )
     response.headers["ETag"] = f'"{view["version"]}"'
@@ -441,7 +449,7 @@ async def council_report(
     request: Request,
     user: Moderator,
     format: Literal["json", "csv", "md"] = "json",
-    part: Literal["proposals", "counts"] = "proposals",
+    part: Literal["proposals", "counts", "measures"] = "proposals",
 ) -> Response:
     """Per working group and district: counts by status and outcome, then every published proposal with
     its outcome and public statements. CSV (``part=proposals`` or ``counts``) is safe for spreadsheets;
@@ -450,7 +458,11 @@ async def council_report(
         data = await service.council_report(session)
         await service.audit(session, user.subject, "report.council.read", "council", {"format": format})
     if format == "csv":
-        text = report.to_csv(data) if part == "proposals" else report.counts_to_csv(data)
+        text = {
+            "proposals": report.to_csv,
+            "counts": report.counts_to_csv,
+            "measures": report.measures_to_csv,
+        }[part](data)
         return PlainTextResponse(
             text,
             media_type="text/csv; charset=utf-8",

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.proposals import api, handlers, service
+from services.proposals import api, handlers, measures_api, measures_service, service
 from services.proposals.config import ProposalsSettings
 from services.proposals.models import inbox, outbox
 from shared.events import CATALOG
 from shared.ratelimit import ClientRateLimiter, trusted_proxies
 from shared.retention import record_counts
 from shared.runtime import PeriodicJob, ServiceRuntime, build_runtime, create_service_app
-from shared.topology import PROPOSALS_CATALOG, privacy_queue
+from shared.topology import PROPOSALS_ATTENDANCE, PROPOSALS_CATALOG, privacy_queue
 
 
 def build(settings: ProposalsSettings | None = None) -> ServiceRuntime:
     settings = settings or ProposalsSettings()
     runtime = build_runtime(settings, outbox=outbox)
     runtime.consume(PROPOSALS_CATALOG, handlers.catalog_handlers(), inbox)
+    runtime.consume(PROPOSALS_ATTENDANCE, handlers.attendance_handlers(), inbox)
 
     runtime.consume(privacy_queue("proposals"), handlers.erasure_handlers(), inbox)
 
@@ -32,7 +33,8 @@ def build(settings: ProposalsSettings | None = None) -> ServiceRuntime:
     async def forget_authors() -> None:
         async with runtime.transaction() as session:
             forgotten = await service.forget_authors_after_retention(session, settings)
-        record_counts("proposals", "author-retention", proposals=forgotten)
+            unconfirmed = await measures_service.forget_unconfirmed_followers(session)
+        record_counts("proposals", "author-retention", proposals=forgotten, followers=unconfirmed)
 
     runtime.jobs.append(PeriodicJob("seed-districts", 300.0, seed, before_serving=True))
     runtime.jobs.append(PeriodicJob("author-retention", settings.retention_job_interval, forget_authors))
@@ -48,9 +50,12 @@ def create_app(settings: ProposalsSettings | None = None) -> FastAPI:
         runtime,
         title="Mitwirkung — proposals",
         description="Proposals per working group and district, staff moderation, the council report.",
-        routers=[api.router],
-        publishes=[*(t for t in CATALOG if t.startswith("proposal.")), "privacy.erasure_completed"],
-        consumes=[PROPOSALS_CATALOG, privacy_queue("proposals")],
+        routers=[api.router, measures_api.router],
+        publishes=[
+            *(t for t in CATALOG if t.startswith(("proposal.", "measure."))),
+            "privacy.erasure_completed",
+        ],
+        consumes=[PROPOSALS_CATALOG, PROPOSALS_ATTENDANCE, privacy_queue("proposals")],
         domain_errors=api.DOMAIN_ERRORS,
     )
     settings = runtime.settings
@@ -59,5 +64,9 @@ def create_app(settings: ProposalsSettings | None = None) -> FastAPI:
     # The per-client hourly budget of the intake (a proposal with an address sends a receipt).
     app.state.intake_limiter = ClientRateLimiter(
         settings.submissions_per_client_per_hour, window_seconds=3600.0, proxies=proxies
+    )
+    # The per-client hourly budget of following measures (each new follow sends an opt-in mail).
+    app.state.follow_limiter = ClientRateLimiter(
+        settings.follows_per_client_per_hour, window_seconds=3600.0, proxies=proxies
     )
     return app

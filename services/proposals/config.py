@@ -38,6 +38,15 @@ class ProposalsSettings(ServiceSettings):
     # outcome) loses its author's contact data this many days after its last change; the proposal stays.
     unfinished_author_retention_days: float = 365.0
     retention_job_interval: float = 3600.0
+    # Open data (GET /v1/open-data/…): the licence's URI (default: Datenlizenz Deutschland – Namensnennung –
+    # Version 2.0) and the publisher named in the DCAT-AP.de catalog.
+    open_data_license: str = "https://www.govdata.de/dl-de/by-2-0"
+    open_data_publisher: str = "Stadt Kaiserslautern"
+    open_data_publisher_uri: str = ""
+    # DCAT-AP.de's dcatde:contributorID: the portal's id of the contributing body.
+    open_data_contributor_id: str = "http://dcat-ap.de/def/contributors/stadtKaiserslautern"
+    # Each client may ask to follow measures at most this often per hour (the opt-in mails).
+    follows_per_client_per_hour: int = 30
 
     def model_post_init(self, __context: object) -> None:
         super().model_post_init(__context)

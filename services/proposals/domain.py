@@ -204,3 +204,36 @@ def withdraw(state: ProposalState) -> Transition:
 
 def is_public(status: str) -> bool:
     return status == "published"
+
+
+# --- measures ------------------------------------------------------------------------------------------
+#
+#   proposed ──progress──▶ planned ──▶ in_progress ──▶ done
+#        └──────────────────┴──────────────┴──────────▶ dropped
+#   (entries may repeat a status, e.g. monthly "in progress"; nothing follows done or dropped)
+#   council decision: adopted | amended | rejected, once, at any time before the measure ended.
+
+MeasureStatus = Literal["proposed", "planned", "in_progress", "done", "dropped"]
+ProgressStatus = Literal["planned", "in_progress", "done", "dropped"]
+CouncilDecision = Literal["adopted", "amended", "rejected"]
+MEASURE_STATUSES: tuple[MeasureStatus, ...] = ("proposed", "planned", "in_progress", "done", "dropped")
+MEASURE_ENDED: frozenset[str] = frozenset({"done", "dropped"})
+# Only proposals the working group adopted, fully or partly, can grow into a measure.
+LINKABLE_OUTCOMES: frozenset[str] = frozenset({"adopted", "partially_adopted"})
+MEASURE_TITLE_LENGTH = (5, 200)
+MEASURE_DESCRIPTION_LENGTH = (20, 10000)
+
+
+def unlinkable_proposals(requested: list[str], outcomes: dict[str, str | None]) -> list[str]:
+    """The requested proposal ids that cannot be linked (unknown, or not adopted), in the asked order."""
+    return [p for p in requested if outcomes.get(p) not in LINKABLE_OUTCOMES]
+
+
+def council_decision_allowed(already_decided: bool) -> None:
+    if already_decided:
+        raise TransitionNotAllowed("the council's decision on this measure is recorded already")
+
+
+def progress_allowed(status: str) -> None:
+    if status in MEASURE_ENDED:
+        raise TransitionNotAllowed(f"the measure is {status}: no progress entry can follow")

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.proposals import service
+from services.proposals import measures_service, service
 from services.proposals.models import outbox
 from shared import events as ev
 from shared.inbox import EventMeta, Handler
 from shared.outbox import add_event
-from shared.topology import PROPOSALS_CATALOG
+from shared.topology import PROPOSALS_ATTENDANCE, PROPOSALS_CATALOG
 
 
 def catalog_handlers() -> dict[str, Handler]:
@@ -24,11 +24,17 @@ async def on_erasure_requested(conn: AsyncConnection, event: ev.IntegrationEvent
     answer ``privacy.erasure_completed`` goes out through the outbox."""
     assert isinstance(event, ev.PrivacyErasureRequested)
     erased = await service.forget_author(conn, event.email)
+    erased += await measures_service.forget_follower_address(conn, event.email)
     await add_event(
         conn,
         outbox,
         ev.PrivacyErasureCompleted(request_id=event.request_id, service="proposals", records_erased=erased),
     )
+
+
+def attendance_handlers() -> dict[str, Handler]:
+    """Attendance counts per meeting for open data: meeting.attendance_counted (the highest revision)."""
+    return {key: measures_service.apply_attendance for key in PROPOSALS_ATTENDANCE.routing_keys}
 
 
 def erasure_handlers() -> dict[str, Handler]:

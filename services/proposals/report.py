@@ -34,6 +34,7 @@ def build_report(
     counts: Iterable[Any],
     published: Iterable[Any],
     generated_at: datetime,
+    measures: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     district_names = {d.id: d.name for d in districts}
     groups: dict[str, dict[str, Any]] = {
@@ -99,6 +100,8 @@ def build_report(
             for g in groups.values()
         ],
         "districts": sorted(by_district.values(), key=lambda d: order.get(d["id"], len(order))),
+        # A section per measure (as in open data: public facts only): the council's decision, the timeline.
+        "measures": list(measures),
     }
 
 
@@ -149,6 +152,35 @@ def counts_to_csv(report: dict[str, Any]) -> str:
             ),
         ]
     )
+
+
+MEASURE_CSV_COLUMNS = (
+    "working_group",
+    "district",
+    "title",
+    "description",
+    "status",
+    "council_decision",
+    "council_decided_on",
+    "council_reference",
+    "council_statement",
+    "timeline",
+    "proposal_ids",
+    "id",
+)
+
+
+def measures_to_csv(report: dict[str, Any]) -> str:
+    """Every measure, one row each; the timeline as one line per entry in its cell."""
+    rows: list[list[Any]] = [list(MEASURE_CSV_COLUMNS)]
+    for m in report.get("measures", []):
+        values = {
+            **m,
+            "timeline": "\n".join(f"{e['on']} {e['status']}: {e['public_statement']}" for e in m["timeline"]),
+            "proposal_ids": " ".join(m["proposal_ids"]),
+        }
+        rows.append([csv_cell(values.get(c)) for c in MEASURE_CSV_COLUMNS])
+    return spreadsheet_csv(rows)
 
 
 # --- Markdown ------------------------------------------------------------------------------------------
@@ -236,4 +268,45 @@ def to_markdown(report: dict[str, Any]) -> str:
                 out += ["**Stellungnahme der Moderation:**", "", _md_paragraphs(p["public_statement"]), ""]
             if p["outcome_statement"]:
                 out += ["**Begründung des Ergebnisses:**", "", _md_paragraphs(p["outcome_statement"]), ""]
+    out += _measures_markdown(report.get("measures", []))
     return "\n".join(out).rstrip() + "\n"
+
+
+MEASURE_STATUS_LABELS = {
+    "proposed": "dem Stadtrat vorgeschlagen",
+    "planned": "geplant",
+    "in_progress": "in Umsetzung",
+    "done": "umgesetzt",
+    "dropped": "eingestellt",
+}
+DECISION_LABELS = {"adopted": "beschlossen", "amended": "mit Änderungen beschlossen", "rejected": "abgelehnt"}
+
+
+def _measures_markdown(measures: Sequence[dict[str, Any]]) -> list[str]:
+    if not measures:
+        return []
+    out = ["## Maßnahmen", ""]
+    for m in measures:
+        decision = DECISION_LABELS.get(m["council_decision"] or "", "noch nicht entschieden")
+        out += [
+            f"### Maßnahme: {_md_cell(m['title'])}",
+            "",
+            f"- Arbeitskreis: {_md_cell(m['working_group'])}",
+            f"- Stadtteil: {_md_cell(m['district'] or NO_DISTRICT)}",
+            f"- Stand: {MEASURE_STATUS_LABELS.get(m['status'], m['status'])}",
+            f"- Beschluss des Stadtrats: {decision}",
+        ]
+        if m["council_decision"]:
+            out.append(f"- Drucksache {_md_cell(m['council_reference'])} vom {m['council_decided_on']}")
+        out += ["", _md_paragraphs(m["description"]), ""]
+        if m["council_statement"]:
+            out += ["**Begründung des Stadtrats:**", "", _md_paragraphs(m["council_statement"]), ""]
+        if m["timeline"]:
+            out += ["**Umsetzung:**", ""]
+            out += [
+                f"- {e['on']} ({MEASURE_STATUS_LABELS.get(e['status'], e['status'])}): "
+                f"{_md_cell(e['public_statement'])}"
+                for e in m["timeline"]
+            ]
+            out.append("")
+    return out

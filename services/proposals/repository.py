@@ -13,6 +13,8 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.proposals.models import (
+    FOLD_FROM,
+    FOLD_TO,
     districts,
     outbox,
     proposal_history,
@@ -245,12 +247,22 @@ async def labelled_proposal(session: AsyncConnection, proposal_id: uuid.UUID) ->
     return (await session.execute(_LABELLED.where(proposals.c.id == proposal_id))).first()
 
 
+def folded_query(q: str) -> Any:
+    """The words typed, with their accents folded away as in ``search_folded`` (models.folded)."""
+    folded = func.replace(func.translate(func.lower(q), FOLD_FROM, FOLD_TO), "ß", "ss")
+    return func.websearch_to_tsquery(literal_column("'simple'::regconfig"), folded)
+
+
 def search_condition(q: str) -> Any:
-    """Full-text match: German stemming for German texts, plain words for the others."""
-    return proposals.c.search.op("@@")(
-        func.websearch_to_tsquery(literal_column("'german'::regconfig"), q).op("||")(
-            func.websearch_to_tsquery(literal_column("'simple'::regconfig"), q)
-        )
+    """Full-text match: German stemming for German texts, plain words for the others; or the same words
+    whatever their accents, in every language (``Sprachcafe`` finds ``Sprachcafé``)."""
+    return or_(
+        proposals.c.search.op("@@")(
+            func.websearch_to_tsquery(literal_column("'german'::regconfig"), q).op("||")(
+                func.websearch_to_tsquery(literal_column("'simple'::regconfig"), q)
+            )
+        ),
+        proposals.c.search_folded.op("@@")(folded_query(q)),
     )
 
 

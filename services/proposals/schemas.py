@@ -55,6 +55,16 @@ class DistrictRef(BaseModel):
     name: str
 
 
+class MeasureRef(BaseModel):
+    """A measure a proposal led to (on the proposal's pages)."""
+
+    id: UUID
+    title: str
+    status: str
+    decision: str | None
+    url: str
+
+
 class ProposalPublic(BaseModel):
     """A published proposal as anyone sees it: no author, no internal note."""
 
@@ -72,6 +82,8 @@ class ProposalPublic(BaseModel):
     outcome_statement: str | None
     published_at: datetime | None
     outcome_at: datetime | None
+    # The measures it led to (on a single proposal; empty in lists).
+    measures: list[MeasureRef] = []
 
 
 class ProposalPage(BaseModel):
@@ -97,6 +109,8 @@ class AuthorView(BaseModel):
     can_withdraw: bool
     public_url: str | None
     submitted_at: datetime
+    # The measures it led to.
+    measures: list[MeasureRef] = []
 
 
 class HistoryEntry(BaseModel):

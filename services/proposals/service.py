@@ -1,5 +1,9 @@
 """Use cases of the proposals service. Each runs inside the caller's unit of work and never commits:
-load, apply the domain rule, store, append the history, stage the event in the outbox."""
+load, apply the domain rule, store, append the history, stage the event in the outbox.
+
+This module holds districts, the catalog read model, the council report, audit, housekeeping and the
+helpers the capabilities share; the capabilities themselves are ``public_service`` (reading),
+``author_service`` (intake and the private link) and ``moderation_service`` (decisions, outcomes, queue)."""
 
 from __future__ import annotations
 
@@ -10,21 +14,17 @@ from typing import Any
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.proposals import domain, report
+from services.proposals import domain, open_data, report
 from services.proposals import repository as repo
 from services.proposals.config import ProposalsSettings
 from services.proposals.districts import load_districts
-from services.proposals.models import audit_log, idempotency_keys, outbox
-from services.proposals.schemas import AuthorEdit, DecisionRequest, OutcomeRequest, ProposalRequest
+from services.proposals.models import audit_log, idempotency_keys
 from shared import audit as shared_audit
 from shared import events as ev
 from shared import idempotency
-from shared.addresses import mailbox
 from shared.inbox import EventMeta
 from shared.observability import get_logger
-from shared.outbox import add_event
-from shared.pagination import keyset_page
-from shared.tokens import hash_token, token_for
+from shared.tokens import token_for
 
 log = get_logger(__name__)
 
@@ -95,343 +95,7 @@ async def apply_working_group(session: AsyncConnection, event: ev.IntegrationEve
     )
 
 
-# --- intake --------------------------------------------------------------------------------------------
-
-
-async def submit_proposal(
-    session: AsyncConnection, settings: ProposalsSettings, body: ProposalRequest
-) -> dict[str, Any]:
-    """The intake's hot path: one round trip to read (labels, receipt budget), one to write the proposal
-    with its history entry, the event built from what is known (no re-read)."""
-    email = str(body.author_email) if body.author_email else None
-    now = datetime.now(UTC)
-    labels = await repo.intake_labels(
-        session,
-        body.working_group_id,
-        body.district_id,
-        email,
-        now - timedelta(days=1),
-        now - timedelta(hours=1),
-        settings.receipt_mails_per_hour,
-    )
-    if labels is None:
-        raise domain.InvalidReference("there is no working group with this id", field="working_group_id")
-    if body.district_id is not None:
-        _require_active_district(labels.district_name, labels.district_active)
-    proposal_id = uuid.uuid4()
-    state = domain.submit()
-    mail_author = (
-        email is not None
-        and labels.receipts < settings.receipt_mails_per_address_per_day
-        and (
-            settings.receipt_mails_per_hour <= 0
-            or labels.receipts_last_hour < settings.receipt_mails_per_hour
-        )
-    )
-    token = token_for(settings.token_secret, proposal_id) if email else None
-    await repo.insert_submitted_proposal(
-        session,
-        {
-            "id": proposal_id,
-            "working_group_id": body.working_group_id,
-            "district_id": body.district_id,
-            "title": body.title,
-            "body": body.body,
-            "language": body.language,
-            "author_name": body.author_name,
-            "author_email": email,
-            "author_mailbox": mailbox(email) if email else None,
-            "token_hash": hash_token(token) if token else None,
-            "status": state.status,
-            "version": state.version,
-        },
-    )
-    author = None
-    if mail_author and email is not None:
-        # The receipt goes to an address nobody has proven yet: it greets without the typed name, so the
-        # form cannot make the city mail a stranger a greeting of an attacker's choosing.
-        author = ev.Recipient(email=email, name="", language=body.language)
-    event = ev.ProposalSubmitted(
-        proposal_id=proposal_id,
-        title=body.title,
-        working_group=ev.WorkingGroupInfo(id=body.working_group_id, title=labels.title),
-        district=ev.DistrictInfo(id=body.district_id, name=labels.district_name)
-        if body.district_id
-        else None,
-        author=author,
-        status_url=_private_url(settings, proposal_id) if author else None,
-    )
-    await add_event(session, outbox, event)
-    return {"id": str(proposal_id), "status": state.status}
-
-
-def _require_active_district(name: str | None, active: bool | None) -> None:
-    if name is None:
-        raise domain.InvalidReference("there is no district with this id", field="district_id")
-    if not active:
-        raise domain.InvalidReference(
-            "this district is retired and takes no new proposals", field="district_id"
-        )
-
-
-async def _check_district(session: AsyncConnection, district_id: str | None) -> None:
-    if district_id is not None:
-        district = await repo.get_district(session, district_id)
-        _require_active_district(district.name if district else None, district.active if district else None)
-
-
-# --- moderation ----------------------------------------------------------------------------------------
-
-
-async def decide(
-    session: AsyncConnection,
-    settings: ProposalsSettings,
-    subject: str,
-    proposal_id: uuid.UUID,
-    expected_version: int | None,
-    body: DecisionRequest,
-) -> dict[str, Any]:
-    row = await _locked_for_moderation(session, proposal_id, expected_version, required=True)
-    target = None
-    if body.decision == "mark_duplicate":
-        if body.duplicate_of is None:
-            raise domain.InvalidDuplicate("mark_duplicate needs duplicate_of", field="duplicate_of")
-        if body.duplicate_of != proposal_id:
-            target = await repo.get_proposal(session, body.duplicate_of, lock=True)
-    transition = domain.decide(
-        _state(row),
-        body.decision,
-        public_statement=body.public_statement,
-        duplicate_of_status=target.status if target is not None else None,
-        duplicate_of_is_self=body.duplicate_of == proposal_id,
-    )
-    now = datetime.now(UTC)
-    values: dict[str, Any] = {
-        "status": transition.after.status,
-        "version": transition.after.version,
-        "public_statement": body.public_statement,
-        "decided_at": now,
-    }
-    if transition.after.status == "published":
-        values["published_at"] = now
-    if target is not None:
-        values["duplicate_of"] = target.id
-    await repo.update_proposal(session, proposal_id, values)
-    await _history(
-        session,
-        proposal_id,
-        actor="moderator",
-        subject=subject,
-        action=transition.action,
-        before=transition.before,
-        after=transition.after,
-        public_statement=body.public_statement,
-        internal_note=body.internal_note,
-        details={"duplicate_of": str(target.id)} if target is not None else {},
-    )
-    extra: dict[str, Any] = {}
-    if target is not None:
-        # Merging: the published proposal counts the duplicates folded into it.
-        await repo.update_proposal(session, target.id, {"merged_duplicates": target.merged_duplicates + 1})
-        await repo.append_history(
-            session,
-            {
-                "proposal_id": target.id,
-                "actor": "moderator",
-                "subject": subject,
-                "action": "duplicate_merged",
-                "from_status": target.status,
-                "to_status": target.status,
-                "version": target.version,
-                "details": {"duplicate": str(proposal_id)},
-            },
-        )
-        extra = {
-            "duplicate_of": target.id,
-            "duplicate_of_title": target.title,
-            "duplicate_of_url": _public_url(settings, target.id),
-        }
-    row = await _labelled(session, proposal_id)
-    event_class = ev.CATALOG[transition.event_type]
-    if transition.event_type == "proposal.changes_requested":
-        extra["edit_url"] = _private_url(settings, proposal_id)
-    extra["public_statement"] = body.public_statement
-    await add_event(session, outbox, _event(event_class, row, settings, with_author=True, **extra))
-    return await moderation_view(session, proposal_id)
-
-
-async def decide_outcome(
-    session: AsyncConnection,
-    settings: ProposalsSettings,
-    subject: str,
-    proposal_id: uuid.UUID,
-    expected_version: int | None,
-    body: OutcomeRequest,
-) -> dict[str, Any]:
-    row = await _locked_for_moderation(session, proposal_id, expected_version, required=False)
-    transition = domain.decide_outcome(_state(row), body.outcome, public_statement=body.public_statement)
-    await repo.update_proposal(
-        session,
-        proposal_id,
-        {
-            "outcome": transition.after.outcome,
-            "outcome_statement": body.public_statement,
-            "outcome_at": datetime.now(UTC),
-            "version": transition.after.version,
-        },
-    )
-    await _history(
-        session,
-        proposal_id,
-        actor="moderator",
-        subject=subject,
-        action=transition.action,
-        before=transition.before,
-        after=transition.after,
-        public_statement=body.public_statement,
-        internal_note=body.internal_note,
-        details={"outcome": body.outcome},
-    )
-    row = await _labelled(session, proposal_id)
-    await add_event(
-        session,
-        outbox,
-        _event(
-            ev.ProposalOutcomeDecided,
-            row,
-            settings,
-            with_author=True,
-            outcome=body.outcome,
-            public_statement=body.public_statement or "",
-        ),
-    )
-    return await moderation_view(session, proposal_id)
-
-
-async def _locked_for_moderation(
-    session: AsyncConnection, proposal_id: uuid.UUID, expected_version: int | None, *, required: bool
-) -> Row[Any]:
-    """The proposal, locked; the moderator's If-Match must name its current version."""
-    if expected_version is None and required:
-        raise domain.PreconditionRequired("send the version you decided on in the If-Match header")
-    row = await repo.get_proposal(session, proposal_id, lock=True)
-    if row is None:
-        raise domain.NotFound("there is no proposal with this id")
-    if expected_version is not None and row.version != expected_version:
-        raise domain.StaleVersion(row.version)
-    return row
-
-
-async def moderation_queue(
-    session: AsyncConnection,
-    *,
-    status: str,
-    working_group_id: str | None,
-    district_id: str | None,
-    after: tuple[datetime, uuid.UUID] | None,
-    limit: int,
-) -> dict[str, Any]:
-    rows = await repo.queue_page(
-        session,
-        status=status,
-        working_group_id=working_group_id,
-        district_id=district_id,
-        after=after,
-        limit=limit + 1,
-    )
-    page, next_cursor = keyset_page(rows, limit, lambda r: (r.submitted_at, r.id))
-    return {
-        "items": [
-            {
-                "id": r.id,
-                "version": r.version,
-                "working_group": _working_group_ref(r),
-                "district": _district_ref(r),
-                "title": r.title,
-                "status": r.status,
-                "revision": r.revision,
-                "submitted_at": r.submitted_at,
-            }
-            for r in page
-        ],
-        "next_cursor": next_cursor,
-    }
-
-
-async def moderation_counts(session: AsyncConnection) -> dict[str, Any]:
-    rows = await repo.queue_counts(session)
-    now = await repo.database_now(session)
-    waiting = [r for r in rows if r.status == "submitted"]
-    oldest = min((r.oldest_submitted_at for r in waiting), default=None)
-    return {
-        "counts": [r._asdict() for r in rows],
-        "waiting": sum(r.count for r in waiting),
-        "oldest_waiting_since": oldest,
-        "oldest_waiting_age_seconds": int((now - oldest).total_seconds()) if oldest else None,
-    }
-
-
-async def moderation_view(session: AsyncConnection, proposal_id: uuid.UUID) -> dict[str, Any]:
-    row = await repo.labelled_proposal(session, proposal_id)
-    if row is None:
-        raise domain.NotFound("there is no proposal with this id")
-    history = await repo.history_of(session, proposal_id)
-    return {
-        **_content(row),
-        "version": row.version,
-        "revision": row.revision,
-        "duplicate_of": row.duplicate_of,
-        "author_name": row.author_name,
-        "author_has_email": row.author_email is not None,
-        "created_at": row.created_at,
-        "submitted_at": row.submitted_at,
-        "history": [
-            {
-                "at": h.at,
-                "actor": h.actor,
-                "subject": h.subject,
-                "action": h.action,
-                "from_status": h.from_status,
-                "to_status": h.to_status,
-                "version": h.version,
-                "public_statement": h.public_statement,
-                "internal_note": h.internal_note,
-                "details": h.details,
-            }
-            for h in history
-        ],
-    }
-
-
-# --- the public ----------------------------------------------------------------------------------------
-
-
-async def published_page(
-    session: AsyncConnection,
-    *,
-    working_group_id: str | None,
-    district_id: str | None,
-    q: str | None,
-    after: tuple[datetime, uuid.UUID] | None,
-    limit: int,
-) -> dict[str, Any]:
-    rows = await repo.published_page(
-        session,
-        working_group_id=working_group_id,
-        district_id=district_id,
-        q=q,
-        after=after,
-        limit=limit + 1,
-    )
-    page, next_cursor = keyset_page(rows, limit, lambda r: (r.published_at, r.id))
-    return {"items": [public_view(r) for r in page], "next_cursor": next_cursor}
-
-
-async def published_proposal(session: AsyncConnection, proposal_id: uuid.UUID) -> dict[str, Any]:
-    row = await repo.labelled_proposal(session, proposal_id)
-    if row is None or not domain.is_public(row.status):
-        raise domain.NotFound("there is no published proposal with this id")
-    return public_view(row)
+# --- shared by the public, author and moderation use cases -----------------------------------------------
 
 
 def public_view(row: Row[Any]) -> dict[str, Any]:
@@ -454,91 +118,6 @@ def _content(row: Row[Any]) -> dict[str, Any]:
     }
 
 
-# --- the author's private link -------------------------------------------------------------------------
-
-
-async def author_view(session: AsyncConnection, settings: ProposalsSettings, token: str) -> dict[str, Any]:
-    found = await repo.proposal_by_token_hash(session, hash_token(token))
-    if found is None:
-        raise domain.NotFound("this link is unknown or no longer valid")
-    row = await _labelled(session, found.id)
-    state = _state(row)
-    return {
-        **_content(row),
-        "duplicate_of": row.duplicate_of,
-        "can_edit": state.status == "changes_requested",
-        "can_withdraw": state.status in domain.WITHDRAWABLE,
-        "public_url": _public_url(settings, row.id) if domain.is_public(row.status) else None,
-        "submitted_at": row.submitted_at,
-    }
-
-
-async def author_edit(
-    session: AsyncConnection, settings: ProposalsSettings, body: AuthorEdit
-) -> dict[str, Any]:
-    row = await _by_token_locked(session, body.token)
-    transition = domain.revise(_state(row))
-    await _check_district(session, body.district_id)
-    await repo.update_proposal(
-        session,
-        row.id,
-        {
-            "title": body.title,
-            "body": body.body,
-            "district_id": body.district_id,
-            "status": transition.after.status,
-            "version": transition.after.version,
-            "revision": transition.after.revision,
-            "public_statement": None,
-            "submitted_at": datetime.now(UTC),
-        },
-    )
-    await _history(
-        session,
-        row.id,
-        actor="author",
-        action=transition.action,
-        before=transition.before,
-        after=transition.after,
-        details={
-            "previous_title": row.title,
-            "previous_body": row.body,
-            "previous_district_id": row.district_id,
-        },
-    )
-    labelled = await _labelled(session, row.id)
-    await add_event(session, outbox, _event(ev.ProposalSubmitted, labelled, settings, with_author=True))
-    return await author_view(session, settings, body.token)
-
-
-async def author_withdraw(
-    session: AsyncConnection, settings: ProposalsSettings, token: str
-) -> dict[str, Any]:
-    row = await _by_token_locked(session, token)
-    transition = domain.withdraw(_state(row))
-    await repo.update_proposal(
-        session, row.id, {"status": transition.after.status, "version": transition.after.version}
-    )
-    await _history(
-        session,
-        row.id,
-        actor="author",
-        action=transition.action,
-        before=transition.before,
-        after=transition.after,
-    )
-    labelled = await _labelled(session, row.id)
-    await add_event(session, outbox, _event(ev.ProposalWithdrawn, labelled, settings, with_author=True))
-    return await author_view(session, settings, token)
-
-
-async def _by_token_locked(session: AsyncConnection, token: str) -> Row[Any]:
-    row = await repo.proposal_by_token_hash(session, hash_token(token), lock=True)
-    if row is None:
-        raise domain.NotFound("this link is unknown or no longer valid")
-    return row
-
-
 # --- the council report -------------------------------------------------------------------------------
 
 
@@ -549,6 +128,7 @@ async def council_report(session: AsyncConnection) -> dict[str, Any]:
         counts=await repo.report_counts(session),
         published=await repo.published_for_report(session),
         generated_at=await repo.database_now(session),
+        measures=await open_data.dataset(session, "measures"),
     )
 
 

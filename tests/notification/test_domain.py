@@ -57,6 +57,28 @@ def test_every_sample_event_owes_one_mail_to_its_person_and_the_key_ignores_case
     )
 
 
+def test_a_measure_event_owes_one_mail_per_recipient_each_with_its_own_unsubscribe_link():
+    sample = next(e for e in SAMPLE_EVENTS if isinstance(e, ev.MeasureProgressed))
+    author = ev.MeasureRecipient(
+        recipient=ev.Recipient(email="autor@example.org", name="Oleh", language="uk"),
+        links=ev.SelfServiceLinks(unsubscribe_url="http://localhost:8003/v1/measures/x/unsubscribe?token=A"),
+    )
+    event = sample.model_copy(update={"recipients": [*sample.recipients, author]})
+    intents = domain.intents_for(event)
+    assert [(i.recipient.email, i.recipient.language) for i in intents] == [
+        ("ayse.yilmaz@example.org", "de"),
+        ("autor@example.org", "uk"),
+    ]
+    links = [domain.unsubscribe_url_of(i.template, i.context) for i in intents]
+    assert links == [sample.recipients[0].links.unsubscribe_url, author.links.unsubscribe_url]
+    # The author never proved the address: the mail drops the typed name, keeps the staff's measure title.
+    assert intents[1].recipient.name == "" and intents[1].context["measure_title"] == sample.measure_title
+    assert domain.intents_for(sample.model_copy(update={"recipients": []})) == []
+    opt_in = next(e for e in SAMPLE_EVENTS if isinstance(e, ev.MeasureFollowRequested))
+    [intent] = domain.intents_for(opt_in)
+    assert domain.unsubscribe_url_of(intent.template, intent.context) is None  # transactional
+
+
 def test_an_anonymous_proposal_owes_no_mail():
     proposal = next(e for e in SAMPLE_EVENTS if isinstance(e, ev.ProposalPublished))
     assert domain.intents_for(proposal.model_copy(update={"author": None})) == []

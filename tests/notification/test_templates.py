@@ -153,6 +153,27 @@ def key_facts(name: str, c: dict[str, Any], lang: str) -> tuple[list[str], list[
             [c.get("outcome", ""), *TYPED_BY_AUTHORS],
         ),
         "privacy_erasure_request_submitted": ([c.get("confirm_url", ""), str(c.get("valid_hours"))], []),
+        "measure_council_decided": (
+            [
+                c.get("measure_title", ""),
+                c.get("reference", ""),
+                c.get("public_statement", ""),
+                c.get("public_url", ""),
+                links.get("unsubscribe_url", ""),
+            ],
+            [],
+        ),
+        "measure_progressed": (
+            [
+                c.get("measure_title", ""),
+                c.get("on", ""),
+                c.get("public_statement", ""),
+                c.get("public_url", ""),
+                links.get("unsubscribe_url", ""),
+            ],
+            [],
+        ),
+        "measure_follow_requested": ([c.get("confirm_url", "")], []),
         # The last mail of an erasure: no link, no address, nothing about the person.
         "privacy_erasure_finished": ([], ["http://", "https://localhost", "@example.org"]),
     }
