@@ -305,6 +305,18 @@ def not_found_page(frame: Frame) -> str:
     )
 
 
+def too_many_requests(frame: Frame) -> str:
+    """A form's answer when the client's rate limit or the opt-in budget says no (status 429)."""
+    return frame.pgettext("page", "Too many requests just now. Please try again in a few minutes.")
+
+
+def form_reused(frame: Frame) -> str:
+    """A form's one-time key came back with other values (the back button, then changes)."""
+    return frame.pgettext(
+        "page", "This form was already sent with other values. Please check them and send again."
+    )
+
+
 def page_link(path: str, **query: str) -> str:
     return f"{path}?{urlencode({k: v for k, v in query.items() if v})}"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.proposals import api, handlers, service
+from services.proposals import api, forms, handlers, service
 from services.proposals.config import ProposalsSettings
 from services.proposals.models import inbox, outbox
 from shared.events import CATALOG
@@ -48,7 +48,7 @@ def create_app(settings: ProposalsSettings | None = None) -> FastAPI:
         runtime,
         title="Mitwirkung — proposals",
         description="Proposals per working group and district, staff moderation, the council report.",
-        routers=[api.router],
+        routers=[forms.router, api.router],
         publishes=[*(t for t in CATALOG if t.startswith("proposal.")), "privacy.erasure_completed"],
         consumes=[PROPOSALS_CATALOG, privacy_queue("proposals")],
         domain_errors=api.DOMAIN_ERRORS,

@@ -22,7 +22,16 @@ from services.registration.schemas import RegistrationRequest
 from shared import i18n
 from shared.http import Problem
 from shared.idempotency import form_key, idempotent_answer, new_form_key
-from shared.pages import LANGUAGE_NAMES, Frame, Identity, failed_fields, page_response, visitor_language
+from shared.pages import (
+    LANGUAGE_NAMES,
+    Frame,
+    Identity,
+    failed_fields,
+    form_reused,
+    page_response,
+    too_many_requests,
+    visitor_language,
+)
 
 router = APIRouter(prefix="/v1", tags=["registration"])
 
@@ -99,7 +108,9 @@ async def submit_form(request: Request, form: dict[str, str]) -> HTMLResponse:
     frame = _frame(request, i18n.resolve(language), form.get("working_group_id", "")[:80])
     data, wrong = request_data(form)
 
-    async def again(fields: set[str], status: int, problem: str = "", fresh_key: bool = False) -> HTMLResponse:
+    async def again(
+        fields: set[str], status: int, problem: str = "", fresh_key: bool = False
+    ) -> HTMLResponse:
         errors = {f: pages.registration_field_error(frame, f) for f in ORDER if f in fields}
         if fields - set(ORDER):
             problem = problem or pages.registration_field_error(frame, "")
@@ -120,7 +131,7 @@ async def submit_form(request: Request, form: dict[str, str]) -> HTMLResponse:
         request.app.state.rate_limiter(request)
         request.app.state.opt_in_limiter(request)
     except Problem as exc:
-        return await again(set(), exc.status, pages.too_many_requests(frame))
+        return await again(set(), exc.status, too_many_requests(frame))
 
     async def submit(conn: AsyncConnection) -> dict[str, Any]:
         registration_id = await service.submit_registration(conn, runtime.settings, runtime.catalog, body)
@@ -131,12 +142,12 @@ async def submit_form(request: Request, form: dict[str, str]) -> HTMLResponse:
             runtime.transaction, idempotency_keys, form_key(form.get("form_key")), body, submit
         )
     except domain.OptInMailsPaused:
-        return await again(set(), 429, pages.too_many_requests(frame))
+        return await again(set(), 429, too_many_requests(frame))
     except domain.DomainError as exc:
         return await again(failed_fields(exc.errors or [{"field": exc.field or ""}]), 422)
     except Problem as exc:  # the form's key came back with other values (the back button, then changes)
         if exc.status != 422:
             raise
-        return await again(set(), 422, pages.form_reused(frame), fresh_key=True)
+        return await again(set(), 422, form_reused(frame), fresh_key=True)
     html = pages.registration_sent_page(frame, str(body.email), runtime.settings.confirmation_window_hours)
     return page_response(html, 202)

@@ -235,7 +235,10 @@ def _participant_types(frame: Frame) -> list[dict[str, str]]:
 def _seats(frame: Frame, group: dict[str, Any]) -> str:
     if group["seats_left"] > 0:
         return frame.pgettext(
-            "page", "Seats left: %(seats)s of %(capacity)s.", seats=group["seats_left"], capacity=group["capacity"]
+            "page",
+            "Seats left: %(seats)s of %(capacity)s.",
+            seats=group["seats_left"],
+            capacity=group["capacity"],
         )
     return frame.pgettext(
         "page",
@@ -319,11 +322,3 @@ def registration_field_error(frame: Frame, field: str) -> str:
         "privacy_consent": frame.pgettext("page", "Agree to the privacy notice to register."),
     }  # fmt: skip
     return messages.get(field, frame.pgettext("page", "Please correct the marked fields."))
-
-
-def too_many_requests(frame: Frame) -> str:
-    return frame.pgettext("page", "Too many requests just now. Please try again in a few minutes.")
-
-
-def form_reused(frame: Frame) -> str:
-    return frame.pgettext("page", "This form was already sent with other values. Please check them and send again.")

@@ -55,7 +55,14 @@ async def test_the_form_shows_the_groups_speaks_the_browsers_language_and_presel
     page = await api.get("/v1/registrations/new", params={"working_group_id": wg}, headers=BROWSER)
     assert page.status_code == 200 and '<html lang="tr" dir="ltr">' in page.text
     assert f'value="{wg}" checked' in page.text and f"Testkreis {wg}" in page.text
-    assert p("tr", "All seats are taken. New registrations go on the waiting list (waiting now: %(waiting)s).", waiting=0) in page.text
+    assert (
+        p(
+            "tr",
+            "All seats are taken. New registrations go on the waiting list (waiting now: %(waiting)s).",
+            waiting=0,
+        )
+        in page.text
+    )
     assert page.headers["content-security-policy"] == PAGE_CSP and "<script" not in page.text
     assert page.headers["x-frame-options"] == "DENY" and page.headers["cache-control"] == "no-store"
     arabic = await api.get("/v1/registrations/new", params={"lang": "ar"}, headers=BROWSER)
@@ -82,10 +89,15 @@ async def test_a_form_post_registers_and_answers_check_your_mail(api, make_worki
     # The same key with other values: the form again, with a new key, nothing stored.
     changed = await api.post("/v1/registrations", data={**form, "email": unique_email()})
     assert changed.status_code == 422 and key_of(changed.text) != key
-    assert p("de", "This form was already sent with other values. Please check them and send again.") in changed.text
+    assert (
+        p("de", "This form was already sent with other values. Please check them and send again.")
+        in changed.text
+    )
 
 
-async def test_every_wrong_field_is_named_at_the_top_and_at_the_field_and_the_values_stay(api, make_working_group):
+async def test_every_wrong_field_is_named_at_the_top_and_at_the_field_and_the_values_stay(
+    api, make_working_group
+):
     key = key_of((await api.get("/v1/registrations/new")).text)
     wrong = {
         "form_key": key,
@@ -107,7 +119,9 @@ async def test_every_wrong_field_is_named_at_the_top_and_at_the_field_and_the_va
                   "accessibility_needs", "interpretation_language", "privacy_consent"):  # fmt: skip
         assert f'href="#{field}"' in summary, field
         assert f'id="{field}-error"' in answer.text, field
-    assert "<title>" + p("ar", "Error: %(title)s", title=p("ar", "Register for a working group")) in answer.text
+    assert (
+        "<title>" + p("ar", "Error: %(title)s", title=p("ar", "Register for a working group")) in answer.text
+    )
     assert 'value="not-an-address&lt;script&gt;"' in answer.text and "O" * 201 in answer.text
     assert key_of(answer.text) == key  # nothing was stored: the same key sends the corrected form
     # The working group: known to the form only once the fields are right.
@@ -138,12 +152,16 @@ async def test_the_form_keeps_the_rate_limit(registration_settings, make_working
     app = create_app(registration_settings.model_copy(update={"rate_limit_per_minute": 2}))
     async with running(app) as client:
         wg = await make_working_group(app.state.runtime)
-        statuses = [(await client.post("/v1/registrations", data=filled(wg, ""))).status_code for _ in range(4)]
+        statuses = [
+            (await client.post("/v1/registrations", data=filled(wg, ""))).status_code for _ in range(4)
+        ]
         assert statuses[:2] == [202, 202] and statuses[-1] == 429
 
 
 async def test_frame_ancestors_come_from_the_settings(registration_settings):
-    embed = registration_settings.model_copy(update={"frame_ancestors": "https://www.kaiserslautern.de 'self'"})
+    embed = registration_settings.model_copy(
+        update={"frame_ancestors": "https://www.kaiserslautern.de 'self'"}
+    )
     async with running(create_app(embed)) as client:
         page = await client.get("/v1/registrations/new")
     assert "frame-ancestors https://www.kaiserslautern.de 'self';" in page.headers["content-security-policy"]
