@@ -41,7 +41,6 @@ from shared.pages import (
     LANGUAGE_NAMES,
     Frame,
     Identity,
-    accepted_language,
     chosen_language,
     not_found_page,
     page_link,
@@ -347,8 +346,8 @@ async def get_published(proposal_id: uuid.UUID, request: Request) -> Response:
         return page_response(not_found_page(_frame(request, None, path, {})), 404)
     if not html:
         return JSONResponse(jsonable_encoder(ProposalPublic(**view)))
-    # A visitor's page: the language asked for, else the browser's, else the proposal's own.
-    frame = _frame(request, accepted_language(request) or view["language"], path, {})
+    # The proposal's language (mails link here), or the one asked for (the list's links carry it).
+    frame = _frame(request, view["language"], path, {})
     share = f"{_runtime(request).settings.public_url}{path}"
     return page_response(
         pages.public_page(frame, view, share, page_link(pages.PUBLISHED, lang=frame.language))
