@@ -16,7 +16,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Mapping
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -361,3 +363,40 @@ def failed_fields(errors: list[dict[str, Any]]) -> set[str]:
         if loc:
             names.add(str(loc[0]))
     return names
+
+
+class PageCache:
+    """Public pages rendered for a second (``ttl``): the same form or list page asked for again and again
+    (a press release's link, a city's CMS embedding it) is rendered once a second, not per request. Only
+    for pages that are the same for everyone (no token, nothing personal); a form's one-time key is put
+    in per answer (:data:`FORM_KEY_SLOT`). What it shows (seats left, the published list) may lag a
+    second behind. One per app (``app.state``), at most ``size`` pages, the least recently used go."""
+
+    def __init__(self, ttl: float = 1.0, size: int = 512) -> None:
+        self.ttl, self.size = ttl, size
+        self._pages: OrderedDict[tuple[Any, ...], tuple[float, str]] = OrderedDict()
+
+    async def page(self, key: tuple[Any, ...], render: Callable[[], Awaitable[str]]) -> str:
+        now = time.monotonic()
+        found = self._pages.get(key)
+        if found is not None and now - found[0] < self.ttl:
+            self._pages.move_to_end(key)
+            return found[1]
+        html = await render()
+        self._pages[key] = (now, html)
+        self._pages.move_to_end(key)
+        while len(self._pages) > self.size:
+            self._pages.popitem(last=False)
+        return html
+
+
+# Where a cached form page takes its one-time key (the characters of a key, so escaping leaves it alone).
+FORM_KEY_SLOT = "form-key-slot-0000000000"
+
+
+def page_cache(request: Request) -> PageCache:
+    state = request.app.state
+    if getattr(state, "page_cache", None) is None:
+        state.page_cache = PageCache()
+    cache: PageCache = state.page_cache
+    return cache

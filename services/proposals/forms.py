@@ -26,6 +26,7 @@ from shared import i18n
 from shared.http import Problem
 from shared.idempotency import form_key, idempotent_answer, new_form_key
 from shared.pages import (
+    FORM_KEY_SLOT,
     LANGUAGE_NAMES,
     SCRIPT_FILE,
     SCRIPT_PATH,
@@ -33,6 +34,7 @@ from shared.pages import (
     Identity,
     failed_fields,
     form_reused,
+    page_cache,
     page_csp,
     page_response,
     too_many_requests,
@@ -82,14 +84,18 @@ async def proposal_form(
 ) -> HTMLResponse:
     """The proposal form (a page, in ``lang``, else the browser's language, else German); a known
     ``working_group_id`` is preselected."""
-    groups, districts = await _choices(request)
-    chosen = working_group_id if any(g["id"] == working_group_id for g in groups) else ""
-    frame = _frame(
-        request, visitor_language(request), pages.NEW, {"working_group_id": chosen} if chosen else {}
-    )
-    form = {"working_group_id": chosen} if chosen else {}
-    html = pages.proposal_form_page(frame, groups, districts, form, new_form_key())
-    return page_response(html, csp=_csp(request))
+    language = visitor_language(request)
+
+    async def render() -> str:
+        groups, districts = await _choices(request)
+        chosen = working_group_id if any(g["id"] == working_group_id for g in groups) else ""
+        query = {"working_group_id": chosen} if chosen else {}
+        form = {"working_group_id": chosen} if chosen else {}
+        frame = _frame(request, language, pages.NEW, query)
+        return pages.proposal_form_page(frame, groups, districts, form, FORM_KEY_SLOT)
+
+    html = await page_cache(request).page(("proposal_form", language, working_group_id), render)
+    return page_response(html.replace(FORM_KEY_SLOT, new_form_key()), csp=_csp(request))
 
 
 def request_data(form: dict[str, str]) -> tuple[dict[str, Any], set[str]]:
@@ -159,16 +165,22 @@ async def published_list(
     request: Request, filters: dict[str, str], after: Any, cursor: str, limit: int
 ) -> HTMLResponse:
     """The list page of ``GET /v1/proposals`` for a browser (the same query as the JSON answer)."""
-    async with request.app.state.runtime.transaction() as session:
-        page = await service.published_page(
-            session,
-            working_group_id=filters.get("working_group_id") or None,
-            district_id=filters.get("district_id") or None,
-            q=filters.get("q") or None,
-            after=after,
-            limit=limit,
-        )
-    groups, districts = await _choices(request)
-    switch = {**filters, **({"cursor": cursor} if cursor else {})}
-    frame = _frame(request, visitor_language(request), pages.PUBLISHED, switch)
-    return page_response(pages.published_list_page(frame, page, groups, districts, filters))
+    language = visitor_language(request)
+
+    async def render() -> str:
+        async with request.app.state.runtime.transaction() as session:
+            page = await service.published_page(
+                session,
+                working_group_id=filters.get("working_group_id") or None,
+                district_id=filters.get("district_id") or None,
+                q=filters.get("q") or None,
+                after=after,
+                limit=limit,
+            )
+        groups, districts = await _choices(request)
+        switch = {**filters, **({"cursor": cursor} if cursor else {})}
+        frame = _frame(request, language, pages.PUBLISHED, switch)
+        return pages.published_list_page(frame, page, groups, districts, filters)
+
+    key = ("published", language, tuple(sorted(filters.items())), cursor, limit)
+    return page_response(await page_cache(request).page(key, render))

@@ -23,11 +23,13 @@ from shared import i18n
 from shared.http import Problem
 from shared.idempotency import form_key, idempotent_answer, new_form_key
 from shared.pages import (
+    FORM_KEY_SLOT,
     LANGUAGE_NAMES,
     Frame,
     Identity,
     failed_fields,
     form_reused,
+    page_cache,
     page_response,
     too_many_requests,
     visitor_language,
@@ -74,11 +76,16 @@ async def registration_form(
 ) -> HTMLResponse:
     """The registration form (a page, in ``lang``, else the browser's language, else German); a known
     ``working_group_id`` is preselected."""
-    groups = await _groups(request)
-    chosen = working_group_id if any(g["id"] == working_group_id for g in groups) else ""
-    frame = _frame(request, visitor_language(request), chosen)
-    form = {"working_group_id": chosen} if chosen else {}
-    return page_response(pages.registration_form_page(frame, groups, form, new_form_key()))
+    language = visitor_language(request)
+
+    async def render() -> str:
+        groups = await _groups(request)
+        chosen = working_group_id if any(g["id"] == working_group_id for g in groups) else ""
+        form = {"working_group_id": chosen} if chosen else {}
+        return pages.registration_form_page(_frame(request, language, chosen), groups, form, FORM_KEY_SLOT)
+
+    html = await page_cache(request).page(("registration_form", language, working_group_id), render)
+    return page_response(html.replace(FORM_KEY_SLOT, new_form_key()))
 
 
 def request_data(form: dict[str, str]) -> tuple[dict[str, Any], set[str]]:
