@@ -13,6 +13,7 @@ API client, ``curl``, ``Accept: */*``).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -375,6 +376,9 @@ class PageCache:
     def __init__(self, ttl: float = 1.0, size: int = 512) -> None:
         self.ttl, self.size = ttl, size
         self._pages: OrderedDict[tuple[Any, ...], tuple[float, str]] = OrderedDict()
+        # One rendering per page at a time: requests arriving meanwhile wait for it (no stampede of
+        # renderings, each taking a database connection, when a busy page's second is over).
+        self._rendering: dict[tuple[Any, ...], asyncio.Future[str]] = {}
 
     async def page(self, key: tuple[Any, ...], render: Callable[[], Awaitable[str]]) -> str:
         now = time.monotonic()
@@ -382,7 +386,20 @@ class PageCache:
         if found is not None and now - found[0] < self.ttl:
             self._pages.move_to_end(key)
             return found[1]
-        html = await render()
+        pending = self._rendering.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._rendering[key] = future
+        try:
+            html = await render()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: a rendering nobody waited for logs nothing more
+            raise
+        finally:
+            del self._rendering[key]
+        future.set_result(html)
         self._pages[key] = (now, html)
         self._pages.move_to_end(key)
         while len(self._pages) > self.size:

@@ -166,3 +166,27 @@ async def test_frame_ancestors_come_from_the_settings(registration_settings):
         page = await client.get("/v1/registrations/new")
     assert "frame-ancestors https://www.kaiserslautern.de 'self';" in page.headers["content-security-policy"]
     assert "x-frame-options" not in page.headers
+
+
+async def test_the_page_cache_renders_once_for_concurrent_requests_and_again_after_its_second():
+    import asyncio
+
+    from shared.pages import PageCache
+
+    cache, calls = PageCache(ttl=0.2), []
+
+    async def render() -> str:
+        calls.append(1)
+        await asyncio.sleep(0.05)
+        return f"page {len(calls)}"
+
+    first = await asyncio.gather(*(cache.page(("k",), render) for _ in range(20)))
+    assert first == ["page 1"] * 20 and len(calls) == 1
+    await asyncio.sleep(0.25)
+    assert await cache.page(("k",), render) == "page 2"
+
+    async def broken() -> str:
+        raise RuntimeError("database gone")
+
+    results = await asyncio.gather(*(cache.page(("b",), broken) for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results)
