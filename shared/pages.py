@@ -98,6 +98,13 @@ CSS = (
     ".results{list-style:none;padding:0}"
     ".results li{border-bottom:1px solid #767676;padding:.75rem 0}"
     ".results a{display:inline-flex;min-height:44px;align-items:center;font-weight:bold}"
+    "table.list{border-collapse:collapse;width:100%;table-layout:fixed;margin:1rem 0}"
+    "caption{text-align:start;font-weight:bold}"
+    "table.list th,table.list td{border:1px solid #767676;padding:.25rem;text-align:start;"
+    "overflow-wrap:anywhere;hyphens:auto}"
+    "td.signature{height:2.5rem}svg.qr{display:block;margin:.5rem 0;background:#fff}"
+    ".code{font-family:monospace;font-size:1.5rem;letter-spacing:.1em}"
+    ".minutes a,.links a{display:inline-flex;align-items:center;min-height:44px;min-width:44px}"
 )
 CSS_SOURCE = "sha256-" + base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
 # The one script a page may load (an enhancement only: the forms work without it), from the service
