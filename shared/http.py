@@ -282,10 +282,21 @@ def _domain_handler(status: int, title: str) -> Any:
 class RequestContextMiddleware:
     """Correlation id in and out, a hard body-size limit, and request metrics — as plain ASGI."""
 
-    def __init__(self, app: ASGIApp, *, service: str, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, service: str, max_body_bytes: int, frame_ancestors: str = "'none'"
+    ) -> None:
         self.app = app
         self.service = service
         self.max_body_bytes = max_body_bytes
+        # Who may embed the pages (``<SVC>_FRAME_ANCESTORS``): with anyone allowed besides nobody, the
+        # legacy X-Frame-Options header (which knows no list) gives way to the CSP's frame-ancestors.
+        self.page_csp = pages.page_csp(frame_ancestors).encode()
+        if frame_ancestors == "'none'":
+            self.security_headers = SECURITY_HEADERS
+        elif frame_ancestors == "'self'":
+            self.security_headers = [SECURITY_HEADERS[0], (b"x-frame-options", b"SAMEORIGIN")]
+        else:
+            self.security_headers = [SECURITY_HEADERS[0]]
         # Route paths are templates, methods and statuses few: bounded by the app's routes.
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
@@ -332,7 +343,7 @@ class RequestContextMiddleware:
             return message
 
         path = scope.get("path", "")
-        csp = DOCS_CSP if path.startswith(DOCS_PATHS) else PAGE_CSP
+        csp = DOCS_CSP if path.startswith(DOCS_PATHS) else self.page_csp
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -341,11 +352,13 @@ class RequestContextMiddleware:
                 if _is_private(scope):
                     headers = [(k, v) for k, v in headers if k.lower() not in _PRIVATE_NAMES]
                     headers.extend(PRIVATE_HEADERS)
+                # A page that loads the service's script sets its own policy (pages.page_csp).
+                own_csp = any(k.lower() == b"content-security-policy" for k, _ in headers)
                 message["headers"] = [
                     *headers,
                     (CORRELATION_HEADER.encode(), cid.encode()),
-                    *SECURITY_HEADERS,
-                    (b"content-security-policy", csp),
+                    *self.security_headers,
+                    *(() if own_csp else ((b"content-security-policy", csp),)),
                 ]
             await send(message)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import secrets
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -66,7 +68,7 @@ async def stored_answer(session: AsyncConnection, table: Table, key: str) -> Row
     return (await session.execute(select(table).where(table.c.key == key))).first()
 
 
-def replay(stored: Row[Any], request_hash: str) -> JSONResponse:
+def replayed(stored: Row[Any], request_hash: str) -> tuple[int, dict[str, Any]]:
     if stored.request_hash != request_hash:
         raise Problem(
             422,
@@ -74,10 +76,15 @@ def replay(stored: Row[Any], request_hash: str) -> JSONResponse:
             "This Idempotency-Key was used with a different body.",
             errors=[{"field": "Idempotency-Key", "message": "already used with a different body"}],
         )
-    return JSONResponse(stored.response, status_code=stored.status_code)
+    return stored.status_code, stored.response
 
 
-async def idempotent(
+def replay(stored: Row[Any], request_hash: str) -> JSONResponse:
+    status_code, response = replayed(stored, request_hash)
+    return JSONResponse(response, status_code=status_code)
+
+
+async def idempotent_answer(
     transaction: Callable[[], Any],
     table: Table,
     key: str | None,
@@ -85,16 +92,17 @@ async def idempotent(
     work: Callable[[AsyncConnection], Awaitable[dict[str, Any]]],
     *,
     status_code: int = 202,
-) -> JSONResponse:
-    """Run ``work`` in one unit of work and answer ``status_code`` with its result, remembering the answer
-    under ``key`` in the same transaction; a repeated key replays the remembered answer."""
+) -> tuple[int, dict[str, Any]]:
+    """Run ``work`` in one unit of work and return ``(status_code, its result)``, remembering the answer
+    under ``key`` in the same transaction; a repeated key returns the remembered answer (a page's form
+    renders it, :func:`idempotent` sends it as JSON)."""
     request_hash = fingerprint(body) if key is not None else ""
     try:
         async with transaction() as session:
             if key is not None:
                 stored = await stored_answer(session, table, key)
                 if stored is not None:
-                    return replay(stored, request_hash)
+                    return replayed(stored, request_hash)
             answer = await work(session)
             if key is not None:
                 await session.execute(
@@ -110,8 +118,39 @@ async def idempotent(
             stored = await stored_answer(session, table, key)
         if stored is None:
             raise
-        return replay(stored, request_hash)
-    return JSONResponse(answer, status_code=status_code)
+        return replayed(stored, request_hash)
+    return status_code, answer
+
+
+async def idempotent(
+    transaction: Callable[[], Any],
+    table: Table,
+    key: str | None,
+    body: BaseModel,
+    work: Callable[[AsyncConnection], Awaitable[dict[str, Any]]],
+    *,
+    status_code: int = 202,
+) -> JSONResponse:
+    """:func:`idempotent_answer` as the JSON response."""
+    status, answer = await idempotent_answer(transaction, table, key, body, work, status_code=status_code)
+    return JSONResponse(answer, status_code=status)
+
+
+# A page's form carries a one-time key (made when the form is shown) as its Idempotency-Key: a form
+# sent twice (a double click, a reload) is one request. Stored apart from API clients' keys.
+FORM_KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def new_form_key() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def form_key(value: str | None) -> str | None:
+    """The Idempotency-Key of a form's hidden ``form_key`` (None when it is missing or malformed: the
+    form still works, without the protection)."""
+    if value and FORM_KEY_PATTERN.fullmatch(value):
+        return f"form:{value}"
+    return None
 
 
 async def forget_keys(session: AsyncConnection, table: Table, ttl_hours: float) -> None:

@@ -13,10 +13,13 @@ API client, ``curl``, ``Accept: */*``).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
-from collections.abc import Mapping
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +78,26 @@ CSS = (
     "footer address{font-style:normal}"
     "footer a{display:inline-flex;align-items:center;min-height:44px}"
     "bdi{unicode-bidi:isolate}"
+    # The forms (GOV.UK patterns): groups of choices, the error summary, the honeypot out of sight.
+    "fieldset{border:0;padding:0;margin:1.25rem 0 0}"
+    "legend{font-weight:bold;font-size:1.1rem;padding:0}"
+    ".choice{display:flex;align-items:flex-start;gap:.6rem;margin:.5rem 0;min-height:44px}"
+    ".choice input{width:1.6rem;height:1.6rem;min-height:0;margin:.6rem 0 0;flex:none}"
+    ".choice label{margin:.5rem 0 0;font-weight:normal}"
+    ".choice .hint{margin:0}"
+    ".error-summary{border:4px solid #a4161a;padding:.75rem 1rem;margin:1rem 0}"
+    ".error-summary:focus{outline:3px solid #1a1a1a;box-shadow:0 0 0 6px #ffd500}"
+    ".error-summary h2{margin-top:0}"
+    ".error-summary a{color:#a4161a;font-weight:bold;display:inline-flex;min-height:44px;align-items:center}"
+    ".invalid{border-inline-start:5px solid #a4161a;padding-inline-start:.75rem}"
+    ".hp{position:absolute;width:1px;height:1px;margin:-1px;padding:0;overflow:hidden;clip:rect(0 0 0 0);"
+    "clip-path:inset(50%);white-space:nowrap;border:0}"
+    ".groups{list-style:none;padding:0;margin:0}"
+    ".group{border:1px solid #767676;border-radius:6px;padding:.5rem 1rem;margin:.5rem 0}"
+    ".count{color:#4a4a4a;margin:.25rem 0}"
+    ".results{list-style:none;padding:0}"
+    ".results li{border-bottom:1px solid #767676;padding:.75rem 0}"
+    ".results a{display:inline-flex;min-height:44px;align-items:center;font-weight:bold}"
     "table.list{border-collapse:collapse;width:100%;table-layout:fixed;margin:1rem 0}"
     "caption{text-align:start;font-weight:bold}"
     "table.list th,table.list td{border:1px solid #767676;padding:.25rem;text-align:start;"
@@ -84,11 +107,24 @@ CSS = (
     ".minutes a,.links a{display:inline-flex;align-items:center;min-height:44px;min-width:44px}"
 )
 CSS_SOURCE = "sha256-" + base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
-# Nothing but the inline stylesheet above and posting to the page's own service.
-PAGE_CSP = (
-    f"default-src 'none'; style-src '{CSS_SOURCE}'; img-src 'none'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
+# The one script a page may load (an enhancement only: the forms work without it), from the service
+# itself: the live character count of the proposal form.
+SCRIPT_PATH = "/v1/static/forms.js"
+SCRIPT_FILE = Path(__file__).resolve().parent / "static" / "forms.js"
+
+
+def page_csp(frame_ancestors: str = "'none'", *, scripts: bool = False) -> str:
+    """Nothing but the inline stylesheet above, posting to the page's own service and, for a page that
+    loads it, the service's own script file (never an inline script). ``frame_ancestors`` are the pages
+    that may embed this one (``<SVC>_FRAME_ANCESTORS``: the city's CMS; ``'none'`` by default)."""
+    script = "script-src 'self'; " if scripts else ""
+    return (
+        f"default-src 'none'; style-src '{CSS_SOURCE}'; {script}img-src 'none'; form-action 'self'; "
+        f"frame-ancestors {frame_ancestors}; base-uri 'none'"
+    )
+
+
+PAGE_CSP = page_csp()
 # Links carry a token in their URL: it must reach no other site through the Referer header.
 PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "Vary": "Accept"}
 
@@ -161,6 +197,34 @@ def wants_html(request: Request) -> bool:
     return html_q > 0 and html_q >= json_q
 
 
+def accepted_language(request: Request) -> str | None:
+    """The first language of ``Accept-Language`` (by its q-values) that has a catalog, or None."""
+    ranked: list[tuple[float, int, str]] = []
+    for index, part in enumerate(request.headers.get("accept-language", "").split(",")[:20]):
+        tag, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        code = tag.split("-")[0].lower()
+        if q > 0 and code in LANGUAGE_NAMES and code in i18n.languages():
+            ranked.append((-q, index, code))
+    return min(ranked)[2] if ranked else None
+
+
+def visitor_language(request: Request) -> str:
+    """The language of a page nobody's record decides (a form, the published proposals): ``?lang=xx``,
+    else the browser's ``Accept-Language``, else German."""
+    asked = request.query_params.get("lang")
+    if asked in LANGUAGE_NAMES and asked in i18n.languages():
+        return asked
+    return accepted_language(request) or i18n.resolve(i18n.FALLBACK_LANGUAGE)
+
+
 def chosen_language(request: Request | None, own: str | None) -> str:
     """The language a page speaks: ``?lang=xx`` (the switch) if there is a catalog for it, else the
     person's own, else German."""
@@ -203,15 +267,22 @@ class Frame:
             if code in i18n.languages()
         ]
 
-    def render(self, title: str, body: Template, **context: Any) -> str:
+    def render(
+        self, title: str, body: Template, *, failed: bool = False, script: bool = False, **context: Any
+    ) -> str:
+        """The page: ``body`` in the frame. ``failed``: a form answered with errors (the browser's title
+        says so first, as the GOV.UK pattern asks); ``script``: the page loads ``SCRIPT_PATH``."""
         content = Markup(
             body.render(pgettext=self.pgettext, lang=self.language, dir=self.direction, **context)
         )
+        head = self.pgettext("page", "Error: %(title)s", title=title) if failed else title
         return LAYOUT.render(
             pgettext=self.pgettext,
             lang=self.language,
             dir=self.direction,
             title=title,
+            head_title=head,
+            script=SCRIPT_PATH if script else "",
             identity=self.identity,
             switch=self.switch(),
             css=Markup(CSS),
@@ -219,9 +290,15 @@ class Frame:
         )
 
 
-def page_response(html: str, status_code: int = 200) -> HTMLResponse:
-    """A rendered page with the pages' headers (its Content-Security-Policy among them)."""
-    return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
+def page_response(
+    html: str, status_code: int = 200, *, csp: str | None = None, headers: Mapping[str, str] | None = None
+) -> HTMLResponse:
+    """A rendered page with the pages' headers. ``csp``: this page's own Content-Security-Policy (one
+    that loads the script); without it the service's policy applies (``shared.http``)."""
+    extra = {**PAGE_HEADERS, **(headers or {})}
+    if csp is not None:
+        extra["Content-Security-Policy"] = csp
+    return HTMLResponse(html, status_code=status_code, headers=extra)
 
 
 MESSAGE = _env.get_template("message.html.j2")
@@ -236,6 +313,18 @@ def not_found_page(frame: Frame) -> str:
             frame.pgettext("page", "This link is unknown or has expired."),
             frame.pgettext("page", "If you have questions, please contact the office named below."),
         ],
+    )
+
+
+def too_many_requests(frame: Frame) -> str:
+    """A form's answer when the client's rate limit or the opt-in budget says no (status 429)."""
+    return frame.pgettext("page", "Too many requests just now. Please try again in a few minutes.")
+
+
+def form_reused(frame: Frame) -> str:
+    """A form's one-time key came back with other values (the back button, then changes)."""
+    return frame.pgettext(
+        "page", "This form was already sent with other values. Please check them and send again."
     )
 
 
@@ -272,3 +361,66 @@ async def read_body(request: Request, max_fields: int = 10) -> tuple[Any, bool]:
         except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
             raise FormError(422, "the body is not valid JSON") from None
     raise FormError(415, "Send application/json.")
+
+
+def failed_fields(errors: list[dict[str, Any]]) -> set[str]:
+    """The top-level field names a pydantic or domain error list names (``loc`` or ``field``)."""
+    names = set()
+    for error in errors:
+        loc = error.get("loc") or (error.get("field", "").split(".") if error.get("field") else ())
+        if loc:
+            names.add(str(loc[0]))
+    return names
+
+
+class PageCache:
+    """Public pages rendered for a second (``ttl``): the same form or list page asked for again and again
+    (a press release's link, a city's CMS embedding it) is rendered once a second, not per request. Only
+    for pages that are the same for everyone (no token, nothing personal); a form's one-time key is put
+    in per answer (:data:`FORM_KEY_SLOT`). What it shows (seats left, the published list) may lag a
+    second behind. One per app (``app.state``), at most ``size`` pages, the least recently used go."""
+
+    def __init__(self, ttl: float = 1.0, size: int = 512) -> None:
+        self.ttl, self.size = ttl, size
+        self._pages: OrderedDict[tuple[Any, ...], tuple[float, str]] = OrderedDict()
+        # One rendering per page at a time: requests arriving meanwhile wait for it (no stampede of
+        # renderings, each taking a database connection, when a busy page's second is over).
+        self._rendering: dict[tuple[Any, ...], asyncio.Future[str]] = {}
+
+    async def page(self, key: tuple[Any, ...], render: Callable[[], Awaitable[str]]) -> str:
+        now = time.monotonic()
+        found = self._pages.get(key)
+        if found is not None and now - found[0] < self.ttl:
+            self._pages.move_to_end(key)
+            return found[1]
+        pending = self._rendering.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._rendering[key] = future
+        try:
+            html = await render()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: a rendering nobody waited for logs nothing more
+            raise
+        finally:
+            del self._rendering[key]
+        future.set_result(html)
+        self._pages[key] = (now, html)
+        self._pages.move_to_end(key)
+        while len(self._pages) > self.size:
+            self._pages.popitem(last=False)
+        return html
+
+
+# Where a cached form page takes its one-time key (the characters of a key, so escaping leaves it alone).
+FORM_KEY_SLOT = "form-key-slot-0000000000"
+
+
+def page_cache(request: Request) -> PageCache:
+    state = request.app.state
+    if getattr(state, "page_cache", None) is None:
+        state.page_cache = PageCache()
+    cache: PageCache = state.page_cache
+    return cache

@@ -383,7 +383,10 @@ def create_service_app(
             ],
         )
     app.add_middleware(
-        RequestContextMiddleware, service=settings.service_name, max_body_bytes=settings.max_body_bytes
+        RequestContextMiddleware,
+        service=settings.service_name,
+        max_body_bytes=settings.max_body_bytes,
+        frame_ancestors=settings.frame_ancestors,
     )
 
     @app.get("/healthz", tags=["operations"])

@@ -8,10 +8,11 @@ without a prefix, at lower priority, so one value can serve all services and a p
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -50,6 +51,8 @@ KNOWN_DEVELOPMENT_SECRETS = frozenset(
     }
 )
 MIN_SECRET_BYTES = 32
+# One source of a CSP frame-ancestors list: a keyword, or an http(s) origin (a host may start with *.).
+_FRAME_SOURCE = re.compile(r"'none'|'self'|https?://(\*\.)?[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
 class InsecureConfiguration(RuntimeError):
@@ -167,6 +170,10 @@ class ServiceSettings(BaseSettings):
     forwarded_allow_ips: str = ""
 
     cors_origins: list[str] = Field(default_factory=list)
+    # <SVC>_FRAME_ANCESTORS: the pages that may embed this service's resident pages and forms (the city's
+    # CMS), as CSP frame-ancestors sources: 'none' (the default), 'self', or origins such as
+    # https://www.kaiserslautern.de, separated by spaces.
+    frame_ancestors: str = "'none'"
     max_body_bytes: int = 64 * 1024
 
     # Outbox relay
@@ -219,6 +226,16 @@ class ServiceSettings(BaseSettings):
             dotenv_settings,
             file_secret_settings,
         )
+
+    @field_validator("frame_ancestors")
+    @classmethod
+    def _frame_ancestors(cls, value: str) -> str:
+        sources = value.split()
+        if not sources or not all(_FRAME_SOURCE.fullmatch(s) for s in sources):
+            raise ValueError("FRAME_ANCESTORS: 'none', 'self' or https:// origins, separated by spaces")
+        if "'none'" in sources and len(sources) > 1:
+            raise ValueError("FRAME_ANCESTORS: 'none' stands alone")
+        return " ".join(sources)
 
     def model_post_init(self, __context: Any) -> None:
         if not self.port:

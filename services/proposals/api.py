@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.proposals import (
     author_service,
     domain,
+    forms,
     moderation_service,
     pages,
     public_service,
@@ -44,13 +45,14 @@ from services.proposals.schemas import (
 from shared import i18n
 from shared.auth import authorize, require_role
 from shared.http import DomainErrors, json_or_form, json_or_form_body, private, validated
-from shared.idempotency import checked_key, idempotent
+from shared.idempotency import IDEMPOTENCY_KEY_PARAMETER, checked_key, idempotent
 from shared.pages import (
     LANGUAGE_NAMES,
     Frame,
     Identity,
     chosen_language,
     not_found_page,
+    page_link,
     page_response,
     wants_html,
 )
@@ -120,19 +122,22 @@ async def change_district(district_id: str, body: DistrictChange, request: Reque
     "/proposals",
     status_code=202,
     response_model=ProposalAccepted,
-    dependencies=[Depends(rate_limited)],
     tags=["proposals"],
     responses={429: {"description": "Too many requests from this client (problem+json, Retry-After)"}},
+    openapi_extra={"parameters": [IDEMPOTENCY_KEY_PARAMETER], **json_or_form_body(ProposalRequest)},
 )
-async def submit(
-    body: ProposalRequest,
-    request: Request,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-) -> JSONResponse:
+async def submit(request: Request) -> Response:
     """Nothing is public before a moderator publishes it. With an address, the author gets a receipt
-    and a private link to follow, edit when asked, or withdraw."""
+    and a private link to follow, edit when asked, or withdraw. JSON in, JSON out; the proposal form's
+    fields (form-encoded) in, a page out (``forms``)."""
+    data, from_form = await json_or_form(request, max_fields=forms.MAX_FIELDS)
+    if from_form:
+        return await forms.submit_form(request, data)
+    body = validated(ProposalRequest, data)
+    request.app.state.rate_limiter(request)
     request.app.state.intake_limiter(request)  # the client's hourly budget (receipts are mails)
     runtime = _runtime(request)
+    idempotency_key = request.headers.get("idempotency-key")
 
     async def work(session):  # type: ignore[no-untyped-def]
         if body.website:
@@ -143,7 +148,12 @@ async def submit(
     return await idempotent(runtime.transaction, idempotency_keys, checked_key(idempotency_key), body, work)
 
 
-@router.get("/proposals", response_model=ProposalPage, tags=["proposals"])
+@router.get(
+    "/proposals",
+    response_model=ProposalPage,
+    tags=["proposals"],
+    responses={200: {"content": {"text/html": {}}, "description": "JSON, or the page for a browser"}},
+)
 async def list_published(
     request: Request,
     working_group_id: Slug = None,
@@ -151,9 +161,14 @@ async def list_published(
     q: SearchText = None,
     cursor: Cursor = None,
     limit: Limit = 20,
-) -> dict:
-    """Published proposals, newest first; ``q`` searches title and text (German stemming for German)."""
+) -> Any:
+    """Published proposals, newest first; ``q`` searches title and text (German stemming for German).
+    A browser (``Accept: text/html``) gets the page with the filters and "more" links."""
     after = decode_timestamp_cursor(cursor)
+    if wants_html(request):
+        filters = {"working_group_id": working_group_id or "", "district_id": district_id or "",
+                   "q": q.strip() if q else ""}  # fmt: skip
+        return await forms.published_list(request, filters, after, cursor or "", limit)
     async with _runtime(request).transaction() as session:
         return await public_service.published_page(
             session,
@@ -340,7 +355,12 @@ async def get_published(proposal_id: uuid.UUID, request: Request) -> Response:
         return page_response(not_found_page(_frame(request, None, path, {})), 404)
     if not html:
         return JSONResponse(jsonable_encoder(ProposalPublic(**view)))
-    return page_response(pages.public_page(_frame(request, view["language"], path, {}), view))
+    # The proposal's language (mails link here), or the one asked for (the list's links carry it).
+    frame = _frame(request, view["language"], path, {})
+    share = f"{_runtime(request).settings.public_url}{path}"
+    return page_response(
+        pages.public_page(frame, view, share, page_link(pages.PUBLISHED, lang=frame.language))
+    )
 
 
 # --- moderation ----------------------------------------------------------------------------------------

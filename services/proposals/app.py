@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.proposals import api, handlers, measures_api, measures_service, service
+from services.proposals import api, forms, handlers, measures_api, measures_service, service
 from services.proposals.config import ProposalsSettings
 from services.proposals.models import inbox, outbox
 from shared.events import CATALOG
@@ -50,7 +50,7 @@ def create_app(settings: ProposalsSettings | None = None) -> FastAPI:
         runtime,
         title="Mitwirkung — proposals",
         description="Proposals per working group and district, staff moderation, the council report.",
-        routers=[api.router, measures_api.router],
+        routers=[forms.router, api.router, measures_api.router],
         publishes=[
             *(t for t in CATALOG if t.startswith(("proposal.", "measure."))),
             "privacy.erasure_completed",

@@ -264,3 +264,8 @@ def _event(
         revision=row.revision,
         **extra,
     )
+
+
+async def working_groups(session: AsyncConnection) -> list[dict[str, Any]]:
+    """The working groups a proposal may be for (the catalog read model), for the public pages."""
+    return [{"id": row.id, "title": row.title} for row in await repo.list_working_groups(session)]

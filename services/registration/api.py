@@ -12,7 +12,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.registration import catalog, domain, pages, service, staff
+from services.registration import catalog, domain, forms, pages, service, staff
 from services.registration.catalog import CatalogCache
 from services.registration.config import RegistrationSettings
 from services.registration.models import idempotency_keys
@@ -90,9 +90,14 @@ async def get_working_group(working_group_id: str, request: Request) -> dict:
         413: {"description": "Body too large"},
         429: {"description": "Too many requests from this client (problem+json, Retry-After)"},
     },
-    openapi_extra={"parameters": [IDEMPOTENCY_KEY_PARAMETER]},
+    openapi_extra={"parameters": [IDEMPOTENCY_KEY_PARAMETER], **json_or_form_body(RegistrationRequest)},
 )
-async def register(body: RegistrationRequest, request: Request) -> JSONResponse:
+async def register(request: Request) -> Response:
+    """JSON in, JSON out; the registration form's fields (form-encoded) in, a page out (``forms``)."""
+    data, from_form = await json_or_form(request, max_fields=forms.MAX_FIELDS)
+    if from_form:
+        return await forms.submit_form(request, data)
+    body = validated(RegistrationRequest, data)
     # The rate limit and the Idempotency-Key header are read here rather than as FastAPI dependencies,
     # whose resolution is a noticeable share of this hot path's CPU. (A body that fails validation is
     # answered before the limit counts it; it costs no database work and sends no mail.)

@@ -10,7 +10,7 @@ from typing import Any
 
 from services.registration.service import PageView
 from shared import i18n
-from shared.pages import MESSAGE, Frame, environment, page_link
+from shared.pages import LANGUAGE_NAMES, MESSAGE, Frame, environment, page_link
 from shared.qr import qr_svg
 
 CONFIRM = "/v1/registrations/confirm"
@@ -153,3 +153,178 @@ def erasure_status_page(frame: Frame, status: str, status_link: str = "") -> str
     return frame.render(
         frame.pgettext("page", "Delete your data"), _ERASURE_STATUS, line=line, status_link=status_link
     )
+
+
+# --- the registration form (issue 26) ---------------------------------------------------------------------
+
+NEW = "/v1/registrations/new"
+REGISTER = "/v1/registrations"
+_FORM = _env.get_template("registration_form.html.j2")
+_SENT = _env.get_template("registration_sent.html.j2")
+
+# The plain choices of "Do you need anything to take part?": form field -> what the office reads in the
+# participant list (German, the staff's language; the resident reads the label in theirs).
+NEEDS = {
+    "needs_step_free": "Stufenloser Zugang (Rollstuhl)",
+    "needs_sign_language": "Gebärdensprachdolmetschung",
+    "needs_hearing_loop": "Höranlage (Induktionsschleife)",
+    "needs_easy_language": "Leichte Sprache",
+    "needs_childcare": "Kinderbetreuung",
+}
+# Interpreting into: the code is stored (``interpretation_language``), the name is shown in the language
+# itself (as the language switch does).
+INTERPRETERS = {
+    "ar": "العربية",
+    "fa": "فارسی / دری",
+    "ku": "Kurdî",
+    "tr": "Türkçe",
+    "ru": "Русский",
+    "uk": "Українська",
+    "en": "English",
+    "fr": "Français",
+    "ti": "ትግርኛ",
+    "ps": "پښتو",
+    "so": "Soomaali",
+    "ro": "Română",
+    "bg": "Български",
+    "pl": "Polski",
+    "sq": "Shqip",
+}
+
+
+def _needs(frame: Frame) -> list[dict[str, str]]:
+    labels = {
+        "needs_step_free": (
+            frame.pgettext("page", "Step-free access"),
+            frame.pgettext("page", "For a wheelchair, a walker or a pram."),
+        ),
+        "needs_sign_language": (
+            frame.pgettext("page", "Sign language interpreting"),
+            frame.pgettext("page", "German Sign Language (DGS)."),
+        ),
+        "needs_hearing_loop": (
+            frame.pgettext("page", "Hearing loop"),
+            frame.pgettext("page", "For hearing aids."),
+        ),
+        "needs_easy_language": (
+            frame.pgettext("page", "Easy language"),
+            frame.pgettext("page", "Short sentences, few foreign words."),
+        ),
+        "needs_childcare": (
+            frame.pgettext("page", "Childcare"),
+            frame.pgettext("page", "Someone looks after your children during the meeting."),
+        ),
+    }
+    return [{"name": name, "label": labels[name][0], "hint": labels[name][1]} for name in NEEDS]
+
+
+def _participant_types(frame: Frame) -> list[dict[str, str]]:
+    return [
+        {
+            "value": "resident",
+            "label": frame.pgettext("page", "As a resident"),
+            "hint": frame.pgettext("page", "You live or work in the city."),
+        },
+        {
+            "value": "expert",
+            "label": frame.pgettext("page", "As an expert"),
+            "hint": frame.pgettext("page", "You bring professional knowledge, for example from counselling or schools."),
+        },
+        {
+            "value": "organization",
+            "label": frame.pgettext("page", "For an organisation"),
+            "hint": frame.pgettext("page", "You represent an association, an initiative or an institution."),
+        },
+    ]  # fmt: skip
+
+
+def _seats(frame: Frame, group: dict[str, Any]) -> str:
+    if group["seats_left"] > 0:
+        return frame.pgettext(
+            "page",
+            "Seats left: %(seats)s of %(capacity)s.",
+            seats=group["seats_left"],
+            capacity=group["capacity"],
+        )
+    return frame.pgettext(
+        "page",
+        "All seats are taken. New registrations go on the waiting list (waiting now: %(waiting)s).",
+        waiting=group["waitlisted"],
+    )
+
+
+def _group_meetings(frame: Frame, group: dict[str, Any]) -> list[dict[str, Any]]:
+    items = []
+    for m in group["meetings"]:
+        when = ""
+        if m["starts_at"] is not None:
+            when = i18n.format_datetime(m["starts_at"], frame.language)
+            if m["ends_at"] is not None:
+                when += "–" + i18n.format_time_of_day(m["ends_at"], frame.language)
+        items.append(
+            {
+                "label": frame.pgettext("page", "Meeting %(number)s", number=m["number"]),
+                "when": when,
+                "iso": m["starts_at"].isoformat() if m["starts_at"] else "",
+                "venue": m["venue"],
+                "address": m["address"],
+                "cancelled": m["cancelled"],
+            }
+        )
+    return items
+
+
+def registration_form_page(
+    frame: Frame,
+    groups: list[dict[str, Any]],
+    form: dict[str, str],
+    form_key: str,
+    *,
+    errors: dict[str, str] | None = None,
+    problem: str = "",
+) -> str:
+    """The registration form: the working groups with their meetings and seats, every field API.md
+    names, the errors at the top and at each field, the typed values kept."""
+    return frame.render(
+        frame.pgettext("page", "Register for a working group"),
+        _FORM,
+        failed=bool(errors or problem),
+        groups=[{**g, "seats": _seats(frame, g), "meetings": _group_meetings(frame, g)} for g in groups],
+        form={"language": frame.language, **form},
+        form_key=form_key,
+        errors=errors or {},
+        problem=problem,
+        action=REGISTER,
+        languages=[{"value": code, "label": name, "lang": code} for code, name in LANGUAGE_NAMES.items()],
+        participant_types=_participant_types(frame),
+        needs=_needs(frame),
+        interpreters=[{"value": code, "label": name, "lang": code} for code, name in INTERPRETERS.items()],
+        privacy_url=frame.identity.privacy_url,
+    )
+
+
+def registration_sent_page(frame: Frame, email: str, hours: float) -> str:
+    """The answer to the form (the API's 202): check your mail."""
+    return frame.render(
+        frame.pgettext("page", "Check your e-mail"),
+        _SENT,
+        email=email,
+        hours=f"{hours:g}",
+        again=page_link(NEW, lang=frame.language),
+    )
+
+
+def registration_field_error(frame: Frame, field: str) -> str:
+    messages = {
+        "working_group_id": frame.pgettext("page", "Choose a working group."),
+        "name": frame.pgettext("page", "Enter your name (one line, at most 200 characters)."),
+        "email": frame.pgettext("page", "Enter an e-mail address like name@example.org."),
+        "language": frame.pgettext("page", "Choose the language of your e-mails."),
+        "participant_type": frame.pgettext("page", "Choose how you take part."),
+        "organization": frame.pgettext("page", "The organisation may have at most 200 characters on one line."),
+        "district": frame.pgettext("page", "The district may have at most 200 characters on one line."),
+        "accessibility_needs": frame.pgettext("page", "Describe what you need in at most 1000 characters."),
+        "interpretation_language": frame.pgettext("page", "Choose a language from the list."),
+        "privacy_consent": frame.pgettext("page", "Agree to the privacy notice to register."),
+    }  # fmt: skip
+    return messages.get(field, frame.pgettext("page", "Please correct the marked fields."))

@@ -71,13 +71,17 @@ async def test_broken_bodies_get_problem_json_never_a_500(proposals_api):
         (b"{not json", "application/json"),
         (b"[]", "application/json"),
         (b"null", "application/json"),
-        (b"title=x", "application/x-www-form-urlencoded"),
     ):
         answer = await proposals_api.post(
             "/v1/proposals", content=content, headers={"Content-Type": content_type}
         )
         assert answer.status_code == 422, (content, answer.text)
         assert answer.headers["content-type"].startswith("application/problem+json")
+    # A form-encoded body is the resident form's (API.md "Forms for residents"): the form again, 422.
+    form = await proposals_api.post(
+        "/v1/proposals", content=b"title=x", headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert form.status_code == 422 and form.headers["content-type"].startswith("text/html")
 
 
 async def test_a_retired_district_takes_no_new_proposals_but_keeps_its_own(
