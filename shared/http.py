@@ -282,10 +282,14 @@ def _domain_handler(status: int, title: str) -> Any:
 class RequestContextMiddleware:
     """Correlation id in and out, a hard body-size limit, and request metrics — as plain ASGI."""
 
-    def __init__(self, app: ASGIApp, *, service: str, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, service: str, max_body_bytes: int, page_csp: str | None = None
+    ) -> None:
         self.app = app
         self.service = service
         self.max_body_bytes = max_body_bytes
+        # The console's pages have a policy of their own (its stylesheet, the provider's sign-out).
+        self.page_csp = page_csp.encode() if page_csp else PAGE_CSP
         # Route paths are templates, methods and statuses few: bounded by the app's routes.
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
@@ -332,7 +336,7 @@ class RequestContextMiddleware:
             return message
 
         path = scope.get("path", "")
-        csp = DOCS_CSP if path.startswith(DOCS_PATHS) else PAGE_CSP
+        csp = DOCS_CSP if path.startswith(DOCS_PATHS) else self.page_csp
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -196,11 +196,13 @@ class Frame:
             if code in i18n.languages()
         ]
 
-    def render(self, title: str, body: Template, **context: Any) -> str:
+    def render(self, title: str, body: Template, layout: Template | None = None, **context: Any) -> str:
+        """The page: ``body`` inside the frame (``layout``: the console's own, with its navigation)."""
         content = Markup(
             body.render(pgettext=self.pgettext, lang=self.language, dir=self.direction, **context)
         )
-        return LAYOUT.render(
+        return (layout or LAYOUT).render(
+            **(context if layout is not None else {}),
             pgettext=self.pgettext,
             lang=self.language,
             dir=self.direction,
