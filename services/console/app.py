@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from services.console import api, moderation, office, pages, service
+from services.console import api, groups, moderation, office, pages, service
 from services.console.backend import Backend, ServiceUnreachable
 from services.console.config import ConsoleSettings
 from services.console.domain import CsrfRejected, SessionMissing
@@ -40,7 +40,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         runtime,
         title="Mitwirkung — console",
         description="Staff pages (backend-for-frontend): sign-in with the city's OpenID provider.",
-        routers=[api.router, moderation.router, office.router],
+        routers=[api.router, moderation.router, groups.router, office.router],
         page_csp=pages.content_security_policy(settings),
     )
     app.state.signer = signer = Signer.of(settings)
