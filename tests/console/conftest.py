@@ -13,7 +13,7 @@ from urllib.parse import urljoin
 
 import httpx
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 
 from services.console.app import create_app as console_app
 from services.console.config import ConsoleSettings
@@ -21,6 +21,7 @@ from services.notification.app import create_app as notification_app
 from services.proposals.app import create_app as proposals_app
 from services.proposals.models import working_groups as proposal_working_groups
 from services.registration.app import create_app as registration_app
+from services.registration.models import working_groups as registration_working_groups
 from tests.browser.conftest import Served, bound_socket, served
 from tests.conftest import _common
 from tests.support.catalog import create_working_group
@@ -108,8 +109,13 @@ async def working_group(system: System, title: str | None = None, days: int = 10
     """A working group in the registration catalog and in the proposals service's read model."""
     starts = datetime.now(UTC).replace(microsecond=0) + timedelta(days=days)
     wg_id = await create_working_group(system.registration.app.state.runtime, starts_at=starts)
+    title = title or f"Arbeitskreis {wg_id}"
+    async with system.registration.app.state.runtime.transaction() as conn:
+        await conn.execute(
+            update(registration_working_groups).where(registration_working_groups.c.id == wg_id).values(title=title)
+        )
     async with system.proposals.app.state.runtime.transaction() as conn:
-        await conn.execute(insert(proposal_working_groups).values(id=wg_id, title=title or f"Arbeitskreis {wg_id}"))
+        await conn.execute(insert(proposal_working_groups).values(id=wg_id, title=title))
     return wg_id
 
 
