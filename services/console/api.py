@@ -83,8 +83,12 @@ async def login(request: Request) -> Response:
         if settings.development_sign_in:
             return see_other("/auth/development")
         return render_anonymous(
-                request, _f(request).pgettext("console", "Sign-in is not configured"), "message.html.j2", 503, lines=[]
-            )
+            request,
+            _f(request).pgettext("console", "Sign-in is not configured"),
+            "message.html.j2",
+            503,
+            lines=[],
+        )
     try:
         url, pending = await provider_of(request).authorization_request()
     except Exception as exc:
@@ -236,7 +240,9 @@ async def overview(request: Request) -> Response:
         tasks["counts"] = _json(v, "proposals", "/v1/moderation/counts")
     if v.person.may("staff"):
         for group in groups:
-            tasks[f"planning:{group['id']}"] = _json(v, "registration", f"/v1/working-groups/{group['id']}/planning")
+            tasks[f"planning:{group['id']}"] = _json(
+                v, "registration", f"/v1/working-groups/{group['id']}/planning"
+            )
         tasks["failed"] = _json(v, "notification", "/v1/deliveries", status="failed", limit=1000)
         tasks["bounced"] = _json(v, "notification", "/v1/deliveries", status="bounced", limit=1000)
     results = dict(zip(tasks, await asyncio.gather(*tasks.values()), strict=True))
@@ -249,7 +255,9 @@ async def overview(request: Request) -> Response:
             (
                 m
                 for m in group["meetings"]
-                if m.get("starts_at") and not m.get("cancelled") and datetime.fromisoformat(m["starts_at"]) > now
+                if m.get("starts_at")
+                and not m.get("cancelled")
+                and datetime.fromisoformat(m["starts_at"]) > now
             ),
             None,
         )
@@ -258,7 +266,7 @@ async def overview(request: Request) -> Response:
         mail = {"failed": len(results.get("failed") or []), "bounced": len(results.get("bounced") or [])}
     return render(
         v,
-        v.t("Overview"),
+        v.frame.pgettext("console", "Overview"),
         "overview.html.j2",
         groups=groups,
         counts=results.get("counts"),

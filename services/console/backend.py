@@ -48,7 +48,9 @@ class Backend:
         }
         limits = httpx.Limits(max_connections=50, max_keepalive_connections=20)
         self.clients = {
-            name: httpx.AsyncClient(base_url=url.rstrip("/"), timeout=settings.api_timeout_seconds, limits=limits)
+            name: httpx.AsyncClient(
+                base_url=url.rstrip("/"), timeout=settings.api_timeout_seconds, limits=limits
+            )
             for name, url in urls.items()
         }
         self._tokens: dict[tuple[str, frozenset[str]], tuple[str, float]] = {}

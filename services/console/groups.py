@@ -48,7 +48,7 @@ async def group_page(request: Request, group_id: str) -> Response:
         return forbidden(v)
     if code != 200:
         return not_found(v)
-    notice = v.t("Saved.") if request.query_params.get("saved") else None
+    notice = v.frame.pgettext("console", "Saved.") if request.query_params.get("saved") else None
     return render(
         v,
         group["title"],
@@ -138,10 +138,14 @@ async def _check_in(
         return forbidden(v)
     if code != 200:
         return not_found(v)
-    present = {e.get("registration_id") for e in (attendance or {}).get("entries", [])} if a_code == 200 else set()
+    present = (
+        {e.get("registration_id") for e in (attendance or {}).get("entries", [])} if a_code == 200 else set()
+    )
     return render(
         v,
-        v.t("Check-in: %(group)s, meeting %(number)s", group=group["title"], number=number),
+        v.frame.pgettext(
+            "console", "Check-in: %(group)s, meeting %(number)s", group=group["title"], number=number
+        ),
         "check_in.html.j2",
         status_code,
         group=group,
@@ -170,16 +174,48 @@ async def check_in(request: Request, group_id: str, number: int) -> Response:
     elif form.get("check_in_code", "").strip():
         body = {"check_in_code": form["check_in_code"].strip().upper()[:40]}
     elif form.get("walk_in") == "1":
-        body = {"walk_in": {"participant_type": form.get("participant_type", ""), "language": form.get("language", "")}}
+        body = {
+            "walk_in": {
+                "participant_type": form.get("participant_type", ""),
+                "language": form.get("language", ""),
+            }
+        }
     else:
-        return await _check_in(v, group_id, number, 422, v.t("Enter a code, choose a name or record a walk-in."), False)
+        return await _check_in(
+            v,
+            group_id,
+            number,
+            422,
+            v.frame.pgettext("console", "Enter a code, choose a name or record a walk-in."),
+            False,
+        )
     answer = await backend_of(request).call(
-        v.caller, "registration", "POST", f"/v1/working-groups/{group_id}/meetings/{number}/attendance", json=body
+        v.caller,
+        "registration",
+        "POST",
+        f"/v1/working-groups/{group_id}/meetings/{number}/attendance",
+        json=body,
     )
     if answer.status_code == 403:
         return forbidden(v)
     if answer.status_code == 200:
-        return await _check_in(v, group_id, number, 200, v.t("Checked in."), True)
+        return await _check_in(v, group_id, number, 200, v.frame.pgettext("console", "Checked in."), True)
     if answer.status_code == 422:
-        return await _check_in(v, group_id, number, 422, v.t("Not checked in: this code or registration is not valid for this meeting."), False)
-    return await _check_in(v, group_id, number, 409, v.t("Not checked in: the service did not accept it."), False)
+        return await _check_in(
+            v,
+            group_id,
+            number,
+            422,
+            v.frame.pgettext(
+                "console", "Not checked in: this code or registration is not valid for this meeting."
+            ),
+            False,
+        )
+    return await _check_in(
+        v,
+        group_id,
+        number,
+        409,
+        v.frame.pgettext("console", "Not checked in: the service did not accept it."),
+        False,
+    )

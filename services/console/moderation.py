@@ -25,13 +25,15 @@ def _slug(value: str | None) -> str | None:
 
 def error_text(v: Visit, code: str) -> str:
     texts = {
-        "choose_decision": v.t("Choose a decision."),
-        "text_block_gone": v.t("This text block does not exist any more."),
-        "statement_owed": v.t("The author is owed a reason: write one or choose a text block."),
-        "too_long": v.t("At most 2000 characters."),
-        "choose_original": v.t("Choose the original proposal."),
-        "choose_outcome": v.t("Choose an outcome."),
-        "reason_owed": v.t("Say why it was not adopted."),
+        "choose_decision": v.frame.pgettext("console", "Choose a decision."),
+        "text_block_gone": v.frame.pgettext("console", "This text block does not exist any more."),
+        "statement_owed": v.frame.pgettext(
+            "console", "The author is owed a reason: write one or choose a text block."
+        ),
+        "too_long": v.frame.pgettext("console", "At most 2000 characters."),
+        "choose_original": v.frame.pgettext("console", "Choose the original proposal."),
+        "choose_outcome": v.frame.pgettext("console", "Choose an outcome."),
+        "reason_owed": v.frame.pgettext("console", "Say why it was not adopted."),
     }
     return texts.get(code, code)
 
@@ -39,19 +41,19 @@ def error_text(v: Visit, code: str) -> str:
 def labels(v: Visit) -> dict[str, str]:
     """Words for the services' codes (statuses, decisions, outcomes, history actions)."""
     return {
-        "submitted": v.t("waiting for moderation"),
-        "changes_requested": v.t("changes requested"),
-        "published": v.t("published"),
-        "rejected": v.t("rejected"),
-        "merged": v.t("merged into another proposal"),
-        "withdrawn": v.t("withdrawn"),
-        "publish": v.t("Publish"),
-        "reject": v.t("Reject"),
-        "request_changes": v.t("Request changes"),
-        "mark_duplicate": v.t("Mark as duplicate"),
-        "adopted": v.t("adopted"),
-        "partially_adopted": v.t("partially adopted"),
-        "not_adopted": v.t("not adopted"),
+        "submitted": v.frame.pgettext("console", "waiting for moderation"),
+        "changes_requested": v.frame.pgettext("console", "changes requested"),
+        "published": v.frame.pgettext("console", "published"),
+        "rejected": v.frame.pgettext("console", "rejected"),
+        "merged": v.frame.pgettext("console", "merged into another proposal"),
+        "withdrawn": v.frame.pgettext("console", "withdrawn"),
+        "publish": v.frame.pgettext("console", "Publish"),
+        "reject": v.frame.pgettext("console", "Reject"),
+        "request_changes": v.frame.pgettext("console", "Request changes"),
+        "mark_duplicate": v.frame.pgettext("console", "Mark as duplicate"),
+        "adopted": v.frame.pgettext("console", "adopted"),
+        "partially_adopted": v.frame.pgettext("console", "partially adopted"),
+        "not_adopted": v.frame.pgettext("console", "not adopted"),
     }
 
 
@@ -93,7 +95,7 @@ async def queue(request: Request) -> Response:
     next_params = {k: val for k, val in filters.items() if val}
     return render(
         v,
-        v.t("Moderation"),
+        v.frame.pgettext("console", "Moderation"),
         "queue.html.j2",
         page=page,
         filters=filters,
@@ -111,11 +113,23 @@ async def queue(request: Request) -> Response:
 
 
 def forbidden(v: Visit) -> Response:
-    return render(v, v.t("Not allowed"), "message.html.j2", 403, lines=[v.t("Your roles do not open this page.")])
+    return render(
+        v,
+        v.frame.pgettext("console", "Not allowed"),
+        "message.html.j2",
+        403,
+        lines=[v.frame.pgettext("console", "Your roles do not open this page.")],
+    )
 
 
 def not_found(v: Visit) -> Response:
-    return render(v, v.t("Not found"), "message.html.j2", 404, lines=[v.t("There is nothing at this address.")])
+    return render(
+        v,
+        v.frame.pgettext("console", "Not found"),
+        "message.html.j2",
+        404,
+        lines=[v.frame.pgettext("console", "There is nothing at this address.")],
+    )
 
 
 async def _proposal(v: Visit, proposal_id: uuid.UUID) -> tuple[int, dict | None]:
@@ -146,7 +160,9 @@ async def _detail(
     query = (v.request.query_params.get("q") or "").strip()[:200]
     found: list[dict] = []
     if query:
-        answer = await backend_of(v.request).public("proposals", "/v1/proposals", params={"q": query, "limit": 10})
+        answer = await backend_of(v.request).public(
+            "proposals", "/v1/proposals", params={"q": query, "limit": 10}
+        )
         if answer.status_code == 200:
             found = [p for p in answer.json()["items"] if p["id"] != str(proposal_id)]
     changes = []
@@ -177,9 +193,7 @@ async def proposal_page(request: Request, proposal_id: uuid.UUID) -> Response:
     if not v.person.may("moderator"):
         return forbidden(v)
     saved = request.query_params.get("saved")
-    return await _detail(v, proposal_id, notice=v.t("Saved.") if saved else None)
-
-
+    return await _detail(v, proposal_id, notice=v.frame.pgettext("console", "Saved.") if saved else None)
 
 
 @router.post("/moderation/{proposal_id}/decision")
@@ -192,7 +206,9 @@ async def decide(request: Request, proposal_id: uuid.UUID) -> Response:
     version = domain.version_from_form(form)
     if not result.ok:
         return await _detail(v, proposal_id, 422, form=form, errors=result.errors)
-    return await _answer(v, proposal_id, form, await _call(v, proposal_id, "decision", result.body, version), version)
+    return await _answer(
+        v, proposal_id, form, await _call(v, proposal_id, "decision", result.body, version), version
+    )
 
 
 @router.post("/moderation/{proposal_id}/outcome")
@@ -203,13 +219,22 @@ async def outcome(request: Request, proposal_id: uuid.UUID) -> Response:
     version = domain.version_from_form(form)
     if not result.ok:
         return await _detail(v, proposal_id, 422, form=form, errors=result.errors)
-    return await _answer(v, proposal_id, form, await _call(v, proposal_id, "outcome", result.body, version), version)
+    return await _answer(
+        v, proposal_id, form, await _call(v, proposal_id, "outcome", result.body, version), version
+    )
 
 
-async def _call(v: Visit, proposal_id: uuid.UUID, kind: str, body: dict, version: int | None) -> tuple[int, dict]:
+async def _call(
+    v: Visit, proposal_id: uuid.UUID, kind: str, body: dict, version: int | None
+) -> tuple[int, dict]:
     headers = {"If-Match": f'"{version}"'} if version is not None else {}
     answer = await backend_of(v.request).call(
-        v.caller, "proposals", "POST", f"/v1/moderation/proposals/{proposal_id}/{kind}", json=body, headers=headers
+        v.caller,
+        "proposals",
+        "POST",
+        f"/v1/moderation/proposals/{proposal_id}/{kind}",
+        json=body,
+        headers=headers,
     )
     try:
         data = answer.json()
@@ -233,6 +258,18 @@ async def _answer(
         return await _detail(v, proposal_id, 409, form=form, conflict_since=version or 0)
     if status == 422:
         fields = {e.get("field", "").split(".")[-1]: e.get("message", "") for e in data.get("errors", [])}
-        detail = data.get("detail") or v.t("The service did not accept this.")
-        return await _detail(v, proposal_id, 422, form=form, problem=detail + (f" ({', '.join(f for f in fields if f)})" if fields else ""))
-    return await _detail(v, proposal_id, 409, form=form, problem=data.get("detail") or v.t("This is not possible now."))
+        detail = data.get("detail") or v.frame.pgettext("console", "The service did not accept this.")
+        return await _detail(
+            v,
+            proposal_id,
+            422,
+            form=form,
+            problem=detail + (f" ({', '.join(f for f in fields if f)})" if fields else ""),
+        )
+    return await _detail(
+        v,
+        proposal_id,
+        409,
+        form=form,
+        problem=data.get("detail") or v.frame.pgettext("console", "This is not possible now."),
+    )

@@ -43,12 +43,12 @@ async def measures(request: Request) -> Response:
     groups = await backend_of(request).public("registration", "/v1/working-groups")
     return render(
         v,
-        v.t("Measures"),
+        v.frame.pgettext("console", "Measures"),
         "measures.html.j2",
         measures=(page or {}).get("items", []) if code == 200 else [],
         available=code == 200,
         groups=groups.json() if groups.status_code == 200 else [],
-        notice=v.t("Saved.") if request.query_params.get("saved") else None,
+        notice=v.frame.pgettext("console", "Saved.") if request.query_params.get("saved") else None,
         problem=request.query_params.get("problem") == "1",
         statuses=MEASURE_STATUSES,
         decisions=COUNCIL_DECISIONS,
@@ -140,14 +140,20 @@ async def _mail(
     deliveries: list[dict] | None = None
     suppression: dict | None = None
     if address:
-        code, deliveries = await _json(v, "notification", "GET", "/v1/deliveries", params={"recipient": address, "limit": 100})
+        code, deliveries = await _json(
+            v, "notification", "GET", "/v1/deliveries", params={"recipient": address, "limit": 100}
+        )
         if code == 403:
             return forbidden(v)
-        _, suppression = await _json(v, "notification", "GET", "/v1/suppressions", params={"address": address})
-    code, failed = await _json(v, "notification", "GET", "/v1/deliveries", params={"status": "bounced", "limit": 50})
+        _, suppression = await _json(
+            v, "notification", "GET", "/v1/suppressions", params={"address": address}
+        )
+    code, failed = await _json(
+        v, "notification", "GET", "/v1/deliveries", params={"status": "bounced", "limit": 50}
+    )
     return render(
         v,
-        v.t("Mail"),
+        v.frame.pgettext("console", "Mail"),
         "mail.html.j2",
         status_code,
         address=address,
@@ -175,11 +181,17 @@ async def mail_search(request: Request) -> Response:
         return forbidden(v)
     address = _address(form.get("address", ""))
     if address is None:
-        return await _mail(v, 422, message=v.t("Enter a complete e-mail address."), ok=False)
+        return await _mail(
+            v, 422, message=v.frame.pgettext("console", "Enter a complete e-mail address."), ok=False
+        )
     action = form.get("action", "search")
     if action == "lift" and v.person.may("admin"):
         code, _ = await _json(v, "notification", "DELETE", f"/v1/suppressions/{address}")
-        text = v.t("Mail may go to this address again.") if code == 200 else v.t("Not changed.")
+        text = (
+            v.frame.pgettext("console", "Mail may go to this address again.")
+            if code == 200
+            else v.frame.pgettext("console", "Not changed.")
+        )
         return await _mail(v, 200 if code == 200 else 409, address, text, code == 200)
     return await _mail(v, address=address)
 
@@ -194,11 +206,22 @@ async def erasure_by_letter(request: Request) -> Response:
     address = _address(form.get("email", ""))
     reference = form.get("reference", "").strip()[:200]
     if address is None or not reference:
-        return await _mail(v, 422, message=v.t("Enter the address and the letter's reference."), ok=False)
-    code, data = await _json(v, "registration", "POST", "/v1/privacy/erasures", json={"email": address, "reference": reference})
+        return await _mail(
+            v,
+            422,
+            message=v.frame.pgettext("console", "Enter the address and the letter's reference."),
+            ok=False,
+        )
+    code, data = await _json(
+        v, "registration", "POST", "/v1/privacy/erasures", json={"email": address, "reference": reference}
+    )
     if code == 202:
-        return await _mail(v, 200, message=v.t("Erasure started (request %(id)s).", id=data["request_id"]))
-    return await _mail(v, 409, message=v.t("Not changed."), ok=False)
+        return await _mail(
+            v,
+            200,
+            message=v.frame.pgettext("console", "Erasure started (request %(id)s).", id=data["request_id"]),
+        )
+    return await _mail(v, 409, message=v.frame.pgettext("console", "Not changed."), ok=False)
 
 
 # --- text blocks -------------------------------------------------------------------------------------------
@@ -213,11 +236,11 @@ async def text_blocks(request: Request) -> Response:
         blocks = await service.text_blocks(conn)
     return render(
         v,
-        v.t("Text blocks"),
+        v.frame.pgettext("console", "Text blocks"),
         "text_blocks.html.j2",
         blocks=blocks,
         languages=LANGUAGES,
-        notice=v.t("Saved.") if request.query_params.get("saved") else None,
+        notice=v.frame.pgettext("console", "Saved.") if request.query_params.get("saved") else None,
         problem=request.query_params.get("problem") == "1",
     )
 
@@ -228,7 +251,11 @@ async def add_text_block(request: Request) -> Response:
     form = await form_of(request, v)
     if not v.person.may("moderator"):
         return forbidden(v)
-    language, title, body = form.get("language", ""), form.get("title", "").strip(), form.get("body", "").strip()
+    language, title, body = (
+        form.get("language", ""),
+        form.get("title", "").strip(),
+        form.get("body", "").strip(),
+    )
     if language not in LANGUAGES or not title or not body or len(title) > 120 or len(body) > 2000:
         return see_other("/text-blocks?problem=1")
     async with runtime_of(request).transaction() as conn:
@@ -245,4 +272,3 @@ async def delete_text_block(request: Request, block_id: uuid.UUID) -> Response:
     async with runtime_of(request).transaction() as conn:
         await service.remove_text_block(conn, block_id)
     return see_other("/text-blocks?saved=1")
-

@@ -140,11 +140,11 @@ async def form_of(request: Request, v: Visit) -> dict[str, str]:
 
 def render(v: Visit, title: str, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     labels = {
-        "Overview": v.t("Overview"),
-        "Moderation": v.t("Moderation"),
-        "Measures": v.t("Measures"),
-        "Text blocks": v.t("Text blocks"),
-        "Mail": v.t("Mail"),
+        "Overview": v.frame.pgettext("console", "Overview"),
+        "Moderation": v.frame.pgettext("console", "Moderation"),
+        "Measures": v.frame.pgettext("console", "Measures"),
+        "Text blocks": v.frame.pgettext("console", "Text blocks"),
+        "Mail": v.frame.pgettext("console", "Mail"),
     }
     nav = [(path, labels[label]) for path, label in domain.navigation(v.person)]
     html = v.frame.render(

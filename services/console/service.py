@@ -121,7 +121,9 @@ async def text_blocks(conn: AsyncConnection, language: str | None = None) -> lis
     return [dict(r) for r in await repository.text_blocks_of(conn, language)]
 
 
-async def add_text_block(conn: AsyncConnection, subject: str, language: str, title: str, body: str) -> uuid.UUID:
+async def add_text_block(
+    conn: AsyncConnection, subject: str, language: str, title: str, body: str
+) -> uuid.UUID:
     return await repository.insert_text_block(
         conn, language=language, title=title, body=body, created_by=subject
     )

@@ -60,7 +60,9 @@ class Console:
             d.execute_script("window.oldPage = true")
             d.find_element(By.CSS_SELECTOR, css).click()
             WebDriverWait(d, 30).until(
-                lambda d: d.execute_script("return window.oldPage === undefined && document.readyState === 'complete'")
+                lambda d: d.execute_script(
+                    "return window.oldPage === undefined && document.readyState === 'complete'"
+                )
             )
 
         await self.run(click)
@@ -122,7 +124,12 @@ class Console:
         d = self.driver
         width, height = WIDTHS[self.width]
         full = d.execute_script("return document.documentElement.scrollHeight")
-        metrics = {"width": width, "height": min(max(full, height), 2400), "deviceScaleFactor": 1, "mobile": False}
+        metrics = {
+            "width": width,
+            "height": min(max(full, height), 2400),
+            "deviceScaleFactor": 1,
+            "mobile": False,
+        }
         d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
         shot = d.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
         d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {**metrics, "height": height})
@@ -134,12 +141,16 @@ def axe_summary() -> Any:
     yield
     if RESULTS:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        (SCREENSHOTS / "console-axe-results.json").write_text(json.dumps(RESULTS, indent=1, ensure_ascii=False))
+        (SCREENSHOTS / "console-axe-results.json").write_text(
+            json.dumps(RESULTS, indent=1, ensure_ascii=False)
+        )
 
 
 async def _submitted(system: System, wg: str, **fields: Any) -> str:
     async with httpx.AsyncClient(base_url=system.proposals.base_url) as public:
-        answer = await public.post("/v1/proposals", json=proposal_body(wg, author_email=f"{unique('a')}@example.org", **fields))
+        answer = await public.post(
+            "/v1/proposals", json=proposal_body(wg, author_email=f"{unique('a')}@example.org", **fields)
+        )
     assert answer.status_code == 202, answer.text
     return answer.json()["id"]
 
@@ -153,7 +164,10 @@ async def sign_in(web: Console, system: System, subject: str) -> None:
 @pytest.mark.parametrize("width", list(WIDTHS))
 async def test_a_moderators_day(browser, system: System, proposals_settings, width: str) -> None:
     w, h = WIDTHS[width]
-    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": w, "height": h, "deviceScaleFactor": 1, "mobile": width == "tablet"})
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": w, "height": h, "deviceScaleFactor": 1, "mobile": width == "tablet"},
+    )
     browser.delete_all_cookies()
     web = Console(browser, width)
     wg = await working_group(system, "Sprachförderung und Bildung")
@@ -162,7 +176,13 @@ async def test_a_moderators_day(browser, system: System, proposals_settings, wid
     # Proposals waiting: one in Arabic (right to left inside the German page), one to merge into a
     # published original.
     contested = await _submitted(system, wg, title="Sprachcafé im Stadtteiltreff")
-    arabic = await _submitted(system, wg, title="مقهى لغوي في الحي", body="مقهى لغوي مفتوح كل أربعاء لمن يريد ممارسة الألمانية.", language="ar")
+    arabic = await _submitted(
+        system,
+        wg,
+        title="مقهى لغوي في الحي",
+        body="مقهى لغوي مفتوح كل أربعاء لمن يريد ممارسة الألمانية.",
+        language="ar",
+    )
     original = await _submitted(system, wg, title=f"Lesepatenschaften {uuid.uuid4().hex[:6]}")
     copy = await _submitted(system, wg, title="Lesepaten an Grundschulen")
     moderator, other = unique("moderatorin.a"), unique("moderator.b")
@@ -171,10 +191,17 @@ async def test_a_moderators_day(browser, system: System, proposals_settings, wid
     b = StaffClient(system)
     await b.sign_in(other)
     original_page = f"/moderation/{original}"
-    await b.post(f"{original_page}/decision", {"csrf": await b.csrf(original_page), "version": "1", "decision": "publish"})
+    await b.post(
+        f"{original_page}/decision",
+        {"csrf": await b.csrf(original_page), "version": "1", "decision": "publish"},
+    )
 
     await sign_in(web, system, moderator)
-    await web.check("overview", ["Moderatorin A", "Sprachförderung und Bildung", "Warten auf Moderation"[:0] or "Moderation"], screenshot=True)
+    await web.check(
+        "overview",
+        ["Moderatorin A", "Sprachförderung und Bildung", "Warten auf Moderation"[:0] or "Moderation"],
+        screenshot=True,
+    )
 
     await web.open(f"{base}/moderation")
     await web.choose("#working_group_id", wg)
@@ -186,13 +213,25 @@ async def test_a_moderators_day(browser, system: System, proposals_settings, wid
     await web.open(f"{base}/moderation/{contested}")
     await web.check("proposal", ["Sprachcafé im Stadtteiltreff", "Ein offenes Sprachcafé"])
     page = f"/moderation/{contested}"
-    answer = await b.post(f"{page}/decision", {"csrf": await b.csrf(page), "version": "1", "decision": "request_changes", "public_statement": "Bitte nennen Sie einen Ort."})
+    answer = await b.post(
+        f"{page}/decision",
+        {
+            "csrf": await b.csrf(page),
+            "version": "1",
+            "decision": "request_changes",
+            "public_statement": "Bitte nennen Sie einen Ort.",
+        },
+    )
     assert answer.status_code == 303
     await web.run(lambda: browser.find_element("css selector", 'input[value="reject"]').click())
     await web.type("#public_statement", "Das passt nicht zum Arbeitskreis.")
     await web.submit("form[action$='/decision'] button")
     # What B did, and what A wrote (kept, not saved); no decision form while the author has the word.
-    await web.check("conflict", ["Bitte nennen Sie einen Ort.", other, "Das passt nicht zum Arbeitskreis."], screenshot=True)
+    await web.check(
+        "conflict",
+        ["Bitte nennen Sie einen Ort.", other, "Das passt nicht zum Arbeitskreis."],
+        screenshot=True,
+    )
     assert await web.run(lambda: browser.find_elements("css selector", "form[action$='/decision']")) == []
 
     # A text block for Arabic authors, then changes requested on the Arabic proposal with it.
@@ -204,7 +243,9 @@ async def test_a_moderators_day(browser, system: System, proposals_settings, wid
     await web.check("text-blocks", ["Ort fehlt", "يرجى ذكر المكان."])
     await web.open(f"{base}/moderation/{arabic}")
     await web.run(lambda: browser.find_element("css selector", 'input[value="request_changes"]').click())
-    block = await web.run(lambda: browser.find_element("css selector", "#text_block option:nth-child(2)").get_attribute("value"))
+    block = await web.run(
+        lambda: browser.find_element("css selector", "#text_block option:nth-child(2)").get_attribute("value")
+    )
     await web.choose("#text_block", block)
     await web.submit("form[action$='/decision'] button")
     assert "يرجى ذكر المكان." in await web.text()
@@ -212,7 +253,14 @@ async def test_a_moderators_day(browser, system: System, proposals_settings, wid
     # The author edits through their private link: the proposal is back in the queue, as revision 2.
     token = token_for(proposals_settings.token_secret, uuid.UUID(arabic))
     async with httpx.AsyncClient(base_url=system.proposals.base_url) as public:
-        edited = await public.post("/v1/proposals/mine/edit", json={"token": token, "title": "مقهى لغوي في حي بيتزنبرغ", "body": "كل أربعاء الساعة السادسة في مركز الحي."})
+        edited = await public.post(
+            "/v1/proposals/mine/edit",
+            json={
+                "token": token,
+                "title": "مقهى لغوي في حي بيتزنبرغ",
+                "body": "كل أربعاء الساعة السادسة في مركز الحي.",
+            },
+        )
     assert edited.status_code == 200, edited.text
     await web.open(f"{base}/moderation?working_group_id={wg}")
     assert "مقهى لغوي في حي بيتزنبرغ" in await web.text()
@@ -232,7 +280,11 @@ async def test_a_moderators_day(browser, system: System, proposals_settings, wid
     await web.type("#q", "Lesepatenschaften")
     await web.submit("form[role='search'] button")
     await web.check("duplicate-search", ["Lesepatenschaften"])
-    await web.run(lambda: browser.find_element("css selector", f'input[name="duplicate_of"][value="{original}"]').click())
+    await web.run(
+        lambda: browser.find_element(
+            "css selector", f'input[name="duplicate_of"][value="{original}"]'
+        ).click()
+    )
     await web.run(lambda: browser.find_element("css selector", 'input[value="mark_duplicate"]').click())
     await web.type("#public_statement", "Diesen Vorschlag gibt es schon.")
     await web.submit("form[action$='/decision'] button")

@@ -92,7 +92,9 @@ async def system(infra, registration_settings, proposals_settings, provider) -> 
     )
     try:
         async with (
-            served(registration_app(registration_settings.model_copy(update=trust)), socks["registration"]) as reg,
+            served(
+                registration_app(registration_settings.model_copy(update=trust)), socks["registration"]
+            ) as reg,
             served(
                 proposals_app(proposals_settings.model_copy(update={**trust, "rate_limit_per_minute": 0})),
                 socks["proposals"],
@@ -112,7 +114,9 @@ async def working_group(system: System, title: str | None = None, days: int = 10
     title = title or f"Arbeitskreis {wg_id}"
     async with system.registration.app.state.runtime.transaction() as conn:
         await conn.execute(
-            update(registration_working_groups).where(registration_working_groups.c.id == wg_id).values(title=title)
+            update(registration_working_groups)
+            .where(registration_working_groups.c.id == wg_id)
+            .values(title=title)
         )
     async with system.proposals.app.state.runtime.transaction() as conn:
         await conn.execute(insert(proposal_working_groups).values(id=wg_id, title=title))

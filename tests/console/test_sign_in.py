@@ -70,7 +70,11 @@ async def test_sign_in_rotates_the_session_and_sets_a_host_cookie(system: System
     assert "Moderatorin A" in page.text
     # No token reaches the browser: not in the page, not in a cookie.
     async with system.console.app.state.runtime.transaction() as conn:
-        row = (await conn.execute(select(sessions).where(sessions.c.id_hash == session_key(signed_in)))).mappings().one()
+        row = (
+            (await conn.execute(select(sessions).where(sessions.c.id_hash == session_key(signed_in))))
+            .mappings()
+            .one()
+        )
     assert row["refresh_token"] and row["refresh_token"] not in page.text
     assert row["access_token"] and row["access_token"] not in page.text
     assert row["roles"] == ["moderator"]
@@ -91,7 +95,15 @@ async def test_a_wrong_state_signs_nobody_in(system: System, staff) -> None:
 
 async def test_every_page_without_a_session_redirects_to_the_sign_in(system: System, staff) -> None:
     client = staff()
-    for path in ("/", "/moderation", f"/moderation/{uuid.uuid4()}", "/groups/x", "/groups/x/meetings/1/check-in", "/measures", "/mail"):
+    for path in (
+        "/",
+        "/moderation",
+        f"/moderation/{uuid.uuid4()}",
+        "/groups/x",
+        "/groups/x/meetings/1/check-in",
+        "/measures",
+        "/mail",
+    ):
         answer = await client.get(path)
         assert answer.status_code == 303 and answer.headers["location"] == "/auth/login", path
 
@@ -119,7 +131,8 @@ async def test_forms_without_the_csrf_token_change_nothing(system: System, staff
     other = staff()
     await other.sign_in(other_subject)
     answer = await client.post(
-        f"/moderation/{proposal_id}/decision", {"decision": "publish", "version": "1", "csrf": await other.csrf("/")}
+        f"/moderation/{proposal_id}/decision",
+        {"decision": "publish", "version": "1", "csrf": await other.csrf("/")},
     )
     assert answer.status_code == 403
     # Sign-out is a form too.
@@ -179,12 +192,24 @@ async def test_a_moderator_reads_no_participant_list_neither_in_the_console_nor_
     assert page.status_code == 403
     # The token the console presents for this session: the service itself refuses it.
     async with system.console.app.state.runtime.transaction() as conn:
-        row = (await conn.execute(select(sessions).where(sessions.c.id_hash == session_key(client.cookies[COOKIE])))).mappings().one()
+        row = (
+            (
+                await conn.execute(
+                    select(sessions).where(sessions.c.id_hash == session_key(client.cookies[COOKIE]))
+                )
+            )
+            .mappings()
+            .one()
+        )
     person = Person(subject=row["subject"], name="M", roles=frozenset(row["roles"]))
     backend = system.console.app.state.backend
-    answer = await backend.call(Caller(person), "registration", "GET", f"/v1/working-groups/{wg}/participants")
+    answer = await backend.call(
+        Caller(person), "registration", "GET", f"/v1/working-groups/{wg}/participants"
+    )
     assert answer.status_code == 403
     # … while a staff member's token from the same console is accepted.
     staff_person = Person(subject="staff.b", name="S", roles=frozenset({"staff"}))
-    answer = await backend.call(Caller(staff_person), "registration", "GET", f"/v1/working-groups/{wg}/participants")
+    answer = await backend.call(
+        Caller(staff_person), "registration", "GET", f"/v1/working-groups/{wg}/participants"
+    )
     assert answer.status_code == 200
