@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
-
-import warnings
 
 import httpx
 import jwt

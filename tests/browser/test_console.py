@@ -19,7 +19,11 @@ import pytest
 
 from shared.tokens import token_for
 from tests.browser.conftest import SCREENSHOTS
-from tests.console.conftest import StaffClient, System, provider, system, unique, working_group  # noqa: F401
+
+# The console's system fixtures, registered here under their own names ("provider", "system").
+from tests.console.conftest import StaffClient, System, unique, working_group
+from tests.console.conftest import provider as _provider  # noqa: F401
+from tests.console.conftest import system as _system  # noqa: F401
 from tests.proposals.conftest import proposal_body
 
 pytestmark = pytest.mark.browser
