@@ -30,6 +30,8 @@ class ConsoleSettings(ServiceSettings):
     # PEM of the console's RSA private key (all replicas share it). Empty outside production: a key made
     # at start (one replica; every restart signs the console's sessions with a new key).
     signing_key: str = ""
+    # Or a file holding it (a mounted secret: compose's env files and Kubernetes' env take no PEM lines).
+    signing_key_file: str = ""
     signed_token_seconds: int = 300
     session_idle_minutes: float = 30.0
     # The services' public APIs (in-cluster addresses).
@@ -42,6 +44,12 @@ class ConsoleSettings(ServiceSettings):
         super().model_post_init(__context)
         self.public_url = self.public_url.rstrip("/")
         self.oidc_issuer = self.oidc_issuer.rstrip("/")
+
+    def signing_key_pem(self) -> str:
+        if self.signing_key or not self.signing_key_file:
+            return self.signing_key
+        with open(self.signing_key_file, encoding="utf-8") as handle:
+            return handle.read()
 
     def uses_broker(self) -> bool:
         return False
@@ -78,8 +86,8 @@ class ConsoleSettings(ServiceSettings):
                 problems.append(f"{variable} is not set")
         if self.token_mode not in ("console", "provider"):
             problems.append("CONSOLE_TOKEN_MODE must be 'console' or 'provider'")
-        if self.token_mode == "console" and not self.signing_key:
-            problems.append("CONSOLE_SIGNING_KEY is not set (replicas must sign with one key)")
+        if self.token_mode == "console" and not (self.signing_key or self.signing_key_file):
+            problems.append("CONSOLE_SIGNING_KEY(_FILE) is not set (replicas must sign with one key)")
         if not self.public_url.startswith("https://") or is_loopback(self.public_url.split("/")[2]):
             problems.append("CONSOLE_PUBLIC_URL must be the https address staff reach")
         return problems

@@ -29,8 +29,9 @@ class Signer:
 
     @classmethod
     def of(cls, settings: ConsoleSettings) -> Signer:
-        if settings.signing_key:
-            key = serialization.load_pem_private_key(settings.signing_key.encode(), password=None)
+        pem = settings.signing_key_pem()
+        if pem:
+            key = serialization.load_pem_private_key(pem.encode(), password=None)
             if not isinstance(key, rsa.RSAPrivateKey):
                 raise ValueError("CONSOLE_SIGNING_KEY must be an RSA private key")
         elif settings.token_mode == "console" and settings.oidc_issuer:
