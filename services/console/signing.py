@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -21,36 +20,48 @@ from services.console.config import ConsoleSettings
 from services.console.domain import Person
 
 
-@dataclass
 class Signer:
-    settings: ConsoleSettings
-    private_key: rsa.RSAPrivateKey | None
-    kid: str = ""
+    def __init__(self, settings: ConsoleSettings) -> None:
+        self.settings = settings
+        self._loaded = False
+        self._key: rsa.RSAPrivateKey | None = None
+        self.kid = ""
 
     @classmethod
     def of(cls, settings: ConsoleSettings) -> Signer:
+        return cls(settings)
+
+    @property
+    def private_key(self) -> rsa.RSAPrivateKey | None:
+        """The key, read on first use (a mounted Secret: the file is there when the pod serves)."""
+        if not self._loaded:
+            self._key = self._load()
+            self._loaded = True
+            if self._key is not None:
+                der = self._key.public_key().public_bytes(
+                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+                self.kid = hashlib.sha256(der).hexdigest()[:16]
+        return self._key
+
+    def _load(self) -> rsa.RSAPrivateKey | None:
+        settings = self.settings
         pem = settings.signing_key_pem()
         if pem:
             key = serialization.load_pem_private_key(pem.encode(), password=None)
             if not isinstance(key, rsa.RSAPrivateKey):
                 raise ValueError("CONSOLE_SIGNING_KEY must be an RSA private key")
-        elif settings.token_mode == "console" and settings.oidc_issuer:
+            return key
+        if settings.token_mode == "console" and settings.oidc_issuer:
             # Outside production only (ConsoleSettings.production_problems): one replica's own key.
-            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        else:
-            key = None
-        signer = cls(settings, key)
-        if key is not None:
-            der = key.public_key().public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            signer.kid = hashlib.sha256(der).hexdigest()[:16]
-        return signer
+            return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return None
 
     def jwks(self) -> dict:
-        if self.private_key is None:
+        key = self.private_key
+        if key is None:
             return {"keys": []}
-        jwk = json.loads(RSAAlgorithm.to_jwk(self.private_key.public_key()))
+        jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
         jwk.update({"kid": self.kid, "use": "sig", "alg": "RS256"})
         return {"keys": [jwk]}
 
@@ -65,10 +76,11 @@ class Signer:
             "iat": now,
             "exp": now + s.signed_token_seconds,
         }
-        if development and self.private_key is None:
+        key = self.private_key
+        if development and key is None:
             claims["iss"] = s.staff_jwt_issuer
             return jwt.encode(claims, s.staff_jwt_secret, algorithm="HS256")
-        if self.private_key is None:
+        if key is None:
             raise RuntimeError("the console has no signing key")
         claims["iss"] = s.signed_token_issuer
-        return jwt.encode(claims, self.private_key, algorithm="RS256", headers={"kid": self.kid})
+        return jwt.encode(claims, key, algorithm="RS256", headers={"kid": self.kid})
