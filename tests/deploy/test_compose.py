@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.notification.config import NotificationSettings
 from services.console.config import ConsoleSettings
+from services.notification.config import NotificationSettings
 from services.proposals.config import ProposalsSettings
 from services.registration.config import RegistrationSettings
 from shared.settings import DEFAULT_PORTS, SHARED_VARIABLES, ServiceSettings
