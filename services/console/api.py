@@ -233,11 +233,17 @@ async def overview(request: Request) -> Response:
     waitlist and interpreter needs, and mail problems; each part only for the roles it needs."""
     v = await visit(request)
     backend = backend_of(request)
-    groups_answer = await backend.public("registration", "/v1/working-groups")
-    groups = groups_answer.json() if groups_answer.status_code == 200 else []
+    groups = [dict(g) for g in await backend.catalog("registration", "/v1/working-groups")]
     tasks: dict[str, Any] = {}
     if v.person.may("moderator"):
-        tasks["counts"] = _json(v, "proposals", "/v1/moderation/counts")
+        # The same for every moderator and without personal data: kept a few seconds (an aggregate over
+        # every proposal, the dearest call of the page).
+        tasks["counts"] = backend.shared_json(
+            "proposals",
+            "/v1/moderation/counts",
+            settings_of(request).cache_seconds / 3,
+            lambda: _json(v, "proposals", "/v1/moderation/counts"),
+        )
     if v.person.may("staff"):
         for group in groups:
             tasks[f"planning:{group['id']}"] = _json(

@@ -54,6 +54,7 @@ class Backend:
             for name, url in urls.items()
         }
         self._tokens: dict[tuple[str, frozenset[str]], tuple[str, float]] = {}
+        self._shared: dict[tuple[str, str], tuple[Any, float]] = {}
 
     async def close(self) -> None:
         for client in self.clients.values():
@@ -90,6 +91,32 @@ class Backend:
             log.warning("service answered with an error", service=service, status=response.status_code)
             raise ServiceUnreachable(service, str(response.status_code))
         return response
+
+    async def shared_json(self, service: str, path: str, ttl: float, fetch: Any) -> Any:
+        """An answer that is the same for everybody allowed to see it and holds no personal data (the
+        catalog, the districts, the moderation counts), kept ``ttl`` seconds per process: a page view
+        then costs the services one call less each. ``fetch`` makes the call (the caller has checked the
+        person's role before asking)."""
+        key = (service, path)
+        found = self._shared.get(key)
+        now = time.monotonic()
+        if ttl <= 0:
+            return await fetch()
+        if found and found[1] > now:
+            return found[0]
+        value = await fetch()
+        if value is not None:
+            self._shared[key] = (value, now + ttl)
+        return value
+
+    async def catalog(self, service: str, path: str) -> Any:
+        """A public list (working groups, districts), kept for half a minute."""
+
+        async def fetch() -> Any:
+            answer = await self.public(service, path)
+            return answer.json() if answer.status_code == 200 else None
+
+        return await self.shared_json(service, path, self.settings.cache_seconds, fetch) or []
 
     async def public(self, service: str, path: str, **kwargs: Any) -> httpx.Response:
         """A public read (the catalog): no token at all."""

@@ -39,6 +39,9 @@ class ConsoleSettings(ServiceSettings):
     notification_api_url: str = "http://127.0.0.1:8002"
     proposals_api_url: str = "http://127.0.0.1:8003"
     api_timeout_seconds: float = 10.0
+    # How long the same-for-everybody answers are kept per process: the catalog and the districts this
+    # long, the moderation counts a third of it (0: ask every time).
+    cache_seconds: float = 30.0
 
     def model_post_init(self, __context: object) -> None:
         super().model_post_init(__context)

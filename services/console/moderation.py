@@ -59,12 +59,8 @@ def labels(v: Visit) -> dict[str, str]:
 
 async def _catalog(v: Visit) -> tuple[list[dict], list[dict]]:
     backend = backend_of(v.request)
-    groups, districts = await asyncio.gather(
-        backend.public("registration", "/v1/working-groups"), backend.public("proposals", "/v1/districts")
-    )
-    return (
-        groups.json() if groups.status_code == 200 else [],
-        districts.json() if districts.status_code == 200 else [],
+    return await asyncio.gather(
+        backend.catalog("registration", "/v1/working-groups"), backend.catalog("proposals", "/v1/districts")
     )
 
 

@@ -40,14 +40,14 @@ async def measures(request: Request) -> Response:
     if not v.person.may("moderator"):
         return forbidden(v)
     code, page = await _json(v, "proposals", "GET", "/v1/measures")
-    groups = await backend_of(request).public("registration", "/v1/working-groups")
+    groups = await backend_of(request).catalog("registration", "/v1/working-groups")
     return render(
         v,
         v.frame.pgettext("console", "Measures"),
         "measures.html.j2",
         measures=(page or {}).get("items", []) if code == 200 else [],
         available=code == 200,
-        groups=groups.json() if groups.status_code == 200 else [],
+        groups=groups,
         notice=v.frame.pgettext("console", "Saved.") if request.query_params.get("saved") else None,
         problem=request.query_params.get("problem") == "1",
         statuses=MEASURE_STATUSES,

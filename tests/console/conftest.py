@@ -42,6 +42,11 @@ class System:
         answer = httpx.put(f"{self.provider_url}/users/{subject}", json={"name": name, "roles": roles})
         assert answer.status_code == 204, answer.text
 
+    def revoke(self, subject: str) -> None:
+        """The person is locked at the provider: their access and refresh tokens stop working."""
+        answer = httpx.post(f"{self.provider_url}/users/{subject}/revoke-tokens")
+        assert answer.status_code == 204, answer.text
+
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[str]:
@@ -58,6 +63,7 @@ def console_settings(infra, provider_url: str, port: int, **services: str) -> Co
         oidc_issuer=provider_url,
         oidc_client_id="mitwirkung-console",
         oidc_client_secret="console-test-client-secret-0123456789",
+        cache_seconds=0,  # tests make working groups as they go
         **services,
     )
 

@@ -213,3 +213,48 @@ async def test_a_moderator_reads_no_participant_list_neither_in_the_console_nor_
         Caller(staff_person), "registration", "GET", f"/v1/working-groups/{wg}/participants"
     )
     assert answer.status_code == 200
+
+
+async def test_the_refresh_token_renews_and_a_refusal_at_the_provider_ends_the_session(
+    system: System, staff
+) -> None:
+    subject = unique("moderator")
+    system.set_user(subject, "M", ["moderator"])
+    client = staff()
+    with collected("services.console") as records, collected("httpx") as calls:
+        await client.sign_in(subject)
+        key = session_key(client.cookies[COOKIE])
+        runtime = system.console.app.state.runtime
+
+        async def row() -> dict:
+            async with runtime.transaction() as conn:
+                return dict(
+                    (await conn.execute(select(sessions).where(sessions.c.id_hash == key))).mappings().one()
+                )
+
+        first = await row()
+        async with runtime.transaction() as conn:
+            past = datetime.now(UTC) - timedelta(minutes=1)
+            await conn.execute(
+                update(sessions).where(sessions.c.id_hash == key).values(access_expires_at=past)
+            )
+        assert (await client.get("/")).status_code == 200
+        renewed = await row()
+        assert renewed["access_token"] != first["access_token"] and renewed["access_expires_at"] > past
+        # Locked at the provider: the next renewal is refused, and the console's session ends too.
+        system.revoke(subject)
+        async with runtime.transaction() as conn:
+            await conn.execute(
+                update(sessions).where(sessions.c.id_hash == key).values(access_expires_at=past)
+            )
+        answer = await client.get("/")
+        assert answer.status_code == 303 and answer.headers["location"] == "/auth/login"
+    # No token in any log line, the console's or its HTTP client's.
+    logged = " ".join(str(r.msg) + str(r.args) for r in [*records, *calls])
+    for token in (
+        first["access_token"],
+        first["refresh_token"],
+        renewed["access_token"],
+        renewed["refresh_token"],
+    ):
+        assert token and token not in logged
