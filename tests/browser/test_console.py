@@ -20,10 +20,8 @@ import pytest
 from shared.tokens import token_for
 from tests.browser.conftest import SCREENSHOTS
 
-# The console's system fixtures, registered here under their own names ("provider", "system").
-from tests.console.conftest import StaffClient, System, unique, working_group
-from tests.console.conftest import provider as _provider  # noqa: F401
-from tests.console.conftest import system as _system  # noqa: F401
+# The console's system fixtures (pytest finds a fixture by the name it has in this module).
+from tests.console.conftest import StaffClient, System, provider, system, unique, working_group  # noqa: F401
 from tests.proposals.conftest import proposal_body
 
 pytestmark = pytest.mark.browser
@@ -150,8 +148,8 @@ def axe_summary() -> Any:
         )
 
 
-async def _submitted(system: System, wg: str, **fields: Any) -> str:
-    async with httpx.AsyncClient(base_url=system.proposals.base_url) as public:
+async def _submitted(site: System, wg: str, **fields: Any) -> str:
+    async with httpx.AsyncClient(base_url=site.proposals.base_url) as public:
         answer = await public.post(
             "/v1/proposals", json=proposal_body(wg, author_email=f"{unique('a')}@example.org", **fields)
         )
@@ -159,14 +157,14 @@ async def _submitted(system: System, wg: str, **fields: Any) -> str:
     return answer.json()["id"]
 
 
-async def sign_in(web: Console, system: System, subject: str) -> None:
-    await web.open(f"{system.settings.public_url}/auth/login")
+async def sign_in(web: Console, site: System, subject: str) -> None:
+    await web.open(f"{site.settings.public_url}/auth/login")
     await web.type('input[name="sub"]', subject)
     await web.submit('form button[type="submit"]')
 
 
 @pytest.mark.parametrize("width", list(WIDTHS))
-async def test_a_moderators_day(browser, system: System, proposals_settings, width: str) -> None:
+async def test_a_moderators_day(browser, system: System, proposals_settings, width: str) -> None:  # noqa: F811
     w, h = WIDTHS[width]
     browser.execute_cdp_cmd(
         "Emulation.setDeviceMetricsOverride",
