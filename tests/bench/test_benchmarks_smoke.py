@@ -53,6 +53,7 @@ SMOKE_RUNS = {
         ["reads", "search", "intake"],
     ),
     "system_burst": (["--smoke"], ["burst_result", "steady"]),
+    "console_bench": (["--proposals", "3000", "--requests", "3"], ["pages", "p99_max_ms"]),
     "relay_floor": (
         ["--events", "50", "--rounds", "1"],
         ["relay_cpu_us_per_event", "floor_cpu_us_per_event", "relay_over_floor"],
