@@ -152,13 +152,12 @@ async def development_form(request: Request) -> Response:
         session_id = await service.begin_sign_in(
             conn, request.cookies.get(cookie_name(settings)), {"development": "1"}
         )
-        row = await service.repository.session_by_key(conn, domain.session_key(session_id))
-    assert row is not None
+        csrf_token = await service.csrf_of(conn, session_id)
     response = render_anonymous(
         request,
         _f(request).pgettext("console", "Development sign-in"),
         "development.html.j2",
-        csrf_token=row["csrf_token"],
+        csrf_token=csrf_token,
         roles=KNOWN_ROLES,
     )
     _set_session_cookie(request, response, session_id)

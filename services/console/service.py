@@ -29,6 +29,14 @@ async def begin_sign_in(conn: AsyncConnection, old_id: str | None, pending: dict
     return session_id
 
 
+async def csrf_of(conn: AsyncConnection, session_id: str) -> str:
+    """The CSRF token of a session (the development sign-in's form, before anybody is signed in)."""
+    row = await repository.session_by_key(conn, domain.session_key(session_id))
+    if row is None:
+        raise SessionMissing()
+    return str(row["csrf_token"])
+
+
 async def pending_sign_in(conn: AsyncConnection, session_id: str | None, state: str) -> dict[str, str]:
     """What the sign-in under way kept, if the provider came back with its state; consumed."""
     if not session_id:
