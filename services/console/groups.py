@@ -138,9 +138,9 @@ async def _check_in(
         return forbidden(v)
     if code != 200:
         return not_found(v)
-    present = (
-        {e.get("registration_id") for e in (attendance or {}).get("entries", [])} if a_code == 200 else set()
-    )
+    # The attendance list (API.md "After the meetings"): everyone registered, each with "present".
+    entries = (attendance or {}).get("entries", []) if a_code == 200 else []
+    present = {str(e.get("registration_id")) for e in entries if e.get("present")}
     return render(
         v,
         v.frame.pgettext(
