@@ -106,6 +106,8 @@ class _RegistrationEvent(IntegrationEvent):
     meetings: list[MeetingInfo]
     participant_type: ParticipantType = "resident"
     links: SelfServiceLinks = SelfServiceLinks()
+    # The short code shown at the meeting's door (and as a QR), e.g. "K7M2-9QXD" (confirmations, promotions).
+    check_in_code: str | None = None
 
 
 @_register
@@ -198,6 +200,18 @@ class AttendanceCounted(IntegrationEvent):
     # Present people (registered and walk-ins) per language of the process ("de", "tr", ...).
     by_language: dict[str, int] = {}
     revision: int
+
+
+@_register
+class MeetingMinutesPublished(_MeetingEvent):
+    """A version of a meeting's minutes was published: every attendee with an address is told, in their
+    language, where to read them (the minutes stay in the language they were written in). A correction is
+    a new version and is told again."""
+
+    event_type: ClassVar[str] = "meeting.minutes_published"
+    minutes_url: str
+    minutes_version: int
+    correction: bool = False
 
 
 class _WorkingGroupEvent(IntegrationEvent):

@@ -75,6 +75,13 @@ CSS = (
     "footer address{font-style:normal}"
     "footer a{display:inline-flex;align-items:center;min-height:44px}"
     "bdi{unicode-bidi:isolate}"
+    "table.list{border-collapse:collapse;width:100%;table-layout:fixed;margin:1rem 0}"
+    "caption{text-align:start;font-weight:bold}"
+    "table.list th,table.list td{border:1px solid #767676;padding:.25rem;text-align:start;"
+    "overflow-wrap:anywhere;hyphens:auto}"
+    "td.signature{height:2.5rem}svg.qr{display:block;margin:.5rem 0;background:#fff}"
+    ".code{font-family:monospace;font-size:1.5rem;letter-spacing:.1em}"
+    ".minutes a,.links a{display:inline-flex;align-items:center;min-height:44px;min-width:44px}"
 )
 CSS_SOURCE = "sha256-" + base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
 # Nothing but the inline stylesheet above and posting to the page's own service.

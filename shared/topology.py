@@ -57,6 +57,7 @@ NOTIFICATION_MAIL = ConsumerQueue(
         "meeting.rescheduled",
         "meeting.cancelled",
         "meeting.reminder_due",
+        "meeting.minutes_published",
         "proposal.submitted",
         "proposal.published",
         "proposal.rejected",
@@ -69,6 +70,8 @@ NOTIFICATION_MAIL = ConsumerQueue(
     ),
 )
 PROPOSALS_CATALOG = ConsumerQueue("proposals.catalog", ("working_group.published", "working_group.changed"))
+# The proposals service keeps each meeting's attendance counts for open data (no personal data).
+PROPOSALS_ATTENDANCE = ConsumerQueue("proposals.attendance", ("meeting.attendance_counted",))
 PRIVACY_QUEUES: tuple[ConsumerQueue, ...] = tuple(
     ConsumerQueue(f"{service}.privacy", ("privacy.erasure_requested",))
     for service in ("registration", "notification", "proposals")
@@ -89,6 +92,7 @@ REGISTRATION_MAIL_STATUS = ConsumerQueue("registration.mail_status", ("mail.boun
 QUEUES: tuple[ConsumerQueue, ...] = (
     NOTIFICATION_MAIL,
     PROPOSALS_CATALOG,
+    PROPOSALS_ATTENDANCE,
     *PRIVACY_QUEUES,
     REGISTRATION_ERASURE_PROGRESS,
     REGISTRATION_MAIL_STATUS,

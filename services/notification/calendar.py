@@ -1,10 +1,12 @@
-"""Calendar entries attached to the mails of confirmed participants (built by ``shared.calendar``, the
+"""What a mail carries besides its text: calendar entries attached to the mails of confirmed participants (built by ``shared.calendar``, the
 same builder as the calendar download on the registration's page). A cancelled meeting is sent with
 ``METHOD:CANCEL``. The entries' titles are in the mail's language.
 
 A cancelled registration takes its entries out of the resident's calendar: ``METHOD:CANCEL`` with the
 UIDs of the confirmation (or promotion) and a SEQUENCE one above the meeting's, so it outranks the last
 entry the person was sent. Someone who cancels from the waitlist never had an entry, and gets none.
+
+A confirmation or promotion also carries the person's check-in code as a QR image (``check_in_image``).
 """
 
 from __future__ import annotations
@@ -13,8 +15,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.calendar import build_calendar, event_uid
+from shared.qr import qr_png
 
-__all__ = ["CALENDAR_TEMPLATES", "CANCEL_TEMPLATES", "CalendarPart", "calendar_for", "event_uid"]
+__all__ = [
+    "CALENDAR_TEMPLATES",
+    "CANCEL_TEMPLATES",
+    "CHECK_IN_TEMPLATES",
+    "CalendarPart",
+    "calendar_for",
+    "check_in_image",
+    "event_uid",
+]
 
 CALENDAR_TEMPLATES = frozenset(
     {
@@ -51,3 +62,15 @@ def calendar_for(template: str, context: dict[str, Any], language: str) -> Calen
         meetings = [{**m, "sequence": int(m.get("sequence", 0)) + sequence_bump} for m in meetings]
     data = build_calendar(str(context.get("registration_id", "")), title, meetings, method, language=language)
     return CalendarPart(data, method) if data is not None else None
+
+
+# The mails that admit a person to the meetings carry their check-in code's QR as an image (issue 24).
+CHECK_IN_TEMPLATES = frozenset({"registration_confirmed", "registration_promoted"})
+
+
+def check_in_image(template: str, context: dict[str, Any]) -> tuple[str, bytes] | None:
+    """``(file name, PNG)`` of the check-in code's QR for a confirmation or promotion, else None."""
+    code = context.get("check_in_code")
+    if template not in CHECK_IN_TEMPLATES or not isinstance(code, str) or not code:
+        return None
+    return "check-in-code.png", qr_png(code)

@@ -37,7 +37,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_never
 
 from services.notification import repository as repo
 from services.notification import service
-from services.notification.calendar import calendar_for
+from services.notification.calendar import calendar_for, check_in_image
 from services.notification.config import NotificationSettings
 from services.notification.dkim_signing import DkimSigner
 from services.notification.domain import (
@@ -431,6 +431,7 @@ class Dispatcher:
             calendar=calendar.data if calendar else None,
             calendar_method=calendar.method if calendar else "PUBLISH",
             unsubscribe_url=unsubscribe_url_of(row.template, context),
+            image=check_in_image(row.template, context),
         )
         data = message.as_bytes()
         if self.dkim is not None:

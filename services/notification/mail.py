@@ -232,8 +232,10 @@ def build_message(
     calendar: bytes | None = None,
     calendar_method: str = "PUBLISH",
     unsubscribe_url: str | None = None,
+    image: tuple[str, bytes] | None = None,
 ) -> Message:
-    """multipart/alternative (text, HTML), inside multipart/mixed with a text/calendar part if given.
+    """multipart/alternative (text, HTML), inside multipart/mixed with a text/calendar part and an image
+    (``(file name, PNG)``) if given.
 
     Built with the ``email`` package's compat32 classes: they store header values as given (no parsing,
     so no encoded word is ever decoded into a line break) and cost a fifth of ``EmailMessage`` with
@@ -242,18 +244,28 @@ def build_message(
     body = MIMEMultipart("alternative", policy=SMTP_POLICY, boundary=_boundary())
     body.attach(_text_part(rendered.text, "plain"))
     body.attach(_text_part(rendered.html, "html"))
-    if calendar is None:
+    if calendar is None and image is None:
         msg = body
     else:
         msg = MIMEMultipart("mixed", policy=SMTP_POLICY, boundary=_boundary())
         del body["MIME-Version"]
         msg.attach(body)
+    if calendar is not None:
         ics = MIMEBase("text", "calendar", policy=SMTP_POLICY, method=calendar_method, charset="utf-8")
         del ics["MIME-Version"]
         ics.set_payload(calendar)
         encode_base64(ics)
         ics.add_header("Content-Disposition", "attachment", filename="termin.ics")
         msg.attach(ics)
+    if image is not None:
+        # A PNG shown with the mail (the check-in code's QR); the file name is ours, never typed text.
+        filename, data = image
+        png = MIMEBase("image", "png", policy=SMTP_POLICY)
+        del png["MIME-Version"]
+        png.set_payload(data)
+        encode_base64(png)
+        png.add_header("Content-Disposition", "inline", filename=filename)
+        msg.attach(png)
     msg["From"] = _constant_address_header(sender, "From")
     msg["To"] = _address_header(recipient, "To")
     if reply_to is not None:

@@ -57,9 +57,9 @@ _statement = "Vielen Dank. Der Arbeitskreis greift den Vorschlag auf."
 SAMPLE_EVENTS: list[ev.IntegrationEvent] = [
     ev.RegistrationSubmitted(**{**_reg, "recipient": _unproven}),
     ev.RegistrationResubmitted(**_reg, status="waitlisted", waitlist_position=3),
-    ev.RegistrationConfirmed(**_reg),
+    ev.RegistrationConfirmed(**_reg, check_in_code="K7M2-9QXD"),
     ev.RegistrationWaitlisted(**_reg, waitlist_position=4),
-    ev.RegistrationPromoted(**_reg),
+    ev.RegistrationPromoted(**_reg, check_in_code="K7M2-9QXD"),
     ev.RegistrationCancelled(**_reg),
     ev.RegistrationExpired(**{**_reg, "recipient": _unproven}),
     ev.MeetingRescheduled(
@@ -76,6 +76,13 @@ SAMPLE_EVENTS: list[ev.IntegrationEvent] = [
         participants=[_participant],
     ),
     ev.MeetingReminderDue(working_group=_wg, meeting=_meetings[0], participants=[_participant]),
+    ev.MeetingMinutesPublished(
+        working_group=_wg,
+        meeting=_meetings[0],
+        participants=[_participant],
+        minutes_url="http://localhost:8001/v1/working-groups/sprachfoerderung/meetings/1/minutes",
+        minutes_version=1,
+    ),
     ev.ProposalSubmitted(**{**_proposal, "public_url": None}),
     ev.ProposalPublished(**_proposal, public_statement=_statement),
     ev.ProposalRejected(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.registration import api, privacy, privacy_api, service
+from services.registration import api, meetings_api, privacy, privacy_api, service
 from services.registration.config import RegistrationSettings
 from services.registration.models import inbox, outbox
 from services.registration.runtime import RegistrationRuntime
@@ -96,7 +96,7 @@ def create_app(
         runtime,
         title="Mitwirkung — registration",
         description="Working groups, meetings, registrations with double opt-in, the waitlist.",
-        routers=[api.router, privacy_api.router],
+        routers=[api.router, privacy_api.router, meetings_api.router],
         domain_errors=api.DOMAIN_ERRORS,
         publishes=[
             t for t in CATALOG if t.startswith(("registration.", "meeting.", "working_group.", "privacy."))

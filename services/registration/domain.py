@@ -254,3 +254,88 @@ def validate_capacity(capacity: int, expert_reserved: int) -> list[dict[str, str
     if expert_reserved > capacity:
         errors.append({"field": "expert_reserved", "message": "cannot exceed the capacity"})
     return errors
+
+
+# === After the meetings: check-in and minutes (issue 24) ====================================================
+# A confirmed registration is checked in at a meeting of its own working group by its id or by its check-in
+# code, once (a second check-in answers the first entry). Walk-ins are counted without personal data. The
+# counts of a meeting outlive its entries (erasure, retention). Minutes are versions; each is kept.
+
+# Crockford's base 32: no I, L, O or U, so nothing is misread at the door; what people type for them is
+# read as the digit it looks like.
+CHECK_IN_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+CHECK_IN_CODE_LENGTH = 8
+_LOOKALIKES = str.maketrans({"O": "0", "I": "1", "L": "1"})
+
+
+def normalise_check_in_code(typed: str) -> str:
+    """The stored form of a code as someone typed or scanned it (``k7m2-9qxd`` → ``K7M29QXD``); refuses
+    anything that cannot be a code."""
+    code = "".join(typed.split()).replace("-", "").upper().translate(_LOOKALIKES)
+    if len(code) != CHECK_IN_CODE_LENGTH or any(c not in CHECK_IN_ALPHABET for c in code):
+        raise InvalidRequest("is not a check-in code", field="check_in_code")
+    return code
+
+
+def display_check_in_code(code: str) -> str:
+    """Two groups of four, easier to read aloud: ``K7M2-9QXD``."""
+    return f"{code[:4]}-{code[4:]}" if len(code) == CHECK_IN_CODE_LENGTH else code
+
+
+def check_in_allowed(status: str, registration_group: str, meeting_group: str, field: str) -> None:
+    """Only a confirmed registration of the meeting's own working group is checked in."""
+    if registration_group != meeting_group:
+        raise InvalidRequest("belongs to another working group", field=field)
+    if status == "cancelled":
+        raise InvalidRequest("the registration is cancelled", field=field)
+    if status != "confirmed":
+        raise InvalidRequest(f"the registration is {status}, not confirmed", field=field)
+
+
+@dataclass(frozen=True)
+class MeetingCounts:
+    """What a meeting's attendance adds up to. ``registered``: confirmed registrations now;
+    ``present_registered``: checked-in registrations (kept when their entries go)."""
+
+    registered: int
+    present_registered: int
+    walk_ins: int
+    by_language: dict[str, int]
+
+    @property
+    def present(self) -> int:
+        return self.present_registered + self.walk_ins
+
+    @property
+    def no_show(self) -> int:
+        return max(self.registered - self.present_registered, 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "registered": self.registered,
+            "present": self.present,
+            "no_show": self.no_show,
+            "walk_ins": self.walk_ins,
+            "by_language": dict(sorted(self.by_language.items())),
+        }
+
+
+def interpreters(needed: dict[str, int], present: dict[str, int]) -> list[dict[str, Any]]:
+    """Per interpretation language: how many asked for it, how many of them came."""
+    return [
+        {"language": language, "needed": needed.get(language, 0), "present": present.get(language, 0)}
+        for language in sorted(set(needed) | set(present))
+    ]
+
+
+MINUTES_MAX_CHARS = 50_000
+
+
+def check_document_url(url: str | None) -> None:
+    """The full document's link: http(s) only (no ``javascript:``, no ``data:``)."""
+    if url is not None and not url.lower().startswith(("https://", "http://")):
+        raise InvalidRequest("must be an http or https address", field="document_url")
+
+
+def next_minutes_version(newest: int | None) -> int:
+    return (newest or 0) + 1

@@ -6,6 +6,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     Table,
@@ -96,6 +97,14 @@ registrations = Table(
     Column("mail_bounced_at", DateTime(timezone=True), nullable=True),
     # The person stopped reminders (one-click unsubscribe, RFC 8058; 0012): no meeting reminder goes to them.
     Column("reminders_stopped_at", DateTime(timezone=True), nullable=True),
+    # The short code shown at the door (mail, status page, QR), drawn by the database (0015); not personal.
+    Column(
+        "check_in_code",
+        Text,
+        nullable=False,
+        server_default=text("registration.new_check_in_code()"),
+    ),
+    Index("uq_registrations_check_in_code", "working_group_id", "check_in_code", unique=True),
     Index(
         "ix_registrations_mailbox_mail",
         "mailbox_key",
@@ -168,4 +177,56 @@ erasure_requests = Table(
         postgresql_where=text("mailbox_hash IS NOT NULL"),
     ),
     Index("ix_erasure_requests_created", "created_at"),
+)
+
+
+# --- after the meetings (0015) ----------------------------------------------------------------------------
+
+# Who came to which meeting: personal data, it goes with the registration's personal data.
+attendance = Table(
+    "attendance",
+    metadata,
+    Column("registration_id", UUID(as_uuid=True), ForeignKey("registrations.id"), primary_key=True),
+    Column("meeting_number", Integer, primary_key=True),
+    Column("working_group_id", Text, nullable=False),
+    Column("checked_in_at", DateTime(timezone=True), nullable=False),
+    Column("checked_in_by", Text, nullable=False),
+    ForeignKeyConstraint(
+        ["working_group_id", "meeting_number"], ["meetings.working_group_id", "meetings.number"]
+    ),
+    Index("ix_attendance_meeting", "working_group_id", "meeting_number"),
+)
+
+# Per meeting, the counts that remain when the entries go (walk-ins are only ever counted here).
+attendance_counts = Table(
+    "attendance_counts",
+    metadata,
+    Column("working_group_id", Text, primary_key=True),
+    Column("meeting_number", Integer, primary_key=True),
+    Column("present", Integer, nullable=False, server_default=text("0")),
+    Column("walk_ins", Integer, nullable=False, server_default=text("0")),
+    Column("by_language", JSONB, nullable=False, server_default=text("'{}'")),
+    Column("walk_ins_by_type", JSONB, nullable=False, server_default=text("'{}'")),
+    Column("revision", Integer, nullable=False, server_default=text("0")),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    ForeignKeyConstraint(
+        ["working_group_id", "meeting_number"], ["meetings.working_group_id", "meetings.number"]
+    ),
+)
+
+# Every version of a meeting's minutes; corrections are new versions.
+minutes = Table(
+    "minutes",
+    metadata,
+    Column("working_group_id", Text, primary_key=True),
+    Column("meeting_number", Integer, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("summary_md", Text, nullable=False),
+    Column("document_url", Text, nullable=True),
+    Column("published", Boolean, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    ForeignKeyConstraint(
+        ["working_group_id", "meeting_number"], ["meetings.working_group_id", "meetings.number"]
+    ),
 )

@@ -11,6 +11,7 @@ from typing import Any
 from services.registration.service import PageView
 from shared import i18n
 from shared.pages import MESSAGE, Frame, environment, page_link
+from shared.qr import qr_svg
 
 CONFIRM = "/v1/registrations/confirm"
 CANCEL = "/v1/registrations/cancel"
@@ -81,6 +82,11 @@ def status_page(frame: Frame, view: PageView, token: str, notice: str = "") -> s
         confirm=CONFIRM,
         calendar=page_link(CALENDAR, token=token),
         cancel=page_link(CANCEL, token=token, lang=frame.language),
+        qr=(
+            qr_svg(view.check_in_code, frame.pgettext("page", "QR code of your check-in code"))
+            if view.status == "confirmed" and view.check_in_code
+            else ""
+        ),
     )
 
 

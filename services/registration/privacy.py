@@ -21,6 +21,7 @@ from sqlalchemy import and_, delete, exists, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.registration import domain, service
+from services.registration import meetings as after_meetings
 from services.registration import repository as repo
 from services.registration.config import RegistrationSettings
 from services.registration.models import (
@@ -305,7 +306,10 @@ async def erase_address(
         .values(**dict.fromkeys(PERSONAL_DATA_COLUMNS), updated_at=now)
         .returning(registrations.c.id)
     )
-    count = len(erased.all())
+    erased_ids = [row.id for row in erased.all()]
+    count = len(erased_ids)
+    # Attendance is personal data too: it goes with the registration (the meeting's counts stay).
+    count += await after_meetings.forget_attendance(session, erased_ids)
     keys = await session.execute(
         delete(idempotency_keys)
         .where(
@@ -414,7 +418,9 @@ async def anonymise_after_last_meeting(
         .values(**dict.fromkeys(PERSONAL_DATA_COLUMNS), updated_at=now)
         .returning(registrations.c.id)
     )
-    return len(result.all())
+    ids = [row.id for row in result.all()]
+    await after_meetings.forget_attendance(session, ids)  # the entries go with it; the counts stay
+    return len(ids)
 
 
 async def forget_cancelled(
@@ -431,7 +437,9 @@ async def forget_cancelled(
         .values(**dict.fromkeys(PERSONAL_DATA_COLUMNS), updated_at=now)
         .returning(registrations.c.id)
     )
-    return len(result.all())
+    ids = [row.id for row in result.all()]
+    await after_meetings.forget_attendance(session, ids)  # the entries go with it; the counts stay
+    return len(ids)
 
 
 async def forget_unconfirmed_erasure_requests(session: AsyncConnection, now: datetime | None = None) -> int:

@@ -538,6 +538,7 @@ async def confirm_registration(
             registration["participant_type"],
             Links(settings.public_url).for_token(token),
         )
+        about["check_in_code"] = domain.display_check_in_code(registration["check_in_code"])
         if conn.in_transaction():
             # What was read through SQLAlchemy (the catalog, when not cached) began a transaction; the
             # decision must commit on its own, at once, before anyone it was decided for gets an answer.
@@ -629,6 +630,7 @@ async def _promote_from_waitlist(
         row = by_id[waiting.registration_id]
         await repo.mark_promoted(conn, row.id, seat, now)
         about = _about(row.id, recipient_of(row), entry, row.participant_type, Links.of(settings, row.id))
+        about["check_in_code"] = domain.display_check_in_code(row.check_in_code)
         await add_event(conn, outbox, ev.RegistrationPromoted(**about))
     return len(promoted)
 
@@ -657,6 +659,12 @@ async def registration_status(
         "participant_type": registration.participant_type,
         "created_at": registration.created_at,
         "confirmed_at": registration.confirmed_at,
+        # Shown at the meeting's door (issue 24); only a confirmed registration is checked in.
+        "check_in_code": (
+            domain.display_check_in_code(registration.check_in_code)
+            if registration.status == "confirmed"
+            else None
+        ),
     }
 
 
@@ -675,6 +683,7 @@ class PageView:
     name: str = ""
     working_group_title: str = ""
     meetings: tuple[ev.MeetingInfo, ...] = ()
+    check_in_code: str = ""
 
 
 async def page_view(
@@ -704,6 +713,7 @@ async def page_view(
         found.name or "",
         wg.title,
         tuple(meetings),
+        domain.display_check_in_code(found.check_in_code),
     )
 
 

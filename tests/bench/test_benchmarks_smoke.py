@@ -54,6 +54,10 @@ SMOKE_RUNS = {
     ),
     "system_burst": (["--smoke"], ["burst_result", "steady"]),
     "console_bench": (["--proposals", "3000", "--requests", "3"], ["pages", "p99_max_ms"]),
+    "attendance_bench": (
+        ["--people", "12", "--seconds", "1", "--clients", "2"],
+        ["p50_ms", "p99_ms", "yardstick_get_working_group", "counts"],
+    ),
     "relay_floor": (
         ["--events", "50", "--rounds", "1"],
         ["relay_cpu_us_per_event", "floor_cpu_us_per_event", "relay_over_floor"],
@@ -102,6 +106,9 @@ def test_benchmark_runs_and_prints_its_figures(name: str) -> None:
         assert events["rabbit_leader_killed"]["accepted_before"] < 300, figures
         assert events["postgres_primary_stopped"]["accepted_before"] < 300, figures
         assert figures["first_write_after_primary_stop_s"] is not None, figures
+    if name == "attendance_bench":
+        # Every check-in answered 200 (the repeated ones too), and each person counted once.
+        assert figures["non_200"] == 0 and figures["counts"]["present"] == 12 + figures["counts"]["walk_ins"]
     if name == "notification_throughput":
         # Every mail of both pipeline rounds sent once, by two sender replicas, and counted at the sink.
         assert figures["pipeline_statuses"] == {"sent": 80} and figures["pipeline_mails_received"] == 80

@@ -81,7 +81,13 @@ def key_facts(name: str, c: dict[str, Any], lang: str) -> tuple[list[str], list[
             [links.get("confirm_url", "")],
         ),
         "registration_confirmed": (
-            [wg, first_date, links.get("status_url", ""), links.get("cancel_url", "")],
+            [
+                wg,
+                first_date,
+                links.get("status_url", ""),
+                links.get("cancel_url", ""),
+                c.get("check_in_code", ""),
+            ],
             [links.get("confirm_url", "")],
         ),
         "registration_waitlisted": (
@@ -89,7 +95,13 @@ def key_facts(name: str, c: dict[str, Any], lang: str) -> tuple[list[str], list[
             [links.get("confirm_url", "")],
         ),
         "registration_promoted": (
-            [wg, first_date, links.get("status_url", ""), links.get("cancel_url", "")],
+            [
+                wg,
+                first_date,
+                links.get("status_url", ""),
+                links.get("cancel_url", ""),
+                c.get("check_in_code", ""),
+            ],
             [links.get("confirm_url", "")],
         ),
         "registration_cancelled": ([wg], [links.get("confirm_url", ""), links.get("cancel_url", "")]),
@@ -112,6 +124,11 @@ def key_facts(name: str, c: dict[str, Any], lang: str) -> tuple[list[str], list[
                 links.get("cancel_url", ""),
             ],
             [links.get("confirm_url", "")],
+        ),
+        # The link to the minutes (in the mail's language), never the minutes' own text.
+        "meeting_minutes_published": (
+            [wg, f"{c.get('minutes_url', '')}?lang={lang}"],
+            [links.get("confirm_url", ""), links.get("cancel_url", "")],
         ),
         "proposal_submitted": (
             [wg, c.get("status_url") or ""],
