@@ -4,7 +4,7 @@ mitwirkung setup                 create database, roles (migrator + runtime per 
 mitwirkung setup --roles-exist   the same with roles made by the platform (CloudNativePG): never touch them
 mitwirkung migrate [SERVICE]     run Alembic migrations (as the service's migrator), then grant the runtime role
 mitwirkung serve SERVICE         run one service (HTTP, consumers, relay, jobs)
-mitwirkung dev                   setup, then run all three services and the development mail sink
+mitwirkung dev                   setup, then run all services, the console and the development mail sink
 mitwirkung mailsink              run the development SMTP sink (mails saved as .eml files)
 mitwirkung dlq list QUEUE        show the messages parked in QUEUE.dlq
 mitwirkung dlq replay QUEUE      move the messages of QUEUE.dlq back to QUEUE
@@ -30,11 +30,12 @@ from shared.settings import ServiceSettings, read_secrets_file
 if TYPE_CHECKING:
     from shared.migrations import ServiceDatabase
 
-SERVICES = ("registration", "notification", "proposals")
+SERVICES = ("registration", "notification", "proposals", "console")
 _SETTINGS = {
     "registration": "services.registration.config:RegistrationSettings",
     "notification": "services.notification.config:NotificationSettings",
     "proposals": "services.proposals.config:ProposalsSettings",
+    "console": "services.console.config:ConsoleSettings",
 }
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 # The processes of the whole system, each a service with the environment it adds: the notification
@@ -44,6 +45,7 @@ PROCESSES: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("notification", "notification", {"NOTIFICATION_ROLE": "ingest"}),
     ("notification-sender", "notification", {"NOTIFICATION_ROLE": "sender", "NOTIFICATION_PORT": "8004"}),
     ("proposals", "proposals", {}),
+    ("console", "console", {}),
 )
 
 
@@ -160,7 +162,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     ]
     print(
         "Mitwirkung is starting: registration http://127.0.0.1:8001/docs, notification :8002 (its mail "
-        f"sender :8004), proposals :8003; mails land in {args.mail_dir}/ (SMTP sink on 127.0.0.1:1025). "
+        f"sender :8004), proposals :8003, the staff console http://127.0.0.1:8005 (development sign-in); mails land in {args.mail_dir}/ (SMTP sink on 127.0.0.1:1025). "
         "Ctrl-C stops.",
         flush=True,
     )

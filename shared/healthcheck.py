@@ -17,7 +17,7 @@ from pathlib import Path
 
 # The same as shared.settings.DEFAULT_PORTS (tests/deploy checks): not imported, so that the check
 # stays a fraction of a second of standard library.
-DEFAULT_PORTS = {"registration": 8001, "notification": 8002, "proposals": 8003}
+DEFAULT_PORTS = {"registration": 8001, "notification": 8002, "proposals": 8003, "console": 8005}
 TIMEOUT_SECONDS = 3.0
 
 

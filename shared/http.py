@@ -283,14 +283,21 @@ class RequestContextMiddleware:
     """Correlation id in and out, a hard body-size limit, and request metrics — as plain ASGI."""
 
     def __init__(
-        self, app: ASGIApp, *, service: str, max_body_bytes: int, frame_ancestors: str = "'none'"
+        self,
+        app: ASGIApp,
+        *,
+        service: str,
+        max_body_bytes: int,
+        frame_ancestors: str = "'none'",
+        page_csp: str | None = None,
     ) -> None:
         self.app = app
         self.service = service
         self.max_body_bytes = max_body_bytes
         # Who may embed the pages (``<SVC>_FRAME_ANCESTORS``): with anyone allowed besides nobody, the
         # legacy X-Frame-Options header (which knows no list) gives way to the CSP's frame-ancestors.
-        self.page_csp = pages.page_csp(frame_ancestors).encode()
+        # The console's pages have a policy of their own (its stylesheet, the provider's sign-out).
+        self.page_csp = (page_csp or pages.page_csp(frame_ancestors)).encode()
         if frame_ancestors == "'none'":
             self.security_headers = SECURITY_HEADERS
         elif frame_ancestors == "'self'":

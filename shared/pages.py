@@ -268,15 +268,24 @@ class Frame:
         ]
 
     def render(
-        self, title: str, body: Template, *, failed: bool = False, script: bool = False, **context: Any
+        self,
+        title: str,
+        body: Template,
+        layout: Template | None = None,
+        *,
+        failed: bool = False,
+        script: bool = False,
+        **context: Any,
     ) -> str:
-        """The page: ``body`` in the frame. ``failed``: a form answered with errors (the browser's title
-        says so first, as the GOV.UK pattern asks); ``script``: the page loads ``SCRIPT_PATH``."""
+        """The page: ``body`` in the frame (``layout``: the console's own, with its navigation). ``failed``:
+        a form answered with errors (the browser's title says so first, as the GOV.UK pattern asks);
+        ``script``: the page loads ``SCRIPT_PATH``."""
         content = Markup(
             body.render(pgettext=self.pgettext, lang=self.language, dir=self.direction, **context)
         )
         head = self.pgettext("page", "Error: %(title)s", title=title) if failed else title
-        return LAYOUT.render(
+        return (layout or LAYOUT).render(
+            **(context if layout is not None else {}),
             pgettext=self.pgettext,
             lang=self.language,
             dir=self.direction,

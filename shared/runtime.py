@@ -341,6 +341,7 @@ def create_service_app(
     publishes: Sequence[str] = (),
     consumes: Sequence[ConsumerQueue] = (),
     domain_errors: DomainErrors | None = None,
+    page_csp: str | None = None,
 ) -> FastAPI:
     settings = runtime.settings
     configure_logging(settings.service_name, settings.log_level, settings.log_json)
@@ -387,6 +388,7 @@ def create_service_app(
         service=settings.service_name,
         max_body_bytes=settings.max_body_bytes,
         frame_ancestors=settings.frame_ancestors,
+        page_csp=page_csp,
     )
 
     @app.get("/healthz", tags=["operations"])

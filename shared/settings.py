@@ -71,7 +71,7 @@ def secret_problem(name: str, value: str) -> str | None:
     return None
 
 
-DEFAULT_PORTS = {"registration": 8001, "notification": 8002, "proposals": 8003}
+DEFAULT_PORTS = {"registration": 8001, "notification": 8002, "proposals": 8003, "console": 8005}
 # Where `mitwirkung setup` keeps the secrets it made for a development installation (outside the repo's
 # tracked files: var/ is ignored). Only a process whose ENVIRONMENT is explicitly "development" reads it.
 DEVELOPMENT_SECRETS_FILE = "var/secrets.env"

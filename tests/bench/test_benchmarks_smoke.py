@@ -53,6 +53,7 @@ SMOKE_RUNS = {
         ["reads", "search", "intake"],
     ),
     "system_burst": (["--smoke"], ["burst_result", "steady"]),
+    "console_bench": (["--proposals", "3000", "--requests", "3"], ["pages", "p99_max_ms"]),
     "attendance_bench": (
         ["--people", "12", "--seconds", "1", "--clients", "2"],
         ["p50_ms", "p99_ms", "yardstick_get_working_group", "counts"],

@@ -76,6 +76,13 @@ def browser() -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+def bound_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 @dataclass
 class Served:
     base_url: str
@@ -83,11 +90,10 @@ class Served:
 
 
 @asynccontextmanager
-async def served(app: FastAPI) -> AsyncIterator[Served]:
-    """Run ``app`` (with its lifespan: broker, relay, jobs) behind uvicorn on a free local port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+async def served(app: FastAPI, sock: socket.socket | None = None) -> AsyncIterator[Served]:
+    """Run ``app`` (with its lifespan: broker, relay, jobs) behind uvicorn on a free local port (or on
+    ``sock``, bound beforehand by a test that must know the address before the app is built)."""
+    sock = sock or bound_socket()
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False))
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from services.console.config import ConsoleSettings
 from services.notification.config import NotificationSettings
 from services.proposals.config import ProposalsSettings
 from services.registration.config import RegistrationSettings
@@ -27,6 +28,7 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
     "registration": RegistrationSettings,
     "notification": NotificationSettings,
     "proposals": ProposalsSettings,
+    "console": ConsoleSettings,
 }
 INFRASTRUCTURE = {"postgres", "rabbitmq", "mailpit"}
 # Read outside the settings classes: `mitwirkung setup` (shared/cli.py).
@@ -248,6 +250,11 @@ def test_every_service_loads_in_production_from_its_compose_environment(tmp_path
     values["ENVIRONMENT"] = "production"
     values["REGISTRATION_PUBLIC_URL"] = "https://mitwirkung.kaiserslautern.de/anmeldung"
     values["PROPOSALS_PUBLIC_URL"] = "https://mitwirkung.kaiserslautern.de/vorschlaege"
+    values["CONSOLE_PUBLIC_URL"] = "https://mitwirkung.kaiserslautern.de/konsole"
+    values["CONSOLE_OIDC_ISSUER"] = "https://login.kaiserslautern.de/realms/stadt"
+    values["CONSOLE_OIDC_CLIENT_ID"] = "mitwirkung-console"
+    values["CONSOLE_OIDC_CLIENT_SECRET"] = secrets.token_hex(32)
+    values["CONSOLE_SIGNING_KEY_FILE"] = "/run/secrets/console-signing-key.pem"
     result = _compose(_write_env(tmp_path / ".env", values), "config")
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(result.stdout)

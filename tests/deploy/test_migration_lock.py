@@ -22,6 +22,7 @@ import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
+from shared.cli import SERVICES as CLI_SERVICES
 from shared.migrations import (
     MIGRATION_LOCK_KEY,
     RoleMissing,
@@ -212,11 +213,15 @@ def test_setup_with_roles_made_elsewhere_creates_and_alters_none(fresh: FreshDat
     assert asyncio.run(schema_owner()) == f"{fresh.prefix}_registration_migrator"
 
 
+# Every service with a schema of its own, the console included (shared/cli.py).
+SERVICES = CLI_SERVICES
+
+
 def test_the_migration_jobs_command_with_the_platforms_roles(fresh: FreshDatabase) -> None:
     """`mitwirkung setup --roles-exist`, as the Kubernetes Job runs it: refuses while a role is missing,
     then makes and migrates every schema without touching the roles."""
     env = {**os.environ, "ENVIRONMENT": "test", "MITWIRKUNG_ADMIN_DATABASE_URL": fresh.admin_url}
-    for service in ("registration", "notification", "proposals"):
+    for service in SERVICES:
         env[f"{service.upper()}_DATABASE_URL"] = fresh.url(service)
         env[f"{service.upper()}_MIGRATOR_DATABASE_URL"] = fresh.url(f"{service}_migrator")
 
@@ -237,7 +242,7 @@ def test_the_migration_jobs_command_with_the_platforms_roles(fresh: FreshDatabas
     async def platform_roles() -> None:
         conn = await asyncpg.connect(fresh.admin_url)
         try:
-            for service in ("registration", "notification", "proposals"):
+            for service in SERVICES:
                 for role in (service, f"{service}_migrator"):
                     await conn.execute(
                         f"CREATE ROLE \"{fresh.prefix}_{role}\" LOGIN PASSWORD 'from-the-platform'"
@@ -261,7 +266,7 @@ def test_the_migration_jobs_command_with_the_platforms_roles(fresh: FreshDatabas
         try:
             return [
                 await conn.fetchval(f"SELECT version_num FROM {schema}.alembic_version")
-                for schema in ("registration", "notification", "proposals")
+                for schema in SERVICES
             ]
         finally:
             await conn.close()
@@ -271,8 +276,5 @@ def test_the_migration_jobs_command_with_the_platforms_roles(fresh: FreshDatabas
     done = setup()
     assert done.returncode == 0, done.stdout + done.stderr
     assert asyncio.run(role_state()) == before
-    heads = [
-        ScriptDirectory.from_config(alembic_config(s, "")).get_current_head()
-        for s in ("registration", "notification", "proposals")
-    ]
+    heads = [ScriptDirectory.from_config(alembic_config(s, "")).get_current_head() for s in SERVICES]
     assert asyncio.run(versions()) == heads

@@ -14,6 +14,7 @@ OTHER_TABLES = {
     "registration": "registration.registrations",
     "notification": "notification.deliveries",
     "proposals": "proposals.districts",
+    "console": "console.sessions",
 }
 
 

@@ -9,6 +9,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("registration", "notification", "proposals")
+# The console (staff pages) has no column in the table (no events, no handlers): its modules are named in
+# the paragraph after it, like every service's extra modules.
+PARAGRAPH_SERVICES = (*SERVICES, "console")
 TABLE_HEADER = "| file | holds | registration | notification | proposals |"
 NOT_DOCUMENTED = {"__init__.py", "__pycache__"}
 NAME = re.compile(r"`([^`]+)`")
@@ -54,6 +57,7 @@ def documented() -> tuple[dict[str, set[str]], dict[str, set[str]], set[str]]:
     lines = _section()
     named, absent, after = _table(lines)
     named["shared"] = set()
+    named["console"] = set()
     text = _paragraph(lines, after)
     assert text.startswith("Besides:") and "`shared/` holds" in text and "Deployment:" in text, (
         "README, section Architecture: the paragraph after the layout table should start with 'Besides:', "
@@ -66,14 +70,14 @@ def documented() -> tuple[dict[str, set[str]], dict[str, set[str]], set[str]]:
     # services named last before it.
     owners: list[str] = []
     last_was_name = False
-    for token in re.finditer(r"`([^`]+)`|\b(registration|notification|proposals)\b", services_part):
+    for token in re.finditer(r"`([^`]+)`|\b(registration|notification|proposals|console)\b", services_part):
         name, service = token.groups()
         if service:
             owners = [*owners, service] if not last_was_name else [service]
             last_was_name = False
         elif _is_path(name):
             if "<service>" in name:
-                root_paths = {name.replace("<service>", s) for s in SERVICES}
+                root_paths = {name.replace("<service>", s) for s in PARAGRAPH_SERVICES}
                 named.setdefault("root", set()).update(root_paths)
             else:
                 for owner in owners:

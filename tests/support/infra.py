@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from shared.migrations import ServiceDatabase, bootstrap, migrate_service, migrator_url_for
 
-SERVICES = ("registration", "notification", "proposals")
+SERVICES = ("registration", "notification", "proposals", "console")
 # This run's secrets: a service refuses to start without them, and none has a default in code.
 RUN_SECRETS = {
     variable: secrets.token_urlsafe(32)
