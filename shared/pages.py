@@ -281,11 +281,13 @@ class Frame:
         a form answered with errors (the browser's title says so first, as the GOV.UK pattern asks);
         ``script``: the page loads ``SCRIPT_PATH``."""
         content = Markup(
-            body.render(pgettext=self.pgettext, lang=self.language, dir=self.direction, **context)
+            body.render(
+                pgettext=self.pgettext, lang=self.language, dir=self.direction, failed=failed, **context
+            )
         )
         head = self.pgettext("page", "Error: %(title)s", title=title) if failed else title
         return (layout or LAYOUT).render(
-            **(context if layout is not None else {}),
+            **({**context, "failed": failed} if layout is not None else {}),
             pgettext=self.pgettext,
             lang=self.language,
             dir=self.direction,
