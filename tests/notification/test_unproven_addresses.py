@@ -42,6 +42,11 @@ def _with_markers(event: ev.IntegrationEvent, address: str) -> ev.IntegrationEve
             p.model_copy(update={"recipient": stranger})
             for p in event.participants  # type: ignore[attr-defined]
         ]
+    if "recipients" in type(event).model_fields:  # measures: authors and followers
+        update["recipients"] = [
+            r.model_copy(update={"recipient": stranger})
+            for r in event.recipients  # type: ignore[attr-defined]
+        ]
     return event.model_copy(update=update)
 
 

@@ -112,13 +112,15 @@ async def test_minutes_versions_mails_once_in_each_language_and_safe_markdown(
 
         # A redelivered event (the same message id) sends nothing more.
         async with api.runtime.transaction() as conn:
-            row = (
+            rows = (
                 await conn.execute(
                     select(outbox.c.id, outbox.c.payload).where(
                         outbox.c.event_type == "meeting.minutes_published"
                     )
                 )
-            ).one()
+            ).all()
+        # Other tests' working groups publish minutes into the same outbox: this one's.
+        [row] = [r for r in rows if r.payload["working_group"]["id"] == wg]
         await publish_event(
             registration_settings.amqp_url, MeetingMinutesPublished.model_validate(row.payload), str(row.id)
         )
